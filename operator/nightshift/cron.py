@@ -272,7 +272,8 @@ def _resolve_first(tz: ZoneInfo, wall: datetime) -> datetime:
     """The ISC instant for a wall time: itself, its first occurrence, or the gap's transition."""
     early = wall.replace(tzinfo=tz, fold=0).utcoffset()
     late = wall.replace(tzinfo=tz, fold=1).utcoffset()
-    assert early is not None and late is not None
+    assert early is not None
+    assert late is not None
     if early == late:
         return wall - early
     a, b = sorted((wall - early, wall - late))

@@ -1,4 +1,4 @@
-"""Parse and format the durations people write in manifests (``30s``, ``10m``, ``1h30m``, ``6h``)."""
+"""Parse and format the durations people write in manifests (``30s``, ``10m``, ``1h30m``)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ class DurationError(ValueError):
 
 
 def parse_duration(text: str, *, allow_zero: bool = False) -> timedelta:
-    """Return the duration ``text`` denotes, e.g. ``parse_duration("1h30m") == timedelta(minutes=90)``.
+    """Return the duration ``text`` denotes: ``parse_duration("1h30m") == timedelta(minutes=90)``.
 
     Accepts Go-style durations with the units ms, s, m, h and d (``1.5h``, ``90s``, ``2d``).
     A bare ``0`` is accepted when ``allow_zero`` is set. Negative, empty, unit-less or
@@ -60,7 +60,7 @@ def parse_duration(text: str, *, allow_zero: bool = False) -> timedelta:
 
 
 def format_duration(value: timedelta) -> str:
-    """Return the shortest ``1h30m``-style spelling of ``value`` (whole seconds; sub-second → ms)."""
+    """Return the shortest ``1h30m``-style spelling of ``value`` (sub-second parts in ms)."""
     total_ms = round(value.total_seconds() * 1000)
     if total_ms == 0:
         return "0s"

@@ -1,9 +1,10 @@
-"""Validate and load IANA time zones the way Kubernetes does, from the bundled ``tzdata`` package."""
+"""Validate and load IANA time zones the way Kubernetes does, from the ``tzdata`` package."""
 
 from __future__ import annotations
 
 import re
 from functools import lru_cache
+from importlib import resources
 from zoneinfo import ZoneInfo
 
 __all__ = ["TimeZoneError", "load_zone"]
@@ -33,9 +34,7 @@ def _check_name(name: str) -> None:
 @lru_cache(maxsize=1024)
 def _load(name: str) -> ZoneInfo:
     # ZoneInfo prefers the host's zoneinfo directory; we want the pinned tzdata package so a task
-    # fires at the same instant on every host. ZoneInfo.from_file over the package resource does that.
-    from importlib import resources
-
+    # fires at the same instant on every host, hence ZoneInfo.from_file over the package resource.
     try:
         ref = resources.files("tzdata.zoneinfo").joinpath(*name.split("/"))
         with ref.open("rb") as handle:
@@ -46,6 +45,6 @@ def _load(name: str) -> ZoneInfo:
 
 
 def load_zone(name: str) -> ZoneInfo:
-    """Return the zone for an IANA ``name`` (``"Europe/Zurich"``), or raise :class:`TimeZoneError`."""
+    """Return the zone for an IANA name such as ``Europe/Zurich``; raise TimeZoneError if bad."""
     _check_name(name)
     return _load(name)

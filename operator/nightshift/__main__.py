@@ -1,0 +1,7 @@
+"""``python -m nightshift`` runs the ``nightshift`` command."""
+
+import sys
+
+from nightshift.cli import main
+
+sys.exit(main())

@@ -1,0 +1,164 @@
+"""The ``nightshift`` command: run the operator, print the CRD, preview a manifest's fire times."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+import yaml
+
+from nightshift import __version__
+from nightshift.models import API_VERSION, KIND, SpecError, parse_spec, parse_time
+from nightshift.schedule import fire_time, iter_slots, plan_for
+
+__all__ = ["main"]
+
+
+class UsageError(Exception):
+    """A problem with the command line or its input; printed as one line, exit code 2."""
+
+
+def _load_documents(path: str, stdin: TextIO) -> list[dict[str, Any]]:
+    try:
+        if path == "-":
+            text = stdin.read()
+        else:
+            with open(path, encoding="utf-8") as handle:
+                text = handle.read()
+    except OSError as error:
+        raise UsageError(f"{path}: {error.strerror or error}") from None
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise UsageError(f"{path}: not valid YAML{where}") from None
+    return [d for d in docs if isinstance(d, dict)]
+
+
+def _select(docs: list[dict[str, Any]], path: str, name: str | None) -> dict[str, Any]:
+    tasks = [d for d in docs if d.get("kind") == KIND]
+    if name is not None:
+        tasks = [d for d in tasks if (d.get("metadata") or {}).get("name") == name]
+    if not tasks:
+        raise UsageError(f"{path}: no {KIND} found" + (f" named {name!r}" if name else ""))
+    if len(tasks) > 1:
+        names = ", ".join(str((d.get("metadata") or {}).get("name")) for d in tasks)
+        raise UsageError(f"{path}: several {KIND}s ({names}); choose one with --name")
+    task = tasks[0]
+    if task.get("apiVersion") != API_VERSION:
+        raise UsageError(f"apiVersion: expected {API_VERSION}, got {task.get('apiVersion')!r}")
+    return task
+
+
+def _format(moment: datetime, zone: Any) -> str:
+    local = moment.astimezone(zone)
+    spec = "seconds" if local.microsecond == 0 else "milliseconds"
+    return local.isoformat(timespec=spec)
+
+
+def preview(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> int:
+    """Print the next fire times of a manifest, one RFC 3339 timestamp per line."""
+    task = _select(_load_documents(args.file, stdin), args.file, args.name)
+    metadata = task.get("metadata") or {}
+    spec = parse_spec(task.get("spec"))
+    plan = plan_for(spec, metadata.get("namespace") or "default", metadata.get("name") or "")
+    if args.start is None:
+        start = datetime.now(UTC)
+    else:
+        try:
+            start = parse_time(args.start)
+        except ValueError as error:
+            raise UsageError(f"--from: {error}") from None
+    count = args.count
+    if spec.maxRuns:
+        count = min(count, spec.maxRuns)
+    for printed, slot in enumerate(iter_slots(plan, start)):
+        if printed >= count:
+            break
+        out.write(_format(fire_time(plan, slot), plan.tz) + "\n")
+    return 0
+
+
+def print_crd(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> int:
+    """Print the CustomResourceDefinition generated from the models."""
+    from nightshift.crd import crd_yaml  # noqa: PLC0415 - keeps preview startup light
+
+    out.write(crd_yaml())
+    return 0
+
+
+def run_operator(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> int:
+    """Run the operator (kopf) until interrupted."""
+    # Imported here so preview and crd start fast and work without kopf's event loop set-up.
+    from nightshift.runner import run  # noqa: PLC0415
+
+    return run(args)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nightshift",
+        description="Nightshift runs ScheduledTasks as Kubernetes Jobs.",
+    )
+    parser.add_argument("--version", action="version", version=f"nightshift {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = commands.add_parser(
+        "preview",
+        help="print the next fire times of a ScheduledTask manifest (no cluster needed)",
+        description="Print the next fire times of a ScheduledTask manifest, one RFC 3339 "
+        "timestamp per line in the task's time zone. Needs no cluster.",
+    )
+    p.add_argument("file", metavar="FILE", help="manifest (YAML); - reads standard input")
+    p.add_argument("--from", dest="start", metavar="RFC3339", help="start after this time")
+    p.add_argument("--count", "-n", type=int, default=10, help="how many (default 10)")
+    p.add_argument("--name", help="which ScheduledTask, when FILE holds several")
+    p.set_defaults(handler=preview)
+
+    p = commands.add_parser("crd", help="print the CustomResourceDefinition")
+    p.set_defaults(handler=print_crd)
+
+    p = commands.add_parser("run", help="run the operator")
+    p.add_argument(
+        "--namespace",
+        "-n",
+        action="append",
+        default=[],
+        dest="namespaces",
+        help="watch only this namespace (repeatable); default: all",
+    )
+    p.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster or $KUBECONFIG)")
+    p.add_argument(
+        "--webhook-port",
+        type=int,
+        default=None,
+        help="serve the validating admission webhook on this port",
+    )
+    p.add_argument("--health-port", type=int, default=8080, help="liveness/readiness port")
+    p.add_argument("--metrics-port", type=int, default=9090, help="Prometheus metrics port")
+    p.add_argument("--log-format", choices=["plain", "json"], default="plain")
+    p.add_argument("--verbose", "-v", action="store_true")
+    p.set_defaults(handler=run_operator)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``nightshift`` console script."""
+    args = _parser().parse_args(argv)
+    if getattr(args, "count", 1) is not None and getattr(args, "count", 1) < 1:
+        print("nightshift: --count must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        code: int = args.handler(args, sys.stdout, sys.stdin)
+    except (UsageError, SpecError) as error:
+        print(error, file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,515 @@
+"""The ScheduledTask API (``nightshift.dev/v1alpha1``) as pydantic models: the source of truth.
+
+Validation, the generated CRD schema and the operator's reading of objects all come from here.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    JsonValue,
+    PlainSerializer,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+from nightshift.cron import parse_cron
+from nightshift.durations import format_duration, parse_duration
+from nightshift.timezones import load_zone
+
+__all__ = [
+    "API_VERSION",
+    "GROUP",
+    "KIND",
+    "PLURAL",
+    "VERSION",
+    "ActiveRun",
+    "Backoff",
+    "CatchUp",
+    "ConcurrencyPolicy",
+    "Condition",
+    "History",
+    "JobTemplate",
+    "PendingRetry",
+    "Retry",
+    "RunRecord",
+    "RunResult",
+    "SpecError",
+    "TaskSpec",
+    "TaskStatus",
+    "format_time",
+    "parse_spec",
+    "parse_time",
+]
+
+GROUP = "nightshift.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "ScheduledTask"
+PLURAL = "scheduledtasks"
+
+# Go-style durations with an optional day unit; the same grammar as nightshift.durations.
+DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d))+$"
+
+
+def parse_time(text: str) -> datetime:
+    """Parse an RFC 3339 timestamp that carries a UTC offset (``Z`` or ``+02:00``)."""
+    try:
+        value = datetime.fromisoformat(text.strip().replace("z", "Z"))
+    except ValueError:
+        raise ValueError(
+            f"invalid time {text!r}; write RFC 3339 with an offset, e.g. 2026-12-01T03:00:00Z"
+        ) from None
+    if value.tzinfo is None:
+        raise ValueError(f"time {text!r} needs a UTC offset, e.g. 2026-12-01T03:00:00+01:00")
+    return value
+
+
+def format_time(value: datetime) -> str:
+    """RFC 3339 in UTC with a ``Z`` suffix, to the second (Kubernetes' metav1.Time format)."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_duration(value: Any) -> Any:
+    return parse_duration(value) if isinstance(value, str) else value
+
+
+def _parse_time(value: Any) -> Any:
+    return parse_time(value) if isinstance(value, str) else value
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(_parse_duration),
+    PlainSerializer(format_duration, return_type=str),
+    WithJsonSchema({"type": "string", "maxLength": 32, "pattern": DURATION_PATTERN}),
+]
+Timestamp = Annotated[
+    datetime,
+    BeforeValidator(_parse_time),
+    PlainSerializer(format_time, return_type=str),
+    WithJsonSchema({"type": "string", "format": "date-time", "maxLength": 64}),
+]
+ExitCode = Annotated[int, Field(ge=0, le=255)]
+Name = Annotated[str, Field(max_length=253)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        populate_by_name=True,
+        use_attribute_docstrings=True,
+        frozen=True,
+    )
+
+
+class ConcurrencyPolicy(StrEnum):
+    """What to do when a run is due while an earlier run of the same task is still active."""
+
+    ALLOW = "Allow"
+    FORBID = "Forbid"
+    REPLACE = "Replace"
+
+
+class CatchUp(StrEnum):
+    """What to do with slots that passed while the operator could not act (down, API down)."""
+
+    SKIP = "Skip"
+    LATEST = "Latest"
+    ALL = "All"
+
+
+class RunResult(StrEnum):
+    """How a run (one attempt) ended."""
+
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    TIMED_OUT = "TimedOut"
+    SKIPPED = "Skipped"
+    MISSED = "Missed"
+    REPLACED = "Replaced"
+    CANCELLED = "Cancelled"
+
+
+class Backoff(_Model):
+    """Delay between a failed attempt and the next one: initial * factor^(attempt-1), capped."""
+
+    initial: Duration = timedelta(seconds=10)
+    """Delay before the first retry (e.g. 10s)."""
+    factor: float = Field(default=2.0, ge=1.0, le=10.0)
+    """Multiplier applied to the delay after each failed retry (1 = constant delay)."""
+    max: Duration = timedelta(minutes=10)
+    """Upper bound of the delay (e.g. 10m)."""
+    jitter: bool = True
+    """Add up to 20% random (deterministic per run and attempt) delay so retries do not align."""
+
+
+class Retry(_Model):
+    """Retry policy: the operator creates one Job per attempt and retries failed attempts."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!(has(self.onExitCodes) && has(self.notOnExitCodes))",
+                    "message": "set at most one of onExitCodes and notOnExitCodes",
+                }
+            ]
+        }
+    )
+
+    maxRetries: int = Field(default=0, ge=0, le=100)
+    """Attempts after the first one (0 = never retry)."""
+    backoff: Backoff = Backoff()
+    """Delay between attempts."""
+    onExitCodes: list[ExitCode] | None = Field(default=None, max_length=64)
+    """Retry only when the container exited with one of these codes."""
+    notOnExitCodes: list[ExitCode] | None = Field(default=None, max_length=64)
+    """Retry on any failure except these exit codes."""
+
+    @model_validator(mode="after")
+    def _one_filter(self) -> Retry:
+        if self.onExitCodes is not None and self.notOnExitCodes is not None:
+            raise ValueError("set at most one of onExitCodes and notOnExitCodes")
+        return self
+
+
+class History(_Model):
+    """How many finished runs to keep, in status.runs and as Jobs in the cluster."""
+
+    succeeded: int = Field(default=3, ge=0, le=100)
+    """Successful runs to keep."""
+    failed: int = Field(default=5, ge=0, le=100)
+    """Runs that did not succeed (failed, timed out, missed, skipped, replaced) to keep."""
+
+
+class TemplateMetadata(_Model):
+    """Labels and annotations copied onto every Job (and nothing else: the namespace is fixed)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.namespace)",
+                    "message": "must not set a namespace: Jobs are created in the task's namespace",
+                }
+            ]
+        },
+    )
+
+    labels: dict[str, Annotated[str, Field(max_length=63)]] | None = Field(
+        default=None, max_length=64
+    )
+    """Labels added to each Job (pod labels belong in spec.template.metadata)."""
+    annotations: dict[str, Annotated[str, Field(max_length=4096)]] | None = Field(
+        default=None, max_length=64
+    )
+    """Annotations added to each Job."""
+    namespace: str | None = Field(default=None, max_length=63)
+    """Not allowed: present only so that setting it is rejected with a clear message."""
+
+    @field_validator("namespace")
+    @classmethod
+    def _no_namespace(cls, value: str | None) -> str | None:
+        if value is not None:
+            raise ValueError("must not set a namespace: Jobs are created in the task's namespace")
+        return value
+
+
+class JobSpecTemplate(BaseModel):
+    """A batch/v1 JobSpec. The fields Nightshift reads are typed; the rest is passed through."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        use_attribute_docstrings=True,
+        frozen=True,
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+
+    template: dict[str, Any] = Field(
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+    )
+    """The pod template (batch/v1 PodTemplateSpec); restartPolicy defaults to Never."""
+    backoffLimit: int | None = Field(default=None, ge=0, le=100)
+    """Pod retries inside one attempt; Nightshift sets 0 unless given (it retries itself)."""
+    activeDeadlineSeconds: int | None = Field(default=None, ge=1)
+    """Per-attempt deadline; spec.timeout takes precedence when both are set."""
+    ttlSecondsAfterFinished: int | None = Field(default=None, ge=0)
+    """Left to Kubernetes; Nightshift prunes finished Jobs itself by spec.history."""
+
+
+class JobTemplate(_Model):
+    """The Job to create for each attempt (a batch/v1 JobTemplateSpec)."""
+
+    metadata: TemplateMetadata = TemplateMetadata()
+    """Labels and annotations for the Jobs."""
+    spec: JobSpecTemplate
+    """The Job spec."""
+
+    @field_validator("spec")
+    @classmethod
+    def _has_pod_spec(cls, value: JobSpecTemplate) -> JobSpecTemplate:
+        pod_spec = value.template.get("spec")
+        if not isinstance(pod_spec, dict) or not pod_spec.get("containers"):
+            raise ValueError("template.spec.containers must list at least one container")
+        metadata = value.template.get("metadata") or {}
+        if isinstance(metadata, dict) and metadata.get("namespace"):
+            raise ValueError(
+                "template.metadata.namespace must not be set: pods run in the task's namespace"
+            )
+        return value
+
+
+_SPEC_RULES: list[JsonValue] = [
+    {
+        "rule": "[has(self.schedule), has(self.interval), has(self.at)].filter(x, x).size() == 1",
+        "message": "set exactly one of schedule, interval and at",
+    },
+    {
+        "rule": "!has(self.anchor) || has(self.interval)",
+        "message": "anchor is only meaningful with interval",
+    },
+    {
+        "rule": "!has(self.startAt) || !has(self.endAt) || "
+        "timestamp(self.startAt) < timestamp(self.endAt)",
+        "message": "startAt must be before endAt",
+    },
+]
+
+
+class TaskSpec(_Model):
+    """When to run, what to run, and how to treat failures."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": _SPEC_RULES})
+
+    schedule: str | None = Field(default=None, min_length=1, max_length=256)
+    """Cron schedule: 5 fields (minute hour day-of-month month day-of-week), names (MON, JAN),
+    macros (@hourly @daily @weekly @monthly @yearly) and Jenkins-style H for a stable spread
+    value derived from the task's namespace/name (e.g. "H 3 * * *")."""
+    interval: Duration | None = None
+    """Run every this long (e.g. 6h), aligned to anchor (default: the Unix epoch)."""
+    anchor: Timestamp | None = None
+    """For interval: a time the interval is aligned to (RFC 3339)."""
+    at: Timestamp | None = None
+    """One-shot: run once at this time (RFC 3339 with offset)."""
+    timeZone: str = Field(default="UTC", max_length=64)
+    """IANA time zone the cron schedule is read in (e.g. Europe/Zurich)."""
+    startAt: Timestamp | None = None
+    """No slot before this time runs (inclusive)."""
+    endAt: Timestamp | None = None
+    """No slot at or after this time runs."""
+    jitter: Duration | None = None
+    """Random delay added to each run, deterministic per task and slot (e.g. 30s)."""
+    concurrencyPolicy: ConcurrencyPolicy = ConcurrencyPolicy.FORBID
+    """Allow overlapping runs, Forbid them (the new slot is Skipped), or Replace the old run."""
+    startingDeadlineSeconds: int | None = Field(default=None, ge=1, le=31 * 86400)
+    """A slot that cannot start within this many seconds is recorded as Missed instead."""
+    catchUp: CatchUp = CatchUp.LATEST
+    """After downtime: Skip missed slots, run the Latest one, or run All (up to maxCatchUp)."""
+    maxCatchUp: int = Field(default=10, ge=1, le=100)
+    """With catchUp All: the most missed slots run at once."""
+    suspend: bool = False
+    """Stop scheduling new runs; active runs continue."""
+    maxRuns: int = Field(default=0, ge=0, le=1_000_000_000)
+    """Stop after this many runs (0 = unlimited); then the Completed condition is set."""
+    timeout: Duration | None = None
+    """Deadline per attempt (sets the Job's activeDeadlineSeconds); a timed-out attempt is
+    recorded as TimedOut and retried like a failure."""
+    retry: Retry = Retry()
+    """How failed attempts are retried."""
+    history: History = History()
+    """How many finished runs are kept."""
+    jobTemplate: JobTemplate
+    """The Job to create for each attempt."""
+
+    @field_validator("timeZone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        load_zone(value)
+        return value
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_cron(value, seed="validation")
+        return value
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> TaskSpec:
+        kinds = [k for k in ("schedule", "interval", "at") if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            given = ", ".join(kinds) if kinds else "none"
+            raise ValueError(f"set exactly one of schedule, interval and at (given: {given})")
+        if self.anchor is not None and self.interval is None:
+            raise ValueError("anchor is only meaningful with interval")
+        if self.startAt is not None and self.endAt is not None and self.startAt >= self.endAt:
+            raise ValueError("startAt must be before endAt")
+        return self
+
+    @property
+    def kind(self) -> Literal["schedule", "interval", "at"]:
+        """Which of the three schedule kinds this spec uses."""
+        if self.schedule is not None:
+            return "schedule"
+        if self.interval is not None:
+            return "interval"
+        return "at"
+
+
+# --- status ---------------------------------------------------------------------------------------
+
+
+class Condition(_Model):
+    """A standard Kubernetes condition."""
+
+    type: str = Field(max_length=64)
+    """Ready, Suspended, Running, Failing or Completed."""
+    status: Literal["True", "False", "Unknown"]
+    """True, False or Unknown."""
+    reason: str = Field(default="", max_length=128)
+    """CamelCase reason for the last transition."""
+    message: str = Field(default="", max_length=4096)
+    """Human-readable detail."""
+    lastTransitionTime: Timestamp | None = None
+    """When status last changed."""
+    observedGeneration: int | None = None
+    """The spec generation this condition was computed from."""
+
+
+class ActiveRun(_Model):
+    """An attempt whose Job exists and has not finished."""
+
+    run: str = Field(max_length=128)
+    """The run's identity: the slot time (RFC 3339, UTC) or manual-<token>."""
+    attempt: int = Field(ge=1, le=101)
+    """1 for the first attempt, 2 for the first retry, and so on."""
+    job: Name
+    """The Job's name."""
+    scheduledAt: Timestamp | None = None
+    """The slot the run belongs to."""
+    startedAt: Timestamp | None = None
+    """When the Job was created."""
+
+
+class PendingRetry(_Model):
+    """A retry that is waiting for its back-off to pass."""
+
+    run: str = Field(max_length=128)
+    """The run being retried."""
+    attempt: int = Field(ge=2, le=101)
+    """The attempt number the retry will have."""
+    notBefore: Timestamp
+    """The earliest time the retry's Job may be created."""
+    scheduledAt: Timestamp | None = None
+    """The slot the run belongs to."""
+
+
+class RunRecord(_Model):
+    """One finished attempt (or a slot that did not run: Skipped, Missed)."""
+
+    run: str = Field(max_length=128)
+    """The run's identity: the slot time (RFC 3339, UTC) or manual-<token>."""
+    attempt: int = Field(default=1, ge=1, le=101)
+    """Attempt number within the run."""
+    job: str | None = Field(default=None, max_length=253)
+    """The Job's name, if one was created."""
+    scheduledAt: Timestamp | None = None
+    """The slot time."""
+    startedAt: Timestamp | None = None
+    """When the Job was created."""
+    finishedAt: Timestamp | None = None
+    """When the Job finished."""
+    result: RunResult
+    """Succeeded, Failed, TimedOut, Skipped, Missed, Replaced or Cancelled."""
+    exitCode: int | None = Field(default=None, ge=0, le=255)
+    """The container's exit code, if it ran."""
+    reason: str | None = Field(default=None, max_length=128)
+    """The Job condition's reason (e.g. DeadlineExceeded, BackoffLimitExceeded)."""
+    message: str | None = Field(default=None, max_length=1024)
+    """The container's termination message (first 1 KiB)."""
+
+
+class TaskStatus(_Model):
+    """What happened, written by the operator."""
+
+    observedGeneration: int | None = None
+    """The spec generation the status reflects."""
+    conditions: list[Condition] = Field(default_factory=list, max_length=16)
+    """Ready, Suspended, Running, Failing, Completed."""
+    schedule: str | None = Field(default=None, max_length=300)
+    """A one-line summary of when the task runs (shown by kubectl get)."""
+    lastScheduleTime: Timestamp | None = None
+    """The most recent slot that was started."""
+    nextScheduleTime: Timestamp | None = None
+    """When the next run is due (including jitter and pending retries)."""
+    lastSuccessfulTime: Timestamp | None = None
+    """When a run last succeeded."""
+    lastFailureTime: Timestamp | None = None
+    """When a run last failed."""
+    lastResult: RunResult | None = None
+    """The result of the most recent finished attempt."""
+    consecutiveFailures: int = Field(default=0, ge=0)
+    """Runs that failed in a row (reset by a success)."""
+    runCount: int = Field(default=0, ge=0)
+    """Runs started so far (counted against maxRuns)."""
+    activeCount: int = Field(default=0, ge=0)
+    """Number of active runs (shown by kubectl get)."""
+    active: list[ActiveRun] = Field(default_factory=list, max_length=100)
+    """Attempts whose Jobs are running."""
+    pendingRetry: PendingRetry | None = None
+    """A retry waiting for its back-off."""
+    runNowToken: str | None = Field(default=None, max_length=128)
+    """The last nightshift.dev/run-now token that was acted on."""
+    runs: list[RunRecord] = Field(default_factory=list, max_length=250)
+    """Finished attempts, newest first, trimmed to spec.history."""
+
+
+# --- reading objects ------------------------------------------------------------------------------
+
+
+class SpecError(ValueError):
+    """An invalid ScheduledTask spec; ``field`` is the dotted path (``spec.timeZone``)."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    parts = ["spec"]
+    for item in loc:
+        if isinstance(item, int):
+            parts[-1] += f"[{item}]"
+        elif item.startswith("function-") or item in ("dict", "list"):
+            continue  # pydantic's internal validator names are not fields
+        else:
+            parts.append(item)
+    return ".".join(parts)
+
+
+def parse_spec(spec: Any) -> TaskSpec:
+    """Validate a ScheduledTask ``spec`` mapping; raise SpecError naming the first bad field."""
+    if not isinstance(spec, dict):
+        raise SpecError("spec", "must be an object")
+    try:
+        return TaskSpec.model_validate(spec)
+    except ValidationError as error:
+        first = error.errors(include_url=False)[0]
+        message = str(first["msg"]).removeprefix("Value error, ")
+        if first["type"] == "missing":
+            message = "is required"
+        elif first["type"] == "extra_forbidden":
+            message = "is not a known field"
+        raise SpecError(_path(tuple(first["loc"])), message) from None

@@ -1,0 +1,170 @@
+"""When a task runs: slots for cron, interval and one-shot specs, with window, jitter and catch-up.
+
+A *slot* is the instant a run is due before jitter (aware UTC datetime); it names the run and its
+Jobs. The *fire time* is the slot plus the task's deterministic jitter. All functions are pure and
+take the current time as an argument.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from nightshift.cron import CronExpr, NeverFiresError, next_cron_fire, parse_cron
+from nightshift.durations import format_duration
+from nightshift.models import TaskSpec
+from nightshift.timezones import load_zone
+
+__all__ = [
+    "EPOCH",
+    "Plan",
+    "describe",
+    "fire_time",
+    "iter_slots",
+    "jitter_for",
+    "latest_slot",
+    "next_slot",
+    "plan_for",
+    "slots_between",
+]
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """The schedule part of a spec, resolved: parsed cron, loaded zone, UTC instants."""
+
+    kind: Literal["schedule", "interval", "at"]
+    tz: ZoneInfo
+    cron: CronExpr | None = None
+    interval: timedelta | None = None
+    anchor: datetime = EPOCH
+    at: datetime | None = None
+    start_at: datetime | None = None
+    end_at: datetime | None = None
+    jitter: timedelta = timedelta(0)
+    seed: str = ""
+
+
+def plan_for(spec: TaskSpec, namespace: str, name: str) -> Plan:
+    """Resolve a validated spec for the task ``namespace/name`` (the seed for H and jitter)."""
+    seed = f"{namespace}/{name}"
+    return Plan(
+        kind=spec.kind,
+        tz=load_zone(spec.timeZone),
+        cron=parse_cron(spec.schedule, seed=seed) if spec.schedule is not None else None,
+        interval=spec.interval,
+        anchor=spec.anchor.astimezone(UTC) if spec.anchor else EPOCH,
+        at=spec.at.astimezone(UTC) if spec.at else None,
+        start_at=spec.startAt.astimezone(UTC) if spec.startAt else None,
+        end_at=spec.endAt.astimezone(UTC) if spec.endAt else None,
+        jitter=spec.jitter or timedelta(0),
+        seed=seed,
+    )
+
+
+def _raw_next(plan: Plan, after: datetime) -> datetime | None:
+    """The next slot of the bare schedule (ignoring the window) strictly after ``after``."""
+    if plan.kind == "schedule":
+        assert plan.cron is not None
+        try:
+            return next_cron_fire(plan.cron, plan.tz, after)
+        except NeverFiresError:
+            return None
+    if plan.kind == "interval":
+        assert plan.interval is not None
+        step = plan.interval
+        elapsed = after - plan.anchor
+        count = elapsed // step  # floor division of timedeltas: whole intervals so far
+        # anchor + count*step <= after < anchor + (count+1)*step, also before the anchor.
+        return plan.anchor + (count + 1) * step
+    assert plan.at is not None
+    return plan.at if plan.at > after else None
+
+
+def next_slot(plan: Plan, after: datetime) -> datetime | None:
+    """The first slot strictly after ``after`` inside the active window, or None if none is left."""
+    if after.tzinfo is None:
+        raise ValueError("after must be timezone-aware")
+    after = after.astimezone(UTC)
+    if plan.start_at is not None and after < plan.start_at:
+        # Slots at startAt itself count: search from just before it.
+        after = plan.start_at - timedelta(microseconds=1)
+    slot = _raw_next(plan, after)
+    if slot is None or (plan.end_at is not None and slot >= plan.end_at):
+        return None
+    return slot
+
+
+def iter_slots(plan: Plan, after: datetime) -> Iterator[datetime]:
+    """Successive slots strictly after ``after``."""
+    current = after
+    while (slot := next_slot(plan, current)) is not None:
+        yield slot
+        current = slot
+
+
+def slots_between(plan: Plan, after: datetime, until: datetime, *, limit: int) -> list[datetime]:
+    """The latest ``limit`` slots in (after, until], oldest first.
+
+    Cost is bounded by the number of slots in a window that grows backwards from ``until``, so an
+    operator that was down for a year does not walk a year of per-minute slots.
+    """
+    if limit <= 0 or until <= after:
+        return []
+    window = _initial_window(plan)
+    while True:
+        lo = max(after, until - window)
+        found: deque[datetime] = deque(maxlen=limit)
+        for slot in iter_slots(plan, lo):
+            if slot > until:
+                break
+            found.append(slot)
+        if len(found) >= limit or lo == after:
+            return list(found)
+        window *= 2
+
+
+def _initial_window(plan: Plan) -> timedelta:
+    if plan.kind == "interval" and plan.interval is not None:
+        return plan.interval * 4
+    return timedelta(hours=2)
+
+
+def latest_slot(plan: Plan, until: datetime, *, after: datetime) -> datetime | None:
+    """The most recent slot in (after, until], or None."""
+    found = slots_between(plan, after, until, limit=1)
+    return found[-1] if found else None
+
+
+def jitter_for(plan: Plan, slot: datetime) -> timedelta:
+    """The deterministic delay for ``slot``: the same on every replica and after every restart."""
+    if plan.jitter <= timedelta(0):
+        return timedelta(0)
+    digest = hashlib.sha256(f"{plan.seed}|{slot.astimezone(UTC).isoformat()}".encode()).digest()
+    fraction = int.from_bytes(digest[:8], "big") / 2**64
+    return timedelta(milliseconds=int(plan.jitter.total_seconds() * 1000 * fraction))
+
+
+def fire_time(plan: Plan, slot: datetime) -> datetime:
+    """When the run for ``slot`` should start: the slot plus its jitter."""
+    return slot + jitter_for(plan, slot)
+
+
+def describe(spec: TaskSpec) -> str:
+    """A one-line summary for the SCHEDULE column: ``0 3 * * * (Europe/Zurich)``, ``every 6h``."""
+    if spec.schedule is not None:
+        text = spec.schedule
+        if spec.timeZone != "UTC":
+            text += f" ({spec.timeZone})"
+        return text
+    if spec.interval is not None:
+        return f"every {format_duration(spec.interval)}"
+    assert spec.at is not None
+    return f"at {spec.at.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}"
