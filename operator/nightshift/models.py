@@ -451,6 +451,8 @@ class TaskStatus(_Model):
     """A one-line summary of when the task runs (shown by kubectl get)."""
     lastScheduleTime: Timestamp | None = None
     """The most recent slot that was started."""
+    lastSlotTime: Timestamp | None = None
+    """The most recent slot that was handled (run, skipped or missed); later slots are due."""
     nextScheduleTime: Timestamp | None = None
     """When the next run is due (including jitter and pending retries)."""
     lastSuccessfulTime: Timestamp | None = None
@@ -467,8 +469,8 @@ class TaskStatus(_Model):
     """Number of active runs (shown by kubectl get)."""
     active: list[ActiveRun] = Field(default_factory=list, max_length=100)
     """Attempts whose Jobs are running."""
-    pendingRetry: PendingRetry | None = None
-    """A retry waiting for its back-off."""
+    pendingRetries: list[PendingRetry] = Field(default_factory=list, max_length=100)
+    """Retries waiting for their back-off (one per run; several only with Allow)."""
     runNowToken: str | None = Field(default=None, max_length=128)
     """The last nightshift.dev/run-now token that was acted on."""
     runs: list[RunRecord] = Field(default_factory=list, max_length=250)

@@ -1,0 +1,820 @@
+"""The pure heart of the operator: given a task, its Jobs and the time, decide what to do.
+
+``decide`` works on a copy of the task's status, collects every change (Jobs to create and delete,
+Events, the new status) and says when to look again, like the CronJob controller's ``sync()``.
+``settle`` folds the outcome of the Job creations back in. Neither does I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from nightshift.jobs import build_job, manual_run_id, run_id_for_slot
+from nightshift.models import (
+    ActiveRun,
+    CatchUp,
+    ConcurrencyPolicy,
+    Condition,
+    PendingRetry,
+    RunRecord,
+    RunResult,
+    SpecError,
+    TaskSpec,
+    TaskStatus,
+)
+from nightshift.schedule import Plan, describe, fire_time, next_slot, plan_for, slots_between
+
+__all__ = [
+    "GRACE",
+    "CreateJob",
+    "Decision",
+    "DeleteJob",
+    "Event",
+    "JobView",
+    "Outcome",
+    "TaskView",
+    "backoff_delay",
+    "decide",
+    "settle",
+]
+
+# A slot whose fire time passed less than this long ago is "on time" rather than missed: it covers
+# API latency and a short operator restart, and it is what catchUp: Skip still runs.
+GRACE = timedelta(seconds=60)
+MESSAGE_LIMIT = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class JobView:
+    """What the operator knows about one Job controlled by the task."""
+
+    name: str
+    run: str
+    attempt: int
+    slot: datetime | None = None
+    created: datetime | None = None
+    finished: Literal["Succeeded", "Failed"] | None = None
+    reason: str | None = None
+    finished_at: datetime | None = None
+    exit_code: int | None = None
+    message: str | None = None
+    run_now_token: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskView:
+    """A ScheduledTask as read from the API, plus its Jobs."""
+
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    created: datetime
+    spec: TaskSpec | None
+    spec_error: SpecError | None
+    status: TaskStatus
+    run_now: str | None = None
+    jobs: tuple[JobView, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A Kubernetes Event to post on the task."""
+
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class CreateJob:
+    """Create this Job (one attempt of one run)."""
+
+    run: str
+    attempt: int
+    manifest: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        """The Job's deterministic name."""
+        return str(self.manifest["metadata"]["name"])
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteJob:
+    """Delete this Job (and, with background propagation, its pods)."""
+
+    name: str
+    why: str
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What happened to a CreateJob: created, adopted (ours already), conflict, or error."""
+
+    name: str
+    result: Literal["created", "adopted", "conflict", "error"]
+    message: str = ""
+
+
+@dataclass(slots=True)
+class Decision:
+    """Everything one sync wants done, and the status to write afterwards."""
+
+    status: TaskStatus
+    create: list[CreateJob] = field(default_factory=list)
+    delete: list[DeleteJob] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    wake_at: datetime | None = None
+
+
+def backoff_delay(spec: TaskSpec, attempt: int, *, seed: str) -> timedelta:
+    """Delay after failed ``attempt`` (1-based): initial * factor^(attempt-1), capped, + jitter."""
+    backoff = spec.retry.backoff
+    seconds = backoff.initial.total_seconds() * backoff.factor ** (attempt - 1)
+    seconds = min(seconds, backoff.max.total_seconds())
+    if backoff.jitter:
+        digest = hashlib.sha256(f"{seed}|retry|{attempt}".encode()).digest()
+        seconds *= 1 + 0.2 * (int.from_bytes(digest[:8], "big") / 2**64)
+    return timedelta(seconds=round(seconds, 3))
+
+
+class _Work:
+    """Mutable working copy of a status during one decision."""
+
+    def __init__(self, view: TaskView, now: datetime) -> None:
+        s = view.status
+        self.view = view
+        self.now = now
+        self.active: list[ActiveRun] = list(s.active)
+        self.pending: list[PendingRetry] = list(s.pendingRetries)
+        self.runs: list[RunRecord] = list(s.runs)
+        self.fields: dict[str, Any] = {}
+        self.status = s
+        self.events: list[Event] = []
+        self.create: list[CreateJob] = []
+        self.delete: list[DeleteJob] = []
+        self.conflict: str | None = None
+
+    def get(self, name: str) -> Any:
+        return self.fields.get(name, getattr(self.status, name))
+
+    def set(self, name: str, value: Any) -> None:
+        self.fields[name] = value
+
+    def event(self, kind: Literal["Normal", "Warning"], reason: str, message: str) -> None:
+        self.events.append(Event(kind, reason, message))
+
+
+def _slot_of(run: str) -> datetime | None:
+    if run.startswith("manual-"):
+        return None
+    try:
+        return datetime.strptime(run, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def _retry_allowed(spec: TaskSpec, attempt: int, exit_code: int | None) -> bool:
+    retry = spec.retry
+    if attempt > retry.maxRetries:
+        return False
+    if retry.onExitCodes is not None:
+        return exit_code is not None and exit_code in retry.onExitCodes
+    if retry.notOnExitCodes is not None:
+        return exit_code is None or exit_code not in retry.notOnExitCodes
+    return True
+
+
+def _finish(
+    w: _Work,
+    spec: TaskSpec,
+    *,
+    run: str,
+    attempt: int,
+    job: str | None,
+    result: RunResult,
+    scheduled_at: datetime | None,
+    started_at: datetime | None,
+    finished_at: datetime,
+    exit_code: int | None = None,
+    reason: str | None = None,
+    message: str | None = None,
+) -> None:
+    """Record a finished attempt and decide whether it is retried."""
+    w.runs.insert(
+        0,
+        RunRecord(
+            run=run,
+            attempt=attempt,
+            job=job,
+            scheduledAt=scheduled_at,
+            startedAt=started_at,
+            finishedAt=finished_at,
+            result=result,
+            exitCode=exit_code,
+            reason=reason,
+            message=(message or None) and message[:MESSAGE_LIMIT],
+        ),
+    )
+    w.set("lastResult", result)
+    label = f"run {run} attempt {attempt}"
+    if result is RunResult.SUCCEEDED:
+        w.set("lastSuccessfulTime", finished_at)
+        w.set("consecutiveFailures", 0)
+        w.event("Normal", "RunSucceeded", f"{label} succeeded (Job {job})")
+        return
+    w.set("lastFailureTime", finished_at)
+    detail = f"exit code {exit_code}" if exit_code is not None else (reason or result.value)
+    if _retry_allowed(spec, attempt, exit_code):
+        delay = backoff_delay(spec, attempt, seed=f"{w.view.namespace}/{w.view.name}|{run}")
+        not_before = finished_at + delay
+        w.pending.append(
+            PendingRetry(
+                run=run, attempt=attempt + 1, notBefore=not_before, scheduledAt=scheduled_at
+            )
+        )
+        w.event(
+            "Warning",
+            "RetryScheduled",
+            f"{label} {result.value.lower()} ({detail}); attempt {attempt + 1} "
+            f"at {not_before.astimezone(UTC).isoformat(timespec='seconds')}",
+        )
+        return
+    w.set("consecutiveFailures", w.get("consecutiveFailures") + 1)
+    w.event("Warning", "RunFailed", f"{label} {result.value} ({detail}); no retry left")
+
+
+def _create(
+    w: _Work,
+    spec: TaskSpec,
+    *,
+    run: str,
+    attempt: int,
+    slot: datetime | None,
+    plan: Plan,
+    token: str | None = None,
+) -> None:
+    view = w.view
+    manifest = build_job(
+        task_name=view.name,
+        task_uid=view.uid,
+        spec=spec,
+        run=run,
+        attempt=attempt,
+        slot=slot,
+        tz_offset_slot=slot.astimezone(plan.tz) if slot else None,
+        run_now_token=token,
+    )
+    w.create.append(CreateJob(run=run, attempt=attempt, manifest=manifest))
+    w.active.append(
+        ActiveRun(
+            run=run,
+            attempt=attempt,
+            job=manifest["metadata"]["name"],
+            scheduledAt=slot,
+            startedAt=w.now,
+        )
+    )
+
+
+def _replace_all(w: _Work, spec: TaskSpec, by: str) -> None:
+    """Concurrency Replace: stop every active attempt and pending retry before a new run."""
+    for active in w.active:
+        w.delete.append(DeleteJob(active.job, f"replaced by run {by}"))
+        _record_plain(
+            w,
+            active.run,
+            active.attempt,
+            active.job,
+            RunResult.REPLACED,
+            active.scheduledAt,
+            active.startedAt,
+            f"replaced by run {by}",
+        )
+        w.event("Normal", "RunReplaced", f"run {active.run} replaced by run {by}")
+    for pending in w.pending:
+        _record_plain(
+            w,
+            pending.run,
+            pending.attempt,
+            None,
+            RunResult.CANCELLED,
+            pending.scheduledAt,
+            None,
+            f"pending retry cancelled by run {by}",
+        )
+    w.active = []
+    w.pending = []
+
+
+def _record_plain(
+    w: _Work,
+    run: str,
+    attempt: int,
+    job: str | None,
+    result: RunResult,
+    scheduled_at: datetime | None,
+    started_at: datetime | None,
+    message: str,
+) -> None:
+    w.runs.insert(
+        0,
+        RunRecord(
+            run=run,
+            attempt=attempt,
+            job=job,
+            scheduledAt=scheduled_at,
+            startedAt=started_at,
+            finishedAt=w.now if result is not RunResult.MISSED else None,
+            result=result,
+            message=message[:MESSAGE_LIMIT],
+        ),
+    )
+
+
+def _busy(w: _Work) -> bool:
+    return bool(w.active or w.pending)
+
+
+def _start_run(
+    w: _Work,
+    spec: TaskSpec,
+    plan: Plan,
+    *,
+    run: str,
+    slot: datetime | None,
+    token: str | None = None,
+) -> bool:
+    """Start attempt 1 of a run under the concurrency policy; False if it was skipped."""
+    policy = spec.concurrencyPolicy
+    if _busy(w) and policy is ConcurrencyPolicy.FORBID:
+        busy = ", ".join(sorted({a.run for a in w.active} | {p.run for p in w.pending}))
+        _record_plain(
+            w,
+            run,
+            1,
+            None,
+            RunResult.SKIPPED,
+            slot,
+            None,
+            f"skipped: run {busy} still active (concurrencyPolicy Forbid)",
+        )
+        w.event("Normal", "RunSkipped", f"run {run} skipped: run {busy} still active (Forbid)")
+        return False
+    if _busy(w) and policy is ConcurrencyPolicy.REPLACE:
+        _replace_all(w, spec, run)
+    _create(w, spec, run=run, attempt=1, slot=slot, plan=plan, token=token)
+    what = "manual run" if slot is None else "run"
+    w.event("Normal", "RunStarted", f"{what} {run} started (Job {w.create[-1].name})")
+    return True
+
+
+def _condition(w: _Work, kind: str, status: bool, reason: str, message: str = "") -> Condition:
+    value: Literal["True", "False"] = "True" if status else "False"
+    for old in w.status.conditions:
+        if old.type == kind and old.status == value and old.reason == reason:
+            if old.message == message:
+                return old.model_copy(update={"observedGeneration": w.view.generation})
+            return old.model_copy(
+                update={"message": message, "observedGeneration": w.view.generation}
+            )
+    return Condition(
+        type=kind,
+        status=value,
+        reason=reason,
+        message=message,
+        lastTransitionTime=w.now,
+        observedGeneration=w.view.generation,
+    )
+
+
+def _ready_changed(old: TaskStatus, new: Condition) -> bool:
+    for cond in old.conditions:
+        if cond.type == "Ready":
+            return (cond.status, cond.reason, cond.message) != (new.status, new.reason, new.message)
+    return True
+
+
+def _invalid(view: TaskView, now: datetime) -> Decision:
+    assert view.spec_error is not None
+    w = _Work(view, now)
+    message = str(view.spec_error)
+    ready = _condition(w, "Ready", False, "InvalidSpec", message)
+    events = []
+    if _ready_changed(view.status, ready):
+        events.append(Event("Warning", "InvalidSpec", f"{message}; no Jobs will be created"))
+    others = [c for c in view.status.conditions if c.type != "Ready"]
+    status = view.status.model_copy(
+        update={
+            "conditions": [ready, *others],
+            "observedGeneration": view.generation,
+            "nextScheduleTime": None,
+        }
+    )
+    return Decision(status=status, events=events)
+
+
+def _track_jobs(w: _Work, spec: TaskSpec) -> None:
+    """Adopt Jobs we created but did not record (a crash between create and status write), and
+    record the ones that finished."""
+    view = w.view
+    jobs = {job.name: job for job in view.jobs}
+    known_active = {a.job for a in w.active}
+    recorded = {(r.run, r.attempt) for r in w.runs}
+    for job in view.jobs:
+        if job.name in known_active or (job.run, job.attempt) in recorded:
+            continue
+        w.active.append(
+            ActiveRun(
+                run=job.run,
+                attempt=job.attempt,
+                job=job.name,
+                scheduledAt=job.slot,
+                startedAt=job.created,
+            )
+        )
+        known_active.add(job.name)
+        w.pending = [p for p in w.pending if (p.run, p.attempt) != (job.run, job.attempt)]
+        if job.run_now_token is not None and job.run_now_token == view.run_now:
+            w.set("runNowToken", job.run_now_token)
+        if job.slot is not None and job.attempt == 1:
+            last = w.get("lastSlotTime")
+            if last is None or job.slot > last:
+                w.set("lastSlotTime", job.slot)
+                w.set("lastScheduleTime", job.slot)
+                w.set("runCount", w.get("runCount") + 1)
+    still: list[ActiveRun] = []
+    for active in w.active:
+        found = jobs.get(active.job)
+        if found is None:
+            # Only trust absence for Jobs created before this sync; new ones are not in the cache.
+            if active.startedAt is not None and w.now - active.startedAt > timedelta(seconds=30):
+                _record_plain(
+                    w,
+                    active.run,
+                    active.attempt,
+                    active.job,
+                    RunResult.CANCELLED,
+                    active.scheduledAt,
+                    active.startedAt,
+                    "the Job was deleted before it finished",
+                )
+                w.event(
+                    "Warning",
+                    "RunCancelled",
+                    f"run {active.run} attempt {active.attempt}: Job {active.job} was deleted",
+                )
+                continue
+            still.append(active)
+            continue
+        job = found
+        if job.finished is None:
+            still.append(active)
+            continue
+        if job.finished == "Succeeded":
+            result = RunResult.SUCCEEDED
+        elif job.reason == "DeadlineExceeded":
+            result = RunResult.TIMED_OUT
+        else:
+            result = RunResult.FAILED
+        _finish(
+            w,
+            spec,
+            run=active.run,
+            attempt=active.attempt,
+            job=active.job,
+            result=result,
+            scheduled_at=active.scheduledAt or job.slot,
+            started_at=active.startedAt or job.created,
+            finished_at=job.finished_at or w.now,
+            exit_code=job.exit_code,
+            reason=job.reason,
+            message=job.message,
+        )
+    w.active = still
+
+
+def _due_slots(w: _Work, spec: TaskSpec, plan: Plan) -> datetime | None:
+    """Handle the slots that came due since the cursor; return the next fire time."""
+    view = w.view
+    now = w.now
+    cursor: datetime = w.get("lastSlotTime") or view.created
+    cap = max(spec.maxCatchUp, spec.history.failed, 1) + 1
+    candidates = slots_between(plan, cursor, now, limit=cap)
+    due = [s for s in candidates if fire_time(plan, s) <= now]
+    if not due:
+        upcoming = next_slot(plan, cursor)
+        return fire_time(plan, upcoming) if upcoming else None
+    deadline = (
+        timedelta(seconds=spec.startingDeadlineSeconds)
+        if spec.startingDeadlineSeconds is not None
+        else None
+    )
+
+    def late(slot: datetime) -> timedelta:
+        return now - fire_time(plan, slot)
+
+    eligible = [s for s in due if deadline is None or late(s) <= deadline]
+    on_time = [s for s in eligible if late(s) <= GRACE]
+    if len(due) == 1 and on_time:
+        to_run = on_time
+    elif spec.catchUp is CatchUp.SKIP:
+        to_run = on_time[-1:]
+    elif spec.catchUp is CatchUp.LATEST:
+        to_run = eligible[-1:]
+    else:
+        to_run = eligible[-spec.maxCatchUp :]
+    missed = [s for s in due if s not in to_run]
+    for slot in missed:
+        why = (
+            "past startingDeadlineSeconds"
+            if deadline is not None and late(slot) > deadline
+            else f"not run under catchUp {spec.catchUp.value}"
+        )
+        _record_plain(
+            w, run_id_for_slot(slot), 1, None, RunResult.MISSED, slot, None, f"missed: {why}"
+        )
+    if missed:
+        more = " or more" if len(candidates) >= cap else ""
+        w.event(
+            "Warning",
+            "MissedSlots",
+            f"{len(missed)}{more} slot(s) missed between "
+            f"{run_id_for_slot(missed[0])} and {run_id_for_slot(missed[-1])}; "
+            f"catchUp {spec.catchUp.value} ran {len(to_run)}",
+        )
+    for slot in to_run:
+        if spec.maxRuns and w.get("runCount") >= spec.maxRuns:
+            break
+        if _start_run(w, spec, plan, run=run_id_for_slot(slot), slot=slot):
+            w.set("runCount", w.get("runCount") + 1)
+            w.set("lastScheduleTime", slot)
+    w.set("lastSlotTime", due[-1])
+    upcoming = next_slot(plan, due[-1])
+    return fire_time(plan, upcoming) if upcoming else None
+
+
+def _trim_history(w: _Work, spec: TaskSpec) -> None:
+    kept: list[RunRecord] = []
+    ok = bad = 0
+    for record in w.runs:
+        if record.result is RunResult.SUCCEEDED:
+            if ok < spec.history.succeeded:
+                kept.append(record)
+            ok += 1
+        else:
+            if bad < spec.history.failed:
+                kept.append(record)
+            bad += 1
+    w.runs = kept
+    keep_jobs = {r.job for r in kept if r.job} | {a.job for a in w.active}
+    for job in w.view.jobs:
+        already = any(d.name == job.name for d in w.delete)
+        if job.finished is not None and job.name not in keep_jobs and not already:
+            w.delete.append(DeleteJob(job.name, "beyond history limits"))
+
+
+def decide(view: TaskView, now: datetime) -> Decision:
+    """Decide one sync of a task at time ``now``."""
+    if view.spec is None:
+        return _invalid(view, now)
+    spec = view.spec
+    plan = plan_for(spec, view.namespace, view.name)
+    w = _Work(view, now)
+    status = view.status
+
+    if status.observedGeneration is not None and status.observedGeneration != view.generation:
+        # The spec changed: never run slots retroactively under the new schedule.
+        last = w.get("lastSlotTime")
+        w.set("lastSlotTime", max(last, now) if last else now)
+
+    _track_jobs(w, spec)
+
+    # Run now: exactly one manual run per distinct token.
+    token = view.run_now
+    if token and token != w.get("runNowToken"):
+        w.set("runNowToken", token)
+        run = manual_run_id(token)
+        if not any(a.run == run for a in w.active) and not any(r.run == run for r in w.runs):
+            _start_run(w, spec, plan, run=run, slot=None, token=token)
+
+    # Retries whose back-off has passed; the earliest pending one sets the next wake-up.
+    wake: list[datetime] = []
+    waiting: list[PendingRetry] = []
+    for pending in w.pending:
+        if pending.notBefore <= now:
+            _create(
+                w,
+                spec,
+                run=pending.run,
+                attempt=pending.attempt,
+                slot=pending.scheduledAt,
+                plan=plan,
+            )
+            w.event(
+                "Normal",
+                "RetryStarted",
+                f"run {pending.run} attempt {pending.attempt} started (Job {w.create[-1].name})",
+            )
+        else:
+            waiting.append(pending)
+            wake.append(pending.notBefore)
+    w.pending = waiting
+
+    next_fire: datetime | None = None
+    completed = False
+    if spec.suspend:
+        # Suspended time is not caught up on resume.
+        last = w.get("lastSlotTime")
+        w.set("lastSlotTime", max(last, now) if last else now)
+    elif spec.maxRuns and w.get("runCount") >= spec.maxRuns:
+        completed = True
+    else:
+        next_fire = _due_slots(w, spec, plan)
+        if spec.maxRuns and w.get("runCount") >= spec.maxRuns:
+            next_fire = None
+            completed = True
+        elif next_fire is None:
+            completed = True  # one-shot done, window over, or the schedule never fires again
+    if next_fire is not None:
+        wake.append(next_fire)
+
+    _trim_history(w, spec)
+    return _finalize(w, spec, next_fire, wake, completed)
+
+
+def _finalize(
+    w: _Work,
+    spec: TaskSpec,
+    next_fire: datetime | None,
+    wake: list[datetime],
+    completed: bool,
+) -> Decision:
+    view = w.view
+    pending_times = [p.notBefore for p in w.pending]
+    shown_next = min([t for t in [next_fire, *pending_times] if t is not None], default=None)
+    failures = w.get("consecutiveFailures")
+    done = completed and not w.active and not w.pending
+    if w.conflict:
+        ready = _condition(w, "Ready", False, "JobNameConflict", w.conflict)
+    else:
+        ready = _condition(w, "Ready", True, "Scheduled", "the spec is valid")
+    conditions = [
+        ready,
+        _condition(w, "Suspended", spec.suspend, "Suspended" if spec.suspend else "Active"),
+        _condition(
+            w,
+            "Running",
+            bool(w.active),
+            "JobActive" if w.active else ("RetryPending" if w.pending else "Idle"),
+            ", ".join(a.job for a in w.active),
+        ),
+        _condition(
+            w,
+            "Failing",
+            failures > 0,
+            "RunFailed" if failures else "AsExpected",
+            f"{failures} run(s) failed in a row" if failures else "",
+        ),
+        _condition(
+            w,
+            "Completed",
+            done,
+            "Finished" if done else "Scheduling",
+            _completed_message(spec) if done else "",
+        ),
+    ]
+    if w.conflict is None and not _was_ready(view.status) and view.status.conditions:
+        w.event("Normal", "SpecValid", "the spec is valid again; scheduling resumed")
+    if done and not _was_completed(view.status):
+        w.event("Normal", "Completed", _completed_message(spec))
+    update = dict(w.fields)
+    update.update(
+        {
+            "observedGeneration": view.generation,
+            "conditions": conditions,
+            "schedule": describe(spec),
+            "nextScheduleTime": shown_next,
+            "active": w.active,
+            "activeCount": len(w.active),
+            "pendingRetries": w.pending,
+            "runs": w.runs,
+        }
+    )
+    status = TaskStatus.model_validate({**w.status.model_dump(), **update})
+    return Decision(
+        status=status,
+        create=w.create,
+        delete=w.delete,
+        events=w.events,
+        wake_at=min(wake) if wake else None,
+    )
+
+
+def _completed_message(spec: TaskSpec) -> str:
+    if spec.maxRuns:
+        return f"maxRuns {spec.maxRuns} reached"
+    if spec.at is not None:
+        return "the one-shot run is done"
+    return "no slot is left in the schedule's window"
+
+
+def _was_ready(status: TaskStatus) -> bool:
+    return any(c.type == "Ready" and c.status == "True" for c in status.conditions)
+
+
+def _was_completed(status: TaskStatus) -> bool:
+    return any(c.type == "Completed" and c.status == "True" for c in status.conditions)
+
+
+def _names_job(event: Event, names: dict[str, Outcome]) -> bool:
+    return any(f"(Job {name})" in event.message for name in names)
+
+
+def settle(view: TaskView, decision: Decision, outcomes: list[Outcome], now: datetime) -> Decision:
+    """Fold the results of the Job creations into the decision's status and Events."""
+    failed = {o.name: o for o in outcomes if o.result in ("conflict", "error")}
+    if not failed or view.spec is None:
+        return decision
+    spec = view.spec
+    w = _Work(view, now)
+    w.status = decision.status
+    w.active = list(decision.status.active)
+    w.pending = list(decision.status.pendingRetries)
+    w.runs = list(decision.status.runs)
+    # A Job that could not be created did not start: drop its "started" Event.
+    w.events = [
+        e
+        for e in decision.events
+        if not (e.reason in ("RunStarted", "RetryStarted") and _names_job(e, failed))
+    ]
+    for active in list(w.active):
+        outcome = failed.get(active.job)
+        if outcome is None:
+            continue
+        w.active.remove(active)
+        if outcome.result == "conflict":
+            w.conflict = (
+                f"Job {active.job} already exists and is not controlled by this task; "
+                "Nightshift will not adopt or delete it"
+            )
+            w.event("Warning", "JobNameConflict", w.conflict)
+            _finish(
+                w,
+                spec,
+                run=active.run,
+                attempt=active.attempt,
+                job=None,
+                result=RunResult.FAILED,
+                scheduled_at=active.scheduledAt,
+                started_at=None,
+                finished_at=now,
+                reason="JobNameConflict",
+                message=w.conflict,
+            )
+        else:
+            w.event("Warning", "JobCreateFailed", f"Job {active.job}: {outcome.message}")
+            _finish(
+                w,
+                spec,
+                run=active.run,
+                attempt=active.attempt,
+                job=None,
+                result=RunResult.FAILED,
+                scheduled_at=active.scheduledAt,
+                started_at=None,
+                finished_at=now,
+                reason="JobCreateFailed",
+                message=outcome.message,
+            )
+    _trim_history(w, spec)
+    conditions = list(decision.status.conditions)
+    if w.conflict:
+        conditions = [
+            _condition(w, "Ready", False, "JobNameConflict", w.conflict) if c.type == "Ready" else c
+            for c in conditions
+        ]
+    pending_times = [p.notBefore for p in w.pending]
+    wake = [t for t in [decision.wake_at, *pending_times] if t is not None]
+    status = TaskStatus.model_validate(
+        {
+            **decision.status.model_dump(),
+            **w.fields,
+            "conditions": conditions,
+            "active": w.active,
+            "activeCount": len(w.active),
+            "pendingRetries": w.pending,
+            "runs": w.runs,
+        }
+    )
+    return Decision(
+        status=status,
+        create=decision.create,
+        delete=decision.delete + [d for d in w.delete if d not in decision.delete],
+        events=w.events,
+        wake_at=min(wake) if wake else None,
+    )
