@@ -1,0 +1,211 @@
+"""The one module that talks to the Kubernetes API (the official client, off the event loop).
+
+The official client is synchronous, so every call runs in a bounded thread pool: a slow API server
+delays the calls queued behind it, never the scheduler's clock or the watch streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any, Literal, TypeVar
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from nightshift.models import GROUP, PLURAL, VERSION
+
+__all__ = ["ApiError", "KubeApi", "load_config"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+MESSAGE_LIMIT = 1024
+
+
+class ApiError(Exception):
+    """An API call failed in a way the caller should record (not a bug)."""
+
+
+def load_config(kubeconfig: str | None) -> None:
+    """Configure the client: an explicit kubeconfig, $KUBECONFIG, or the in-cluster account."""
+    if kubeconfig or os.environ.get("KUBECONFIG"):
+        config.load_kube_config(config_file=kubeconfig)
+        return
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+
+
+class KubeApi:
+    """Async facade over the calls the operator makes; counts them for the metrics."""
+
+    def __init__(self, *, max_workers: int = 8, identity: str = "nightshift") -> None:
+        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="kube")
+        api_client = client.ApiClient()
+        api_client.configuration.retries = 0  # the reconciler retries; urllib3 must not hang
+        self._batch = client.BatchV1Api(api_client)
+        self._core = client.CoreV1Api(api_client)
+        self._custom = client.CustomObjectsApi(api_client)
+        self._identity = identity
+        self.calls: dict[str, int] = {}
+        self.errors: dict[str, int] = {}
+
+    async def _call(self, verb: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        self.calls[verb] = self.calls.get(verb, 0) + 1
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._pool, lambda: fn(*args, **kwargs))
+        except ApiException as error:
+            if error.status not in (404, 409):
+                self.errors[verb] = self.errors.get(verb, 0) + 1
+            raise
+
+    def close(self) -> None:
+        """Stop the worker threads."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def create_job(
+        self, namespace: str, manifest: dict[str, Any], owner_uid: str
+    ) -> tuple[Literal["created", "adopted", "conflict", "error"], str, dict[str, Any] | None]:
+        """Create a Job; AlreadyExists is adopted only if this task controls the existing Job."""
+        name = manifest["metadata"]["name"]
+        try:
+            created = await self._call(
+                "create_job", self._batch.create_namespaced_job, namespace, manifest
+            )
+            return "created", "", self._to_dict(created)
+        except ApiException as error:
+            if error.status != 409:
+                return "error", _reason(error), None
+        try:
+            existing = await self._call("get_job", self._batch.read_namespaced_job, name, namespace)
+        except ApiException as error:
+            return "error", _reason(error), None
+        body = self._to_dict(existing)
+        for ref in body.get("metadata", {}).get("ownerReferences") or []:
+            if ref.get("controller") and ref.get("uid") == owner_uid:
+                return "adopted", "", body
+        return "conflict", f"Job {name} exists and is controlled by someone else", None
+
+    async def delete_job(self, namespace: str, name: str) -> None:
+        """Delete a Job and, in the background, its pods. A missing Job is fine."""
+        try:
+            await self._call(
+                "delete_job",
+                self._batch.delete_namespaced_job,
+                name,
+                namespace,
+                propagation_policy="Background",
+            )
+        except ApiException as error:
+            if error.status != 404:
+                raise ApiError(f"delete Job {namespace}/{name}: {_reason(error)}") from None
+
+    async def patch_status(
+        self, namespace: str, name: str, status: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """Merge-patch the task's status subresource; returns the updated object (None if gone)."""
+        try:
+            result = await self._call(
+                "patch_status",
+                self._custom.patch_namespaced_custom_object_status,
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                name,
+                {"status": status},
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise ApiError(f"patch status of {namespace}/{name}: {_reason(error)}") from None
+        return result if isinstance(result, dict) else None
+
+    async def pod_outcome(self, namespace: str, job: str) -> tuple[int | None, str | None]:
+        """Exit code and termination message of a finished Job's (latest) pod."""
+        try:
+            pods = await self._call(
+                "list_pods",
+                self._core.list_namespaced_pod,
+                namespace,
+                label_selector=f"batch.kubernetes.io/job-name={job}",
+            )
+        except ApiException as error:
+            log.warning("cannot read pods of Job %s/%s: %s", namespace, job, _reason(error))
+            return None, None
+        items = sorted(
+            pods.items,
+            key=lambda p: (
+                (p.metadata and p.metadata.creation_timestamp) or datetime.min.replace(tzinfo=UTC)
+            ),
+        )
+        for pod in reversed(items):
+            statuses = (pod.status and pod.status.container_statuses) or []
+            terminated = [s.state.terminated for s in statuses if s.state and s.state.terminated]
+            if not terminated:
+                continue
+            # The first container that failed explains the failure; otherwise the first one.
+            chosen = next((t for t in terminated if t.exit_code), terminated[0])
+            message = (chosen.message or "").strip() or None
+            return chosen.exit_code, message[:MESSAGE_LIMIT] if message else None
+        return None, None
+
+    async def post_event(
+        self,
+        task: dict[str, Any],
+        kind: Literal["Normal", "Warning"],
+        reason: str,
+        message: str,
+    ) -> None:
+        """Post one core/v1 Event about the task (best effort: failures are logged)."""
+        meta = task["metadata"]
+        now = datetime.now(UTC)
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "ScheduledTask",
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+            "type": kind,
+            "reason": reason,
+            "message": message[:MESSAGE_LIMIT],
+            "source": {"component": self._identity},
+            "reportingComponent": "nightshift.dev/operator",
+            "reportingInstance": self._identity,
+            "firstTimestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "lastTimestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "count": 1,
+        }
+        try:
+            await self._call(
+                "create_event", self._core.create_namespaced_event, meta["namespace"], body
+            )
+        except ApiException as error:
+            log.warning("cannot post Event %s on %s: %s", reason, meta["name"], _reason(error))
+
+    def _to_dict(self, obj: Any) -> dict[str, Any]:
+        if isinstance(obj, dict):
+            return obj
+        return dict(client.ApiClient().sanitize_for_serialization(obj))
+
+
+def _reason(error: ApiException) -> str:
+    import json  # noqa: PLC0415 - only on the error path
+
+    try:
+        body = json.loads(error.body or "{}")
+        return str(body.get("message") or error.reason)
+    except (ValueError, TypeError):
+        return str(error.reason)

@@ -1,0 +1,97 @@
+"""``nightshift run``: wire kopf's watches to the controller and run until interrupted.
+
+kopf gives us watch streams with reconnects, 410 handling and server-side label selectors; the
+handlers only hand bodies to the controller. No finalizers, no progress annotations, no per-object
+daemons: one scheduler serves every task.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+from typing import Any
+
+import kopf
+from prometheus_client import start_http_server
+
+from nightshift.controller import Controller
+from nightshift.jobs import LABEL_MANAGED
+from nightshift.kube import KubeApi, load_config
+from nightshift.models import GROUP, PLURAL, VERSION
+
+__all__ = ["run"]
+
+log = logging.getLogger("nightshift")
+_controller: Controller | None = None
+
+
+def _get() -> Controller:
+    assert _controller is not None, "the controller starts before the watches"
+    return _controller
+
+
+@kopf.on.startup()
+async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+    # Our own Events describe transitions; kopf's handler-log Events would be noise.
+    settings.posting.enabled = False
+    # Only Jobs we labelled are streamed: the filter runs in the API server, not here.
+    settings.watching.label_selectors["batch", "jobs"] = f"{LABEL_MANAGED}=true"
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    # No kopf state is stored on our objects: handlers are event handlers only.
+    settings.persistence.finalizer = "nightshift.dev/unused"
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def _task_event(*, type: str | None, body: kopf.Body, **_: Any) -> None:
+    _get().task_event(type, dict(body))
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={LABEL_MANAGED: "true"})
+def _job_event(*, type: str | None, body: kopf.Body, **_: Any) -> None:
+    _get().job_event(type, dict(body))
+
+
+@kopf.on.probe(id="scheduler")
+def _probe(**_: Any) -> dict[str, int]:
+    controller = _get()
+    return {"tasks": len(controller.entries), "queue": controller.queue_depth}
+
+
+async def _main(args: argparse.Namespace) -> None:
+    global _controller  # noqa: PLW0603 - kopf handlers are module-level functions
+    load_config(args.kubeconfig)
+    api = KubeApi(identity=os.environ.get("POD_NAME") or "nightshift")
+    _controller = Controller(api)
+    if args.metrics_port:
+        start_http_server(args.metrics_port, addr="0.0.0.0")  # noqa: S104 - scraped in-cluster
+    scheduler = asyncio.create_task(_controller.run(), name="nightshift-controller")
+    try:
+        await kopf.operator(
+            clusterwide=not args.namespaces,
+            namespaces=args.namespaces,
+            standalone=True,
+            liveness_endpoint=f"http://0.0.0.0:{args.health_port}/healthz"
+            if args.health_port
+            else None,
+        )
+    finally:
+        scheduler.cancel()
+        api.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the operator in this process until SIGINT/SIGTERM."""
+    level = logging.DEBUG if args.verbose else logging.INFO
+    if args.kubeconfig:
+        os.environ["KUBECONFIG"] = args.kubeconfig  # kopf's own login reads it too
+    kopf.configure(verbose=args.verbose, log_format=_log_format(args.log_format))
+    logging.getLogger().setLevel(level)
+    asyncio.run(_main(args))
+    return 0
+
+
+def _log_format(name: str) -> kopf.LogFormat:
+    return kopf.LogFormat.JSON if name == "json" else kopf.LogFormat.PLAIN
