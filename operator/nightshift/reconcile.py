@@ -350,6 +350,8 @@ def _start_run(
     token: str | None = None,
 ) -> bool:
     """Start attempt 1 of a run under the concurrency policy; False if it was skipped."""
+    if any(a.run == run for a in w.active) or any(p.run == run for p in w.pending):
+        return False  # already in progress (e.g. adopted after a restart)
     policy = spec.concurrencyPolicy
     if _busy(w) and policy is ConcurrencyPolicy.FORBID:
         busy = ", ".join(sorted({a.run for a in w.active} | {p.run for p in w.pending}))
@@ -489,7 +491,7 @@ def _track_jobs(w: _Work, spec: TaskSpec) -> None:
             job=active.job,
             result=result,
             scheduled_at=active.scheduledAt or job.slot,
-            started_at=active.startedAt or job.created,
+            started_at=job.created or active.startedAt,
             finished_at=job.finished_at or w.now,
             exit_code=job.exit_code,
             reason=job.reason,
@@ -737,6 +739,14 @@ def _names_job(event: Event, names: dict[str, Outcome]) -> bool:
 
 def settle(view: TaskView, decision: Decision, outcomes: list[Outcome], now: datetime) -> Decision:
     """Fold the results of the Job creations into the decision's status and Events."""
+    adopted = {o.name: o for o in outcomes if o.result == "adopted"}
+    if adopted:
+        # The Job already existed (we created it before a restart): it did not start now.
+        decision.events = [
+            e
+            for e in decision.events
+            if not (e.reason in ("RunStarted", "RetryStarted") and _names_job(e, adopted))
+        ]
     failed = {o.name: o for o in outcomes if o.result in ("conflict", "error")}
     if not failed or view.spec is None:
         return decision

@@ -89,6 +89,9 @@ def run(args: argparse.Namespace) -> int:
         os.environ["KUBECONFIG"] = args.kubeconfig  # kopf's own login reads it too
     kopf.configure(verbose=args.verbose, log_format=_log_format(args.log_format))
     logging.getLogger().setLevel(level)
+    if not args.verbose:
+        # kopf logs every handler call per object; at 10,000 tasks that is noise, not signal.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     asyncio.run(_main(args))
     return 0
 

@@ -1,0 +1,70 @@
+# Nightshift's front door. `make help` lists every target.
+#
+#   make dev    local control plane + CRD + operator + examples, and a one-screen view
+#   make test   every check CI runs (.ci/run calls exactly this)
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
+BIN := $(VENV)/bin
+export PATH := $(abspath $(BIN)):$(PATH)
+
+include hack/cluster.mk
+
+.PHONY: help
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^# ---/ {sub(/^# --- */, ""); printf "\n\033[1m%s\033[0m\n", $$0} \
+	  /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+# --- Setup
+$(VENV)/.installed: pyproject.toml constraints.txt
+	python3 -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $@
+
+.PHONY: venv
+venv: $(VENV)/.installed ## Create .venv with the package and dev tools (pinned by constraints.txt)
+
+# --- Main jobs
+.PHONY: dev
+dev: venv cluster-up ## Control plane up, CRD installed, operator running on examples/, then a status view
+	$(PYTHON) hack/dev.py
+
+.PHONY: test
+test: venv lint typecheck verify unit integration ## Every check CI runs
+
+# --- Checks
+.PHONY: lint
+lint: venv ## ruff lint and format check
+	$(BIN)/ruff check operator tests hack
+	$(BIN)/ruff format --check operator tests hack
+
+.PHONY: fmt
+fmt: venv ## Format and autofix with ruff
+	$(BIN)/ruff format operator tests hack
+	$(BIN)/ruff check --fix operator tests hack
+
+.PHONY: typecheck
+typecheck: venv ## mypy --strict on operator/
+	$(BIN)/mypy
+
+.PHONY: unit
+unit: venv ## Unit tests (pure logic, no cluster)
+	$(BIN)/pytest tests/unit -q
+
+.PHONY: integration
+integration: venv binaries ## Integration tests against the local control plane (started by a fixture)
+	$(BIN)/pytest tests/integration -q
+
+# --- Generated files
+.PHONY: generate
+generate: venv ## Regenerate the CRD from the pydantic models
+	$(BIN)/nightshift crd > crds/scheduledtasks.nightshift.dev.yaml
+
+.PHONY: verify
+verify: venv ## Fail when a generated file differs from what `make generate` would write
+	$(PYTHON) hack/verify.py
