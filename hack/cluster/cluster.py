@@ -78,7 +78,13 @@ class ClusterError(Exception):
 
 
 def log(msg: str) -> None:
-    print(f"cluster: {msg}", file=sys.stderr, flush=True)
+    err(f"cluster: {msg}")
+
+
+def err(text: str) -> None:
+    # Progress must never be the reason a start is abandoned half-way (e.g. `up | head`).
+    with contextlib.suppress(OSError):
+        print(text, file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -742,6 +748,10 @@ def start(state: State, bin_dir: Path) -> None:
     log(f"ServiceAccount default/default exists ({took()})")
 
 
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def cmd_up(state: State) -> int:
     t0 = time.monotonic()
     with state.lock():
@@ -756,18 +766,24 @@ def cmd_up(state: State) -> int:
                 log(f"found an unhealthy cluster ({bad}); restarting it")
                 stop_components(state)
         bin_dir = bin_dir_from_build()
+        # SIGTERM (a CI timeout, a killed test run) also gets the clean-up below.
+        signal.signal(signal.SIGTERM, _raise_interrupt)
         try:
             start(state, bin_dir)
-        except (ClusterError, KeyboardInterrupt) as exc:
+        except BaseException as exc:
             if isinstance(exc, ClusterError):
                 log(f"FAILED: {exc}")
                 if exc.component:
                     logfile = state.log_file(exc.component)
                     log(f"{exc.component} log: {logfile} (last {LOG_TAIL_LINES} lines):")
-                    print(tail(logfile), file=sys.stderr)
+                    err(tail(logfile))
             log("stopping the components started so far")
             stop_components(state)
-            return 130 if isinstance(exc, KeyboardInterrupt) else 1
+            if isinstance(exc, ClusterError):
+                return 1
+            if isinstance(exc, KeyboardInterrupt):
+                return 130
+            raise
     log(f"up in {time.monotonic() - t0:.1f} s; kubeconfig: {state.kubeconfig}")
     log('use the built kubectl with: eval "$(hack/cluster/cluster.py env)"')
     return 0
