@@ -138,6 +138,24 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="serve the validating admission webhook on this port",
     )
+    # In a pod the webhook must listen on the pod IP, reached through its Service.
+    p.add_argument("--webhook-addr", default="0.0.0.0", help="webhook listen address")  # noqa: S104
+    p.add_argument(
+        "--webhook-host",
+        default=None,
+        help="host name the API server uses to reach the webhook (with --webhook-manage)",
+    )
+    p.add_argument("--webhook-cert", default=None, help="webhook serving certificate (PEM)")
+    p.add_argument("--webhook-key", default=None, help="webhook serving key (PEM)")
+    p.add_argument(
+        "--webhook-ca", default=None, help="CA bundle for the webhook (default: the certificate)"
+    )
+    p.add_argument(
+        "--webhook-manage",
+        metavar="NAME",
+        default=None,
+        help="create and update ValidatingWebhookConfiguration NAME (development, tests)",
+    )
     p.add_argument("--health-port", type=int, default=8080, help="liveness/readiness port")
     p.add_argument("--metrics-port", type=int, default=9090, help="Prometheus metrics port")
     p.add_argument("--log-format", choices=["plain", "json"], default="plain")

@@ -162,7 +162,8 @@ def _clean(error: Exception) -> str:
     # croniter prefixes messages with the expression in brackets; we name the field instead.
     if message.startswith("[") and "] " in message:
         message = message.split("] ", 1)[1]
-    return message.removeprefix("is ").strip() or "not understood"
+    message = message.removeprefix("is ").removeprefix("not acceptable").lstrip(", ").strip()
+    return message or "not understood"
 
 
 def _check_satisfiable(cron: CronExpr, expr: str) -> None:

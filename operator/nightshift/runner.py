@@ -19,12 +19,13 @@ from prometheus_client import start_http_server
 from nightshift.controller import Controller
 from nightshift.jobs import LABEL_MANAGED
 from nightshift.kube import KubeApi, load_config
-from nightshift.models import GROUP, PLURAL, VERSION
+from nightshift.models import GROUP, PLURAL, VERSION, SpecError, parse_spec
 
 __all__ = ["run"]
 
 log = logging.getLogger("nightshift")
 _controller: Controller | None = None
+_args: argparse.Namespace | None = None
 
 
 def _get() -> Controller:
@@ -42,6 +43,19 @@ async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.client_timeout = 330
     # No kopf state is stored on our objects: handlers are event handlers only.
     settings.persistence.finalizer = "nightshift.dev/unused"
+    args = _args
+    if args is not None and args.webhook_port:
+        settings.admission.server = kopf.WebhookServer(
+            addr=args.webhook_addr,
+            port=args.webhook_port,
+            host=args.webhook_host,
+            certfile=args.webhook_cert,
+            pkeyfile=args.webhook_key,
+            cafile=args.webhook_ca or args.webhook_cert,
+        )
+        if args.webhook_manage:
+            # Development and tests: the operator registers itself (the chart ships its own).
+            settings.admission.managed = args.webhook_manage
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
@@ -54,6 +68,18 @@ def _job_event(*, type: str | None, body: kopf.Body, **_: Any) -> None:
     _get().job_event(type, dict(body))
 
 
+# failurePolicy Ignore: while the operator is down, writes are not blocked; what slips through is
+# caught by the operator itself (Ready=False, one Warning Event, zero Jobs).
+@kopf.on.validate(GROUP, VERSION, PLURAL, id="validate", ignore_failures=True)
+def _validate(*, spec: kopf.Spec, operation: str | None = None, **_: Any) -> None:
+    if operation == "DELETE":
+        return
+    try:
+        parse_spec(dict(spec))
+    except SpecError as error:
+        raise kopf.AdmissionError(str(error), code=422) from None
+
+
 @kopf.on.probe(id="scheduler")
 def _probe(**_: Any) -> dict[str, int]:
     controller = _get()
@@ -61,7 +87,8 @@ def _probe(**_: Any) -> dict[str, int]:
 
 
 async def _main(args: argparse.Namespace) -> None:
-    global _controller  # noqa: PLW0603 - kopf handlers are module-level functions
+    global _controller, _args  # noqa: PLW0603 - kopf handlers are module-level functions
+    _args = args
     load_config(args.kubeconfig)
     api = KubeApi(identity=os.environ.get("POD_NAME") or "nightshift")
     _controller = Controller(api)
