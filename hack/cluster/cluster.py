@@ -758,6 +758,16 @@ def cmd_up(state: State) -> int:
         data = state.load()
         if data:
             h = health(state, data)
+            # All processes alive but a probe failed: give a busy machine a few seconds before
+            # deciding to restart.
+            deadline = time.monotonic() + 5
+            while (
+                not all(ok for ok, _ in h.values())
+                and all(read_pid(state, c) for c in COMPONENTS)
+                and time.monotonic() < deadline
+            ):
+                time.sleep(0.5)
+                h = health(state, data)
             if all(ok for ok, _ in h.values()):
                 log(f"already up (state {state.root}); kubeconfig {state.kubeconfig}")
                 return 0
