@@ -34,6 +34,10 @@ venv: $(VENV)/.installed ## Create .venv with the package and dev tools (pinned 
 dev: venv cluster-up ## Control plane up, CRD installed, operator running on examples/, then a status view
 	$(PYTHON) hack/dev.py
 
+.PHONY: dev-down
+dev-down: ## Stop the operator that `make dev` started (the cluster keeps running)
+	$(PYTHON) hack/dev.py down
+
 .PHONY: test
 test: venv lint typecheck verify unit integration ## Every check CI runs
 

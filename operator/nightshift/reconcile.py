@@ -178,6 +178,9 @@ def _slot_of(run: str) -> datetime | None:
         return None
 
 
+_WORDS = {RunResult.FAILED: "failed", RunResult.TIMED_OUT: "timed out"}
+
+
 def _retry_allowed(spec: TaskSpec, attempt: int, exit_code: int | None) -> bool:
     retry = spec.retry
     if attempt > retry.maxRetries:
@@ -240,7 +243,7 @@ def _finish(
         w.event(
             "Warning",
             "RetryScheduled",
-            f"{label} {result.value.lower()} ({detail}); attempt {attempt + 1} "
+            f"{label} {_WORDS.get(result, result.value)} ({detail}); attempt {attempt + 1} "
             f"at {not_before.astimezone(UTC).isoformat(timespec='seconds')}",
         )
         return
