@@ -48,6 +48,16 @@ MACROS = {
 }
 _FIELD_NAMES = ("minute", "hour", "day of month", "month", "day of week")
 _FULL = (range(60), range(24), range(1, 32), range(1, 13), range(7))
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+_NAME_VALUES: tuple[dict[str, int], ...] = (
+    {},
+    {},
+    {},
+    {name: i + 1 for i, name in enumerate(_MONTHS)},
+    {name: i for i, name in enumerate(_WEEKDAYS)},
+)
+_RANGE = re.compile(r"([0-9A-Za-z]+)-([0-9A-Za-z]+)(?:/0*[1-9][0-9]*)?")
 # A schedule that matches no wall time in this many years never will: the Gregorian calendar's
 # weekday/leap-year pattern repeats every 400 years, but any satisfiable 5-field cron expression
 # matches within 28 years (the weekday pattern of a date repeats in at most 28 years).
@@ -78,16 +88,18 @@ class CronExpr:
     fixed_hour: bool
 
     def day_matches(self, day: date) -> bool:
-        """Whether ``day`` matches the day-of-month/day-of-week fields (Vixie's OR rule)."""
+        """Whether ``day`` matches the day-of-month/day-of-week fields (Vixie's OR rule).
+
+        As in Vixie cron, a field that starts with ``*`` (``*``, ``*/2``) is a "star" field: if
+        either field is one, a day must match both fields (a plain ``*`` holds every value, so it
+        matches trivially, while ``*/2`` still restricts); only when both fields are restricted
+        does a day match if it matches either.
+        """
         dom_ok = day.day in self.days
         dow_ok = (day.isoweekday() % 7) in self.weekdays
         if self.dom_restricted and self.dow_restricted:
             return dom_ok or dow_ok
-        if self.dom_restricted:
-            return dom_ok
-        if self.dow_restricted:
-            return dow_ok
-        return True
+        return dom_ok and dow_ok
 
 
 def parse_cron(expr: str, *, seed: str = "") -> CronExpr:
@@ -117,6 +129,7 @@ def parse_cron(expr: str, *, seed: str = "") -> CronExpr:
         bad = sorted(set(re.sub(r"[0-9H*,\-/()]", "", bare)))
         if bad:
             raise CronError(f"{name} field {field!r}: {''.join(bad)!r} is not supported")
+    text = " ".join(_collapse_single_ranges(i, field) for i, field in enumerate(fields))
     try:
         expanded = croniter(text, hash_id=seed.encode() or b"nightshift").expanded
     except (CroniterError, ValueError, KeyError, IndexError) as error:
@@ -143,6 +156,24 @@ def parse_cron(expr: str, *, seed: str = "") -> CronExpr:
     )
     _check_satisfiable(cron, expr)
     return cron
+
+
+def _collapse_single_ranges(index: int, field: str) -> str:
+    """Rewrite ranges whose ends are equal (``5-5``, ``5-5/2``, ``MON-1``) as their single value.
+
+    croniter expands such a range to the whole field (``5-5`` would fire every minute); in Vixie
+    cron, as in Kubernetes, ``5-5`` means just 5.
+    """
+    names = _NAME_VALUES[index]
+    parts = field.split(",")
+    for i, part in enumerate(parts):
+        match = _RANGE.fullmatch(part)
+        if match is None:
+            continue
+        ends = [str(names.get(end.lower(), end)) for end in match.group(1, 2)]
+        if all(end.isdigit() for end in ends) and int(ends[0]) == int(ends[1]):
+            parts[i] = match.group(1)
+    return ",".join(parts)
 
 
 def _explain(fields: list[str], expr: str, error: Exception) -> str:
@@ -314,9 +345,11 @@ def next_cron_fire(cron: CronExpr, tz: ZoneInfo, after: datetime) -> datetime:
     lo = _floor_minute(t) + _MINUTE
     while True:
         offset = _offset(tz, lo)
-        boundary = next_transition(tz, lo)
         wall = next_wall_match(cron, lo + offset)
         fire = wall - offset
+        # Search for an offset change up to the candidate's year, however far ahead it is: a
+        # leap-day schedule can be years away, past a one-off change in a zone without DST.
+        boundary = next_transition(tz, lo, within_years=max(2, fire.year - lo.year))
         if boundary is None or fire < boundary:
             return fire.replace(tzinfo=UTC)
         lo = boundary
