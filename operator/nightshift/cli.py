@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -93,6 +94,9 @@ def print_crd(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> int:
 
 def run_operator(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> int:
     """Run the operator (kopf) until interrupted."""
+    if args.kubeconfig:
+        # The kubernetes package reads $KUBECONFIG once, at import; kopf's login relies on it.
+        os.environ["KUBECONFIG"] = args.kubeconfig
     # Imported here so preview and crd start fast and work without kopf's event loop set-up.
     from nightshift.runner import run  # noqa: PLC0415
 

@@ -12,6 +12,7 @@ import contextlib
 import heapq
 import itertools
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ __all__ = ["Controller", "Key"]
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str]  # (namespace, name)
+# Fault injection for the crash tests (never set in production): see tests/integration.
+_FAULT = os.environ.get("NIGHTSHIFT_FAULT", "")
 
 
 def _rv(obj: dict[str, Any]) -> int:
@@ -304,6 +307,9 @@ class Controller:
                 if create.attempt > 1 and result == "created":
                     metrics.RETRIES.inc()
             decision = settle(view, decision, outcomes, self.clock())
+            if _FAULT == "exit-after-create" and any(o.result == "created" for o in outcomes):
+                # Test seam: die like kill -9 between Job create and status write.
+                os._exit(137)
 
         for delete in decision.delete:
             try:

@@ -41,10 +41,16 @@ __all__ = [
     "settle",
 ]
 
-# A slot whose fire time passed less than this long ago is "on time" rather than missed: it covers
-# API latency and a short operator restart, and it is what catchUp: Skip still runs.
+# A slot whose fire time passed less than this long ago (and less than half the gap to the next
+# slot) is "on time" rather than missed: it covers API latency and a short operator restart, and
+# it is what catchUp: Skip still runs.
 GRACE = timedelta(seconds=60)
-MESSAGE_LIMIT = 1024
+MESSAGE_LIMIT = 1024  # bytes of a termination message kept in a run record (DESIGN: first 1 KiB)
+CONDITION_MESSAGE_LIMIT = 4096  # characters; Condition.message's bound
+TOKEN_LIMIT = 128  # characters; status.runNowToken's bound
+# status.active and status.pendingRetries hold at most 100 entries each (and the CRD says so): under
+# Allow, a slot that would go beyond that is Skipped rather than making the status unwritable.
+MAX_IN_FLIGHT = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +135,19 @@ class Decision:
     delete: list[DeleteJob] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     wake_at: datetime | None = None
+
+
+def _clip_bytes(text: str, limit: int) -> str:
+    """The longest prefix of ``text`` that is at most ``limit`` bytes of UTF-8, whole characters."""
+    return text.encode()[:limit].decode(errors="ignore")
+
+
+def _token_key(token: str) -> str:
+    """What status.runNowToken records for a run-now token: the token, or a digest of a long one
+    (annotations are unbounded; the status field is not)."""
+    if len(token) <= TOKEN_LIMIT:
+        return token
+    return "sha256:" + hashlib.sha256(token.encode()).hexdigest()
 
 
 def backoff_delay(spec: TaskSpec, attempt: int, *, seed: str) -> timedelta:
@@ -220,7 +239,7 @@ def _finish(
             result=result,
             exitCode=exit_code,
             reason=reason,
-            message=(message or None) and message[:MESSAGE_LIMIT],
+            message=_clip_bytes(message, MESSAGE_LIMIT) if message else None,
         ),
     )
     w.set("lastResult", result)
@@ -310,6 +329,11 @@ def _replace_all(w: _Work, spec: TaskSpec, by: str) -> None:
             None,
             f"pending retry cancelled by run {by}",
         )
+        w.event(
+            "Normal",
+            "RunReplaced",
+            f"run {pending.run} (attempt {pending.attempt} pending) replaced by run {by}",
+        )
     w.active = []
     w.pending = []
 
@@ -334,7 +358,7 @@ def _record_plain(
             startedAt=started_at,
             finishedAt=w.now if result is not RunResult.MISSED else None,
             result=result,
-            message=message[:MESSAGE_LIMIT],
+            message=_clip_bytes(message, MESSAGE_LIMIT),
         ),
     )
 
@@ -370,6 +394,20 @@ def _start_run(
         )
         w.event("Normal", "RunSkipped", f"run {run} skipped: run {busy} still active (Forbid)")
         return False
+    in_flight = len(w.active) + len(w.pending)
+    if policy is ConcurrencyPolicy.ALLOW and in_flight >= MAX_IN_FLIGHT:
+        _record_plain(
+            w,
+            run,
+            1,
+            None,
+            RunResult.SKIPPED,
+            slot,
+            None,
+            f"skipped: {in_flight} runs already active or retrying (at most {MAX_IN_FLIGHT})",
+        )
+        w.event("Warning", "RunSkipped", f"run {run} skipped: {in_flight} runs already in flight")
+        return False
     if _busy(w) and policy is ConcurrencyPolicy.REPLACE:
         _replace_all(w, spec, run)
     _create(w, spec, run=run, attempt=1, slot=slot, plan=plan, token=token)
@@ -380,6 +418,8 @@ def _start_run(
 
 def _condition(w: _Work, kind: str, status: bool, reason: str, message: str = "") -> Condition:
     value: Literal["True", "False"] = "True" if status else "False"
+    if len(message) > CONDITION_MESSAGE_LIMIT:
+        message = message[: CONDITION_MESSAGE_LIMIT - 1] + "…"
     for old in w.status.conditions:
         if old.type == kind and old.status == value and old.reason == reason:
             if old.message == message:
@@ -433,6 +473,10 @@ def _track_jobs(w: _Work, spec: TaskSpec) -> None:
     for job in view.jobs:
         if job.name in known_active or (job.run, job.attempt) in recorded:
             continue
+        if job.finished is not None and not _creation_unrecorded(view, job):
+            # Its record was already trimmed from history and the Job's deletion has not shown
+            # yet (or failed): recording it again would repeat its Event, and maybe its retry.
+            continue
         w.active.append(
             ActiveRun(
                 run=job.run,
@@ -445,7 +489,7 @@ def _track_jobs(w: _Work, spec: TaskSpec) -> None:
         known_active.add(job.name)
         w.pending = [p for p in w.pending if (p.run, p.attempt) != (job.run, job.attempt)]
         if job.run_now_token is not None and job.run_now_token == view.run_now:
-            w.set("runNowToken", job.run_now_token)
+            w.set("runNowToken", _token_key(job.run_now_token))
         if job.slot is not None and job.attempt == 1:
             last = w.get("lastSlotTime")
             if last is None or job.slot > last:
@@ -503,6 +547,18 @@ def _track_jobs(w: _Work, spec: TaskSpec) -> None:
     w.active = still
 
 
+def _creation_unrecorded(view: TaskView, job: JobView) -> bool:
+    """Whether a Job the status does not mention was created by a sync whose status write was lost
+    (so it is adopted), rather than dropped from status.runs by the history limits."""
+    status = view.status
+    if job.attempt > 1:
+        return any((p.run, p.attempt) == (job.run, job.attempt) for p in status.pendingRetries)
+    if job.slot is not None:
+        return status.lastSlotTime is None or job.slot > status.lastSlotTime
+    token = job.run_now_token
+    return token is not None and token == view.run_now and _token_key(token) != status.runNowToken
+
+
 def _due_slots(w: _Work, spec: TaskSpec, plan: Plan) -> datetime | None:
     """Handle the slots that came due since the cursor; return the next fire time."""
     view = w.view
@@ -524,7 +580,12 @@ def _due_slots(w: _Work, spec: TaskSpec, plan: Plan) -> datetime | None:
         return now - fire_time(plan, slot)
 
     eligible = [s for s in due if deadline is None or late(s) <= deadline]
-    on_time = [s for s in eligible if late(s) <= GRACE]
+
+    def grace(slot: datetime) -> timedelta:
+        following = next_slot(plan, slot)
+        return GRACE if following is None else min(GRACE, (following - slot) / 2)
+
+    on_time = [s for s in eligible if late(s) <= grace(s)]
     if len(due) == 1 and on_time:
         to_run = on_time
     elif spec.catchUp is CatchUp.SKIP:
@@ -601,14 +662,13 @@ def decide(view: TaskView, now: datetime) -> Decision:
 
     # Run now: exactly one manual run per distinct token.
     token = view.run_now
-    if token and token != w.get("runNowToken"):
-        w.set("runNowToken", token)
+    if token and _token_key(token) != w.get("runNowToken"):
+        w.set("runNowToken", _token_key(token))
         run = manual_run_id(token)
         if not any(a.run == run for a in w.active) and not any(r.run == run for r in w.runs):
             _start_run(w, spec, plan, run=run, slot=None, token=token)
 
-    # Retries whose back-off has passed; the earliest pending one sets the next wake-up.
-    wake: list[datetime] = []
+    # Retries whose back-off has passed; the earliest one still pending sets the next wake-up.
     waiting: list[PendingRetry] = []
     for pending in w.pending:
         if pending.notBefore <= now:
@@ -627,7 +687,6 @@ def decide(view: TaskView, now: datetime) -> Decision:
             )
         else:
             waiting.append(pending)
-            wake.append(pending.notBefore)
     w.pending = waiting
 
     next_fire: datetime | None = None
@@ -645,24 +704,19 @@ def decide(view: TaskView, now: datetime) -> Decision:
             completed = True
         elif next_fire is None:
             completed = True  # one-shot done, window over, or the schedule never fires again
-    if next_fire is not None:
-        wake.append(next_fire)
-
     _trim_history(w, spec)
-    return _finalize(w, spec, next_fire, wake, completed)
+    return _finalize(w, spec, next_fire, completed)
 
 
 def _finalize(
     w: _Work,
     spec: TaskSpec,
     next_fire: datetime | None,
-    wake: list[datetime],
     completed: bool,
 ) -> Decision:
     view = w.view
     pending_times = [p.notBefore for p in w.pending]
     shown_next = min([t for t in [next_fire, *pending_times] if t is not None], default=None)
-    failures = w.get("consecutiveFailures")
     done = completed and not w.active and not w.pending
     if w.conflict:
         ready = _condition(w, "Ready", False, "JobNameConflict", w.conflict)
@@ -671,20 +725,8 @@ def _finalize(
     conditions = [
         ready,
         _condition(w, "Suspended", spec.suspend, "Suspended" if spec.suspend else "Active"),
-        _condition(
-            w,
-            "Running",
-            bool(w.active),
-            "JobActive" if w.active else ("RetryPending" if w.pending else "Idle"),
-            ", ".join(a.job for a in w.active),
-        ),
-        _condition(
-            w,
-            "Failing",
-            failures > 0,
-            "RunFailed" if failures else "AsExpected",
-            f"{failures} run(s) failed in a row" if failures else "",
-        ),
+        _running(w),
+        _failing(w),
         _condition(
             w,
             "Completed",
@@ -693,7 +735,7 @@ def _finalize(
             _completed_message(spec) if done else "",
         ),
     ]
-    if w.conflict is None and not _was_ready(view.status) and view.status.conditions:
+    if w.conflict is None and _was_invalid(view.status):
         w.event("Normal", "SpecValid", "the spec is valid again; scheduling resumed")
     if done and not _was_completed(view.status):
         w.event("Normal", "Completed", _completed_message(spec))
@@ -716,7 +758,28 @@ def _finalize(
         create=w.create,
         delete=w.delete,
         events=w.events,
-        wake_at=min(wake) if wake else None,
+        wake_at=shown_next,
+    )
+
+
+def _running(w: _Work) -> Condition:
+    return _condition(
+        w,
+        "Running",
+        bool(w.active),
+        "JobActive" if w.active else ("RetryPending" if w.pending else "Idle"),
+        ", ".join(a.job for a in w.active),
+    )
+
+
+def _failing(w: _Work) -> Condition:
+    failures: int = w.get("consecutiveFailures")
+    return _condition(
+        w,
+        "Failing",
+        failures > 0,
+        "RunFailed" if failures else "AsExpected",
+        f"{failures} run(s) failed in a row" if failures else "",
     )
 
 
@@ -728,8 +791,12 @@ def _completed_message(spec: TaskSpec) -> str:
     return "no slot is left in the schedule's window"
 
 
-def _was_ready(status: TaskStatus) -> bool:
-    return any(c.type == "Ready" and c.status == "True" for c in status.conditions)
+def _was_invalid(status: TaskStatus) -> bool:
+    # Only InvalidSpec: a JobNameConflict clearing is not "the spec is valid again".
+    return any(
+        c.type == "Ready" and c.status == "False" and c.reason == "InvalidSpec"
+        for c in status.conditions
+    )
 
 
 def _was_completed(status: TaskStatus) -> bool:
@@ -805,19 +872,20 @@ def settle(view: TaskView, decision: Decision, outcomes: list[Outcome], now: dat
                 message=outcome.message,
             )
     _trim_history(w, spec)
-    conditions = list(decision.status.conditions)
+    # Creations that failed change what is running and failing: recompute those conditions.
+    replaced = {"Running": _running(w), "Failing": _failing(w)}
     if w.conflict:
-        conditions = [
-            _condition(w, "Ready", False, "JobNameConflict", w.conflict) if c.type == "Ready" else c
-            for c in conditions
-        ]
+        replaced["Ready"] = _condition(w, "Ready", False, "JobNameConflict", w.conflict)
+    conditions = [replaced.get(c.type, c) for c in decision.status.conditions]
     pending_times = [p.notBefore for p in w.pending]
     wake = [t for t in [decision.wake_at, *pending_times] if t is not None]
+    shown = [t for t in [decision.status.nextScheduleTime, *pending_times] if t is not None]
     status = TaskStatus.model_validate(
         {
             **decision.status.model_dump(),
             **w.fields,
             "conditions": conditions,
+            "nextScheduleTime": min(shown, default=None),
             "active": w.active,
             "activeCount": len(w.active),
             "pendingRetries": w.pending,

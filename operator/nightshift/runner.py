@@ -68,9 +68,6 @@ def _job_event(*, type: str | None, body: kopf.Body, **_: Any) -> None:
     _get().job_event(type, dict(body))
 
 
-# failurePolicy Ignore: while the operator is down, writes are not blocked; what slips through is
-# caught by the operator itself (Ready=False, one Warning Event, zero Jobs).
-@kopf.on.validate(GROUP, VERSION, PLURAL, id="validate", ignore_failures=True)
 def _validate(*, spec: kopf.Spec, operation: str | None = None, **_: Any) -> None:
     if operation == "DELETE":
         return
@@ -89,6 +86,11 @@ def _probe(**_: Any) -> dict[str, int]:
 async def _main(args: argparse.Namespace) -> None:
     global _controller, _args  # noqa: PLW0603 - kopf handlers are module-level functions
     _args = args
+    if args.webhook_port:
+        # Registered only with a webhook server (kopf refuses admission handlers without one).
+        # failurePolicy Ignore: while the operator is down, writes are not blocked; what slips
+        # through is caught by the operator itself (Ready=False, one Warning Event, no Jobs).
+        kopf.on.validate(GROUP, VERSION, PLURAL, id="validate", ignore_failures=True)(_validate)
     load_config(args.kubeconfig)
     api = KubeApi(identity=os.environ.get("POD_NAME") or "nightshift")
     _controller = Controller(api)
@@ -112,8 +114,6 @@ async def _main(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the operator in this process until SIGINT/SIGTERM."""
     level = logging.DEBUG if args.verbose else logging.INFO
-    if args.kubeconfig:
-        os.environ["KUBECONFIG"] = args.kubeconfig  # kopf's own login reads it too
     kopf.configure(verbose=args.verbose, log_format=_log_format(args.log_format))
     logging.getLogger().setLevel(level)
     if not args.verbose:

@@ -1,0 +1,144 @@
+"""Start, kill and restart the operator as a real process against the local control plane."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A serving certificate for 127.0.0.1 that is its own CA."""
+    cert, key = directory / "webhook.crt", directory / "webhook.key"
+    if not cert.exists():
+        subprocess.run(
+            [
+                "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+                "-addext", "subjectAltName=IP:127.0.0.1",
+            ],
+            check=True,
+            capture_output=True,
+        )  # fmt: skip
+    return cert, key
+
+
+class Operator:
+    """`nightshift run` in a subprocess, watching the given namespaces."""
+
+    def __init__(
+        self,
+        kubeconfig: Path,
+        log_dir: Path,
+        *,
+        namespaces: list[str],
+        webhook: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.kubeconfig = kubeconfig
+        self.log_dir = log_dir
+        self.namespaces = namespaces
+        self.webhook = webhook
+        self.env = env or {}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.metrics_port = free_port()
+        self.starts = 0
+
+    @property
+    def log_path(self) -> Path:
+        return self.log_dir / f"operator-{self.starts}.log"
+
+    def start(self, **env: str) -> Operator:
+        self.starts += 1
+        args = [
+            sys.executable, "-m", "nightshift", "run", "--kubeconfig", str(self.kubeconfig),
+            "--health-port", "0", "--metrics-port", str(self.metrics_port),
+        ]  # fmt: skip
+        for namespace in self.namespaces:
+            args += ["--namespace", namespace]
+        if self.webhook:
+            cert, key = self_signed(self.log_dir)
+            args += [
+                "--webhook-port", str(free_port()), "--webhook-addr", "127.0.0.1",
+                "--webhook-host", "127.0.0.1", "--webhook-cert", str(cert),
+                "--webhook-key", str(key), "--webhook-manage", self.webhook,
+            ]  # fmt: skip
+        environment = dict(os.environ)
+        environment.pop("NIGHTSHIFT_FAULT", None)  # only a test that asks for a fault gets one
+        environment.update(self.env)
+        environment.update(env)
+        log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, env=environment, start_new_session=True
+        )
+        log.close()
+        self._wait_ready()
+        return self
+
+    def _wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"operator exited early:\n{self.log_path.read_text()}")
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", self.metrics_port)) == 0:
+                    break
+            time.sleep(0.1)
+        else:
+            raise RuntimeError(f"operator not ready in {timeout} s:\n{self.log_path.read_text()}")
+        # The metrics port opens before the watches start; give kopf a moment to list.
+        time.sleep(1.0)
+
+    def kill(self, sig: signal.Signals = signal.SIGKILL) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+            self.proc.wait(timeout=30)
+        self.proc = None
+
+    def stop(self) -> None:
+        self.kill(signal.SIGTERM)
+
+    def wait_exit(self, timeout: float) -> int:
+        assert self.proc is not None
+        code = self.proc.wait(timeout=timeout)
+        self.proc = None
+        return code
+
+    def metrics(self) -> str:
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/") as response:
+            text: str = response.read().decode()
+            return text
+
+    def logs(self) -> str:
+        return "\n".join(
+            (self.log_dir / f"operator-{i}.log").read_text() for i in range(1, self.starts + 1)
+        )
+
+
+def poll(fn: Callable[[], Any], *, timeout: float, what: str, interval: float = 0.25) -> Any:
+    """Call ``fn`` until it returns a truthy value; raise AssertionError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
