@@ -17,6 +17,7 @@ from typing import Any, Literal, TypeVar
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from nightshift import metrics
 from nightshift.models import GROUP, PLURAL, VERSION
 
 __all__ = ["ApiError", "KubeApi", "load_config"]
@@ -57,12 +58,14 @@ class KubeApi:
 
     async def _call(self, verb: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         self.calls[verb] = self.calls.get(verb, 0) + 1
+        metrics.API_REQUESTS.labels(call=verb).inc()
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._pool, lambda: fn(*args, **kwargs))
         except ApiException as error:
             if error.status not in (404, 409):
                 self.errors[verb] = self.errors.get(verb, 0) + 1
+                metrics.API_ERRORS.labels(call=verb).inc()
             raise
 
     def close(self) -> None:

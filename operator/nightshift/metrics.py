@@ -11,6 +11,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ACTIVE_RUNS",
+    "API_ERRORS",
+    "API_REQUESTS",
     "FIRE_SKEW",
     "QUEUE_DEPTH",
     "RETRIES",
@@ -37,6 +39,16 @@ ACTIVE_RUNS = Gauge("nightshift_active_runs", "Active attempts per task.", ["nam
 QUEUE_DEPTH = Gauge("nightshift_scheduler_queue_depth", "Wake-ups waiting in the scheduler heap.")
 TASKS = Gauge("nightshift_tasks", "ScheduledTasks known to this replica.")
 SYNC_ERRORS = Counter("nightshift_sync_errors_total", "Task syncs that raised an error.")
+API_REQUESTS = Counter(
+    "nightshift_api_requests_total",
+    "Kubernetes API requests made by the operator (outside kopf's watches), by call.",
+    ["call"],
+)
+API_ERRORS = Counter(
+    "nightshift_api_errors_total",
+    "Kubernetes API requests that failed (other than NotFound/AlreadyExists), by call.",
+    ["call"],
+)
 
 
 def count_result(event: Event) -> None:
