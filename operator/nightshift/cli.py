@@ -74,6 +74,8 @@ def preview(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> int:
             start = parse_time(args.start)
         except ValueError as error:
             raise UsageError(f"--from: {error}") from None
+    if spec.suspend:
+        print("note: spec.suspend is true; these run only once it is resumed", file=sys.stderr)
     count = args.count
     if spec.maxRuns:
         count = min(count, spec.maxRuns)
