@@ -162,6 +162,17 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="create and update ValidatingWebhookConfiguration NAME (development, tests)",
     )
+    p.add_argument(
+        "--leader-elect",
+        action="store_true",
+        help="hold a coordination.k8s.io Lease; only the holder creates Jobs and writes status",
+    )
+    p.add_argument(
+        "--leader-election-namespace",
+        default=os.environ.get("POD_NAMESPACE") or "default",
+        help="namespace of the Lease (default: $POD_NAMESPACE, else default)",
+    )
+    p.add_argument("--leader-election-name", default="nightshift", help="name of the Lease")
     p.add_argument("--health-port", type=int, default=8080, help="liveness/readiness port")
     p.add_argument("--metrics-port", type=int, default=9090, help="Prometheus metrics port")
     p.add_argument("--log-format", choices=["plain", "json"], default="plain")

@@ -290,6 +290,8 @@ class Controller:
         now = self.clock()
         decision = decide(view, now)
 
+        if not self.is_leader():
+            return  # lost the lease while deciding: the new leader redoes this sync
         outcomes: list[Outcome] = []
         if decision.create:
             results = await asyncio.gather(

@@ -52,6 +52,7 @@ class KubeApi:
         self._batch = client.BatchV1Api(api_client)
         self._core = client.CoreV1Api(api_client)
         self._custom = client.CustomObjectsApi(api_client)
+        self._coordination = client.CoordinationV1Api(api_client)
         self._identity = identity
         self.calls: dict[str, int] = {}
         self.errors: dict[str, int] = {}
@@ -197,6 +198,46 @@ class KubeApi:
             )
         except ApiException as error:
             log.warning("cannot post Event %s on %s: %s", reason, meta["name"], _reason(error))
+
+    async def read_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The Lease, or None when it does not exist."""
+        try:
+            lease = await self._call(
+                "get_lease", self._coordination.read_namespaced_lease, name, namespace
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise ApiError(f"read Lease {namespace}/{name}: {_reason(error)}") from None
+        return self._to_dict(lease)
+
+    async def create_lease(self, namespace: str, body: dict[str, Any]) -> bool:
+        """Create the Lease; False if someone else created it first."""
+        try:
+            await self._call(
+                "create_lease", self._coordination.create_namespaced_lease, namespace, body
+            )
+        except ApiException as error:
+            if error.status == 409:
+                return False
+            raise ApiError(f"create Lease in {namespace}: {_reason(error)}") from None
+        return True
+
+    async def replace_lease(self, namespace: str, name: str, body: dict[str, Any]) -> bool:
+        """Replace the Lease at the resourceVersion in ``body``; False on a conflict."""
+        try:
+            await self._call(
+                "update_lease",
+                self._coordination.replace_namespaced_lease,
+                name,
+                namespace,
+                body,
+            )
+        except ApiException as error:
+            if error.status == 409:
+                return False
+            raise ApiError(f"update Lease {namespace}/{name}: {_reason(error)}") from None
+        return True
 
     def _to_dict(self, obj: Any) -> dict[str, Any]:
         if isinstance(obj, dict):

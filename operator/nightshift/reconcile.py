@@ -564,6 +564,10 @@ def _due_slots(w: _Work, spec: TaskSpec, plan: Plan) -> datetime | None:
     view = w.view
     now = w.now
     cursor: datetime = w.get("lastSlotTime") or view.created
+    if plan.kind == "at" and plan.at is not None and w.get("lastSlotTime") is None:
+        # A one-shot whose time passed before the task existed still runs (within the starting
+        # deadline, under catchUp) instead of silently completing.
+        cursor = min(cursor, plan.at - timedelta(microseconds=1))
     cap = max(spec.maxCatchUp, spec.history.failed, 1) + 1
     candidates = slots_between(plan, cursor, now, limit=cap)
     due = [s for s in candidates if fire_time(plan, s) <= now]

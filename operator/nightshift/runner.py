@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import logging
 import os
+import socket
 from typing import Any
 
 import kopf
@@ -19,6 +20,7 @@ from prometheus_client import start_http_server
 from nightshift.controller import Controller
 from nightshift.jobs import LABEL_MANAGED
 from nightshift.kube import KubeApi, load_config
+from nightshift.leader import LeaderElector
 from nightshift.models import GROUP, PLURAL, VERSION, SpecError, parse_spec
 
 __all__ = ["run"]
@@ -92,11 +94,24 @@ async def _main(args: argparse.Namespace) -> None:
         # through is caught by the operator itself (Ready=False, one Warning Event, no Jobs).
         kopf.on.validate(GROUP, VERSION, PLURAL, id="validate", ignore_failures=True)(_validate)
     load_config(args.kubeconfig)
-    api = KubeApi(identity=os.environ.get("POD_NAME") or "nightshift")
-    _controller = Controller(api)
+    identity = os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
+    api = KubeApi(identity=identity)
+    elector: LeaderElector | None = None
+    if args.leader_elect:
+        elector = LeaderElector(
+            api,
+            namespace=args.leader_election_namespace,
+            name=args.leader_election_name,
+            identity=identity,
+        )
+        _controller = Controller(api, is_leader=lambda: elector is not None and elector.is_leader)
+        elector.on_started = _controller.resync_all
+    else:
+        _controller = Controller(api)
     if args.metrics_port:
         start_http_server(args.metrics_port, addr="0.0.0.0")  # noqa: S104 - scraped in-cluster
     scheduler = asyncio.create_task(_controller.run(), name="nightshift-controller")
+    election = asyncio.create_task(elector.run(), name="nightshift-leader") if elector else None
     try:
         await kopf.operator(
             clusterwide=not args.namespaces,
@@ -108,6 +123,8 @@ async def _main(args: argparse.Namespace) -> None:
         )
     finally:
         scheduler.cancel()
+        if election is not None:
+            election.cancel()
         api.close()
 
 

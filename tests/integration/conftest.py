@@ -201,3 +201,10 @@ def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]
         yield name
     finally:
         cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="session")
+def crd(cluster: Cluster) -> None:
+    """The generated ScheduledTask CRD, installed and Established."""
+    cluster.kubectl("apply", "-f", str(REPO / "crds" / "scheduledtasks.nightshift.dev.yaml"))
+    cluster.kubectl("wait", "--for=condition=Established", "crd/scheduledtasks.nightshift.dev")

@@ -49,19 +49,23 @@ class Operator:
         namespaces: list[str],
         webhook: str | None = None,
         env: dict[str, str] | None = None,
+        extra_args: list[str] | None = None,
+        name: str = "operator",
     ) -> None:
         self.kubeconfig = kubeconfig
         self.log_dir = log_dir
         self.namespaces = namespaces
         self.webhook = webhook
         self.env = env or {}
+        self.extra_args = extra_args or []
+        self.name = name
         self.proc: subprocess.Popen[bytes] | None = None
         self.metrics_port = free_port()
         self.starts = 0
 
     @property
     def log_path(self) -> Path:
-        return self.log_dir / f"operator-{self.starts}.log"
+        return self.log_dir / f"{self.name}-{self.starts}.log"
 
     def start(self, **env: str) -> Operator:
         self.starts += 1
@@ -71,6 +75,7 @@ class Operator:
         ]  # fmt: skip
         for namespace in self.namespaces:
             args += ["--namespace", namespace]
+        args += self.extra_args
         if self.webhook:
             cert, key = self_signed(self.log_dir)
             args += [
@@ -128,7 +133,7 @@ class Operator:
 
     def logs(self) -> str:
         return "\n".join(
-            (self.log_dir / f"operator-{i}.log").read_text() for i in range(1, self.starts + 1)
+            (self.log_dir / f"{self.name}-{i}.log").read_text() for i in range(1, self.starts + 1)
         )
 
 

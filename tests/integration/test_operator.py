@@ -16,14 +16,6 @@ from typing import Any
 import pytest
 from harness import Operator, poll
 
-CRD = Path(__file__).resolve().parents[2] / "crds" / "scheduledtasks.nightshift.dev.yaml"
-
-
-@pytest.fixture(scope="session")
-def crd(cluster: Any) -> None:
-    cluster.kubectl("apply", "-f", str(CRD))
-    cluster.kubectl("wait", "--for=condition=Established", "crd/scheduledtasks.nightshift.dev")
-
 
 @pytest.fixture
 def operator(cluster: Any, crd: None, namespace: str, tmp_path: Path) -> Iterator[Operator]:

@@ -1921,3 +1921,19 @@ def test_replayed_syncs_never_create_a_job_twice(
         assert len(records) == len(set(records)), "a run attempt recorded twice"
         assert len(decision.status.runs) <= 2 + 0  # history 1 + 1
         status = TaskStatus.model_validate(decision.status.model_dump(mode="json"))
+
+
+@pytest.mark.parametrize(
+    ("deadline", "expect_job"),
+    [(None, True), (3600, True), (60, False)],
+    ids=["no-deadline-runs", "within-deadline-runs", "past-deadline-missed"],
+)
+def test_one_shot_in_the_past_at_creation(deadline: int | None, expect_job: bool) -> None:
+    # The task is created at 03:00 for a one-shot at 02:50: it is late, not impossible.
+    spec = make_spec(schedule=None, at=at("02:50"), startingDeadlineSeconds=deadline)
+    view = task(spec, created=at("03:00"))
+    decision = decide(view, t("03:00:02"))
+    assert bool(decision.create) is expect_job
+    results = [r.result.value for r in decision.status.runs]
+    assert results == ([] if expect_job else ["Missed"])
+    assert condition(decision.status, "Completed")[0] == ("False" if expect_job else "True")
