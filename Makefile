@@ -44,13 +44,13 @@ test: venv lint typecheck verify unit integration ## Every check CI runs
 # --- Checks
 .PHONY: lint
 lint: venv ## ruff lint and format check
-	$(BIN)/ruff check operator tests hack
-	$(BIN)/ruff format --check operator tests hack
+	$(BIN)/ruff check operator tests hack jobimages
+	$(BIN)/ruff format --check operator tests hack jobimages
 
 .PHONY: fmt
 fmt: venv ## Format and autofix with ruff
-	$(BIN)/ruff format operator tests hack
-	$(BIN)/ruff check --fix operator tests hack
+	$(BIN)/ruff format operator tests hack jobimages
+	$(BIN)/ruff check --fix operator tests hack jobimages
 
 .PHONY: typecheck
 typecheck: venv ## mypy --strict on operator/
