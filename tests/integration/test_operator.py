@@ -682,3 +682,38 @@ def test_editing_the_schedule_creates_no_retroactive_runs(
     assert not any(
         r["result"] == "Missed" for r in status(cluster, namespace, "edited").get("runs") or []
     )
+
+
+def test_metrics_are_scraped_after_real_runs(
+    cluster: Any, namespace: str, operator: Operator
+) -> None:
+    cluster.apply(task("measured", interval="2s"), namespace)
+    cluster.apply(
+        task("failing", interval="2s", pod_annotations={"test.nightshift.dev/exit-code": "1"}),
+        namespace,
+    )
+    poll(
+        lambda: (
+            status(cluster, namespace, "measured").get("lastResult") == "Succeeded"
+            and status(cluster, namespace, "failing").get("lastResult") == "Failed"
+        ),
+        timeout=30,
+        what="a success and a failure",
+    )
+    text = poll(
+        lambda: (m := operator.metrics()) and 'nightshift_runs_total{result="Failed"}' in m and m,
+        timeout=10,
+        what="run counters",
+    )
+    values = {
+        line.split(" ")[0]: float(line.split(" ")[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+    assert values['nightshift_runs_total{result="Succeeded"}'] >= 1
+    assert values['nightshift_runs_total{result="Failed"}'] >= 1
+    assert values["nightshift_fire_skew_seconds_count"] >= 2
+    # Sub-second firing shows up in the 10 ms .. 1 s buckets, which CronJob's 1 s floor hides.
+    assert values['nightshift_fire_skew_seconds_bucket{le="1.0"}'] >= 1
+    assert values["nightshift_tasks"] == 2
+    assert values['nightshift_api_requests_total{call="create_job"}'] >= 2

@@ -1,0 +1,195 @@
+"""Every example in examples/ does what its comment promises, on the local cluster.
+
+All examples are applied at once to one namespace with one operator (module-scoped), so the suite
+waits for the slowest example once instead of once per example.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from harness import Operator, poll
+from test_operator import condition, finished, jobs, reasons, status, ts
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def preview(name: str, namespace: str, start: datetime, count: int) -> list[str]:
+    text = (EXAMPLES / name).read_text()
+    text = text.replace("metadata:\n", f"metadata:\n  namespace: {namespace}\n", 1)
+    result = subprocess.run(
+        [sys.executable, "-m", "nightshift", "preview", "-", "--from",
+         start.strftime("%Y-%m-%dT%H:%M:%SZ"), "-n", str(count)],
+        input=text, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return result.stdout.splitlines()
+
+
+@pytest.fixture(scope="module")
+def demo(cluster: Any, crd: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    namespace = f"examples-{secrets.token_hex(3)}"
+    cluster.kubectl("create", "namespace", namespace)
+    poll(
+        lambda: (
+            cluster.kubectl("get", "sa", "default", "-n", namespace, check=False).returncode == 0
+        ),
+        timeout=30,
+        what="the default ServiceAccount",
+    )
+    op = Operator(cluster.kubeconfig, tmp_path_factory.mktemp("examples"), namespaces=[namespace])
+    op.start()
+    for example in sorted(EXAMPLES.glob("*.yaml")):
+        cluster.kubectl("apply", "-n", namespace, "-f", str(example))
+    try:
+        yield namespace
+    finally:
+        op.stop()
+        cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def test_01_cron_fires_on_the_minute_and_succeeds(cluster: Any, demo: str) -> None:
+    def done() -> list[dict[str, Any]]:
+        return [j for j in jobs(cluster, demo, "hello-cron") if finished(j) == "Complete"]
+
+    job = poll(done, timeout=100, what="a completed hello-cron Job")[0]
+    slot = ts(job["metadata"]["annotations"]["nightshift.dev/scheduled-at"])
+    assert slot.second == 0
+    assert ts(job["metadata"]["creationTimestamp"]) - slot <= timedelta(seconds=1)
+    poll(
+        lambda: status(cluster, demo, "hello-cron").get("lastResult") == "Succeeded",
+        timeout=30,
+        what="Succeeded in status",
+    )
+
+
+def test_02_h_spread_is_stable_and_differs_per_name(cluster: Any, demo: str) -> None:
+    start = datetime(2026, 1, 5, tzinfo=UTC)
+    times = preview("02-h-spread.yaml", demo, start, 5)
+    assert len({t[11:19] for t in times}) == 1  # the same wall time every day
+    assert all(t[11:13] == "03" for t in times)
+    minutes = {preview("02-h-spread.yaml", f"team-{i}", start, 1)[0][14:16] for i in range(20)}
+    assert len(minutes) > 5  # different tasks spread over the hour
+    nxt = poll(
+        lambda: status(cluster, demo, "nightly-report").get("nextScheduleTime"),
+        timeout=30,
+        what="nextScheduleTime",
+    )
+    expected = preview("02-h-spread.yaml", demo, datetime.now(UTC), 1)[0]
+    assert ts(nxt) == datetime.fromisoformat(expected)
+
+
+def test_03_interval_jobs_are_20_s_apart_on_the_grid(cluster: Any, demo: str) -> None:
+    poll(lambda: len(jobs(cluster, demo, "every-20s")) >= 2, timeout=70, what="two Jobs")
+    found = jobs(cluster, demo, "every-20s")
+    slots = sorted(ts(j["metadata"]["annotations"]["nightshift.dev/scheduled-at"]) for j in found)
+    assert all(s.second in (0, 20, 40) for s in slots)
+    assert slots[1] - slots[0] == timedelta(seconds=20)
+
+
+def test_04_one_shot_waits_for_its_time(cluster: Any, demo: str) -> None:
+    st = poll(lambda: status(cluster, demo, "migrate-once"), timeout=30, what="status")
+    assert ts(st["nextScheduleTime"]) == datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
+    assert jobs(cluster, demo, "migrate-once") == []
+    assert condition(st, "Completed").get("status") == "False"
+
+
+def test_05_time_zone_follows_the_dst_rule(cluster: Any, demo: str) -> None:
+    times = preview("05-time-zone.yaml", demo, datetime(2026, 3, 6, tzinfo=UTC), 4)
+    assert times == [
+        "2026-03-06T02:30:00-05:00",
+        "2026-03-07T02:30:00-05:00",
+        "2026-03-08T03:00:00-04:00",
+        "2026-03-09T02:30:00-04:00",
+    ]
+    fall = preview("05-time-zone.yaml", demo, datetime(2026, 10, 31, 12, tzinfo=UTC), 2)
+    assert fall == ["2026-11-01T02:30:00-05:00", "2026-11-02T02:30:00-05:00"]
+    nxt = poll(
+        lambda: status(cluster, demo, "backup-new-york").get("nextScheduleTime"),
+        timeout=30,
+        what="nextScheduleTime",
+    )
+    assert ts(nxt) == datetime.fromisoformat(
+        preview("05-time-zone.yaml", demo, datetime.now(UTC), 1)[0]
+    )
+
+
+def test_06_retries_exit_3_twice_with_backoff_then_fails(cluster: Any, demo: str) -> None:
+    def given_up() -> list[dict[str, Any]] | None:
+        st = status(cluster, demo, "flaky-sync")
+        by_run: dict[str, list[dict[str, Any]]] = {}
+        for record in st.get("runs") or []:
+            if record.get("exitCode") == 3:
+                by_run.setdefault(record["run"], []).append(record)
+        complete = [rs for rs in by_run.values() if len(rs) == 3]
+        return complete[0] if complete else None
+
+    attempts = sorted(
+        poll(given_up, timeout=150, what="a run of flaky-sync with three failed attempts"),
+        key=lambda r: r["attempt"],
+    )
+    assert [r["attempt"] for r in attempts] == [1, 2, 3]
+    gaps = [
+        (ts(b["startedAt"]) - ts(a["finishedAt"])).total_seconds()
+        for a, b in itertools.pairwise(attempts)
+    ]
+    assert 3.5 <= gaps[0] <= 8, gaps  # 5 s back-off
+    assert 8.5 <= gaps[1] <= 13, gaps  # 10 s back-off
+    assert "RunFailed" in reasons(cluster, demo, "flaky-sync")
+
+
+def test_07_forbid_skips_every_other_slot(cluster: Any, demo: str) -> None:
+    def skipped() -> dict[str, Any] | None:
+        st = status(cluster, demo, "slow-forbid")
+        return st if any(r["result"] == "Skipped" for r in st.get("runs") or []) else None
+
+    poll(skipped, timeout=200, what="a Skipped slot")
+    assert len([j for j in jobs(cluster, demo, "slow-forbid") if not finished(j)]) <= 1
+    assert "RunSkipped" in reasons(cluster, demo, "slow-forbid")
+
+
+def test_08_timeout_is_timed_out_and_retried_once(cluster: Any, demo: str) -> None:
+    def done() -> dict[str, Any] | None:
+        st = status(cluster, demo, "stuck-export")
+        runs = [r for r in st.get("runs") or [] if r["result"] == "TimedOut"]
+        return st if len(runs) >= 2 else None
+
+    st = poll(done, timeout=150, what="two TimedOut attempts")
+    assert {r["reason"] for r in st["runs"] if r["result"] == "TimedOut"} == {"DeadlineExceeded"}
+
+
+def test_09_history_keeps_two_successes(cluster: Any, demo: str) -> None:
+    poll(
+        lambda: status(cluster, demo, "tidy").get("runCount", 0) >= 4,
+        timeout=90,
+        what="four tidy runs",
+    )
+    st = status(cluster, demo, "tidy")
+    assert len([r for r in st["runs"] if r["result"] == "Succeeded"]) <= 2
+    poll(
+        lambda: len([j for j in jobs(cluster, demo, "tidy") if finished(j)]) <= 2,
+        timeout=30,
+        what="old tidy Jobs deleted",
+    )
+
+
+def test_10_run_now_runs_once_per_token(cluster: Any, demo: str) -> None:
+    annotate = ("annotate", "stask", "on-demand", "-n", demo, "--overwrite")
+    cluster.kubectl(*annotate, "nightshift.dev/run-now=example-1")
+    found = poll(lambda: jobs(cluster, demo, "on-demand"), timeout=30, what="the manual Job")
+    assert len(found) == 1
+    assert found[0]["metadata"]["labels"]["team"] == "data"  # jobTemplate.metadata.labels
+    cluster.kubectl(*annotate, "nightshift.dev/run-now=example-1", "touched=yes")
+    poll(
+        lambda: status(cluster, demo, "on-demand").get("runNowToken") == "example-1",
+        timeout=20,
+        what="the token in status",
+    )
+    assert len(jobs(cluster, demo, "on-demand")) == 1
