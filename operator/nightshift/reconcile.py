@@ -722,8 +722,18 @@ def _finalize(
     pending_times = [p.notBefore for p in w.pending]
     shown_next = min([t for t in [next_fire, *pending_times] if t is not None], default=None)
     done = completed and not w.active and not w.pending
+    previous = next((c for c in view.status.conditions if c.type == "Ready"), None)
     if w.conflict:
         ready = _condition(w, "Ready", False, "JobNameConflict", w.conflict)
+    elif (
+        previous is not None
+        and previous.status == "False"
+        and previous.reason == "JobNameConflict"
+        and not w.create
+        and view.status.observedGeneration == view.generation
+    ):
+        # A name conflict stays visible until a Job is created again or the spec changes.
+        ready = previous
     else:
         ready = _condition(w, "Ready", True, "Scheduled", "the spec is valid")
     conditions = [

@@ -522,11 +522,14 @@ def test_foreign_job_with_our_name_is_neither_adopted_nor_deleted(
 
     poll(conflict, timeout=30, what="Ready=False JobNameConflict")
     assert "JobNameConflict" in reasons(cluster, namespace, "clash")
+    time.sleep(3)  # later syncs keep the condition and leave the Job alone
+    assert condition(status(cluster, namespace, "clash"), "Ready")["reason"] == "JobNameConflict"
+    assert reasons(cluster, namespace, "clash").count("JobNameConflict") == 1
     job = cluster.get("job", name, "-n", namespace)
     assert not job["metadata"].get("ownerReferences")
-    assert job["metadata"]["labels"] == {"owner": "someone-else"} | {
-        k: v for k, v in job["metadata"]["labels"].items() if k != "owner"
-    }
+    assert job["metadata"]["labels"]["owner"] == "someone-else"
+    assert "nightshift.dev/task" not in job["metadata"]["labels"]
+    assert "deletionTimestamp" not in job["metadata"]
 
 
 # --- crashes and downtime ------------------------------------------------------------------------

@@ -1937,3 +1937,18 @@ def test_one_shot_in_the_past_at_creation(deadline: int | None, expect_job: bool
     results = [r.result.value for r in decision.status.runs]
     assert results == ([] if expect_job else ["Missed"])
     assert condition(decision.status, "Completed")[0] == ("False" if expect_job else "True")
+
+
+def test_job_name_conflict_stays_visible_until_a_job_is_created() -> None:
+    conflict = {
+        "type": "Ready",
+        "status": "False",
+        "reason": "JobNameConflict",
+        "message": "Job x already exists and is not controlled by this task",
+    }
+    quiet = decide(task(make_spec(), status=ran("03:00", conditions=[conflict])), t("03:10"))
+    assert condition(quiet.status, "Ready") == ("False", "JobNameConflict")
+    assert not quiet.create
+    due = decide(task(make_spec(), status=ran("03:00", conditions=[conflict])), t("04:00:01"))
+    assert due.create
+    assert condition(due.status, "Ready") == ("True", "Scheduled")
