@@ -66,8 +66,9 @@ integration: venv binaries ## Integration tests against the local control plane 
 
 # --- Generated files
 .PHONY: generate
-generate: venv ## Regenerate the CRD from the pydantic models
+generate: venv ## Regenerate the CRD from the pydantic models and the CLI docs from --help
 	$(BIN)/nightshift crd > crds/scheduledtasks.nightshift.dev.yaml
+	$(PYTHON) hack/gen_cli_docs.py
 
 .PHONY: verify
 verify: venv ## Fail when a generated file differs from what `make generate` would write

@@ -17,6 +17,12 @@ GENERATED = [
 ]
 
 
+PYTHON = REPO / ".venv" / "bin" / "python"
+CHECKS = [
+    [str(PYTHON), str(REPO / "hack" / "gen_cli_docs.py"), "--check"],
+]
+
+
 def main() -> int:
     """Compare each generated file with a fresh generation; print a diff for each drift."""
     drift = 0
@@ -34,9 +40,13 @@ def main() -> int:
             )
             sys.stdout.writelines(diff)
             print(f"\n{relative} is out of date: run `make generate` and commit the result.")
+    # Docs whose generators have their own --check mode (they print the diff themselves).
+    for check in CHECKS:
+        if subprocess.run(check, check=False).returncode != 0:
+            drift += 1
     if drift:
         return 1
-    print(f"verify: {len(GENERATED)} generated file(s) up to date")
+    print(f"verify: {len(GENERATED) + len(CHECKS)} generated file(s) up to date")
     return 0
 
 
