@@ -179,6 +179,10 @@ class Controller:
                     await self.sync(key)
             except asyncio.CancelledError:
                 raise
+            except ApiError as error:
+                log.warning("sync of %s/%s: %s; retrying in 10 s", *key, error)
+                metrics.SYNC_ERRORS.inc()
+                self.wake_at(key, datetime.fromtimestamp(time.time() + 10, UTC))
             except Exception:
                 # One task's trouble must never stop the others: log, back off, try again.
                 log.exception("sync of %s/%s failed; retrying in 10 s", *key)

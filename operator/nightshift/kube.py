@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
+import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
@@ -63,6 +64,10 @@ class KubeApi:
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._pool, lambda: fn(*args, **kwargs))
+        except (urllib3.exceptions.HTTPError, OSError) as error:
+            # The API server is unreachable: a condition to log and retry, not a bug to trace.
+            metrics.API_ERRORS.labels(call=verb).inc()
+            raise ApiError(f"{verb}: API server unreachable ({type(error).__name__})") from None
         except ApiException as error:
             if error.status not in (404, 409):
                 self.errors[verb] = self.errors.get(verb, 0) + 1

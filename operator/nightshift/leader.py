@@ -112,6 +112,11 @@ class LeaderElector:
                 await self._attempt()
             except ApiError as error:
                 log.warning("leader election: %s", error)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # Never let the election loop die: a dead loop would silently stop renewals.
+                log.exception("leader election: unexpected error")
             if self._leader and not self.is_leader:
                 log.error(
                     "leader election: could not renew within %ss; stepping down",
