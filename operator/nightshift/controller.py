@@ -329,9 +329,11 @@ class Controller:
             current = self.entries.get(key)
             if updated is not None and current is not None and _rv(updated) >= _rv(current.body):
                 current.body = updated
+        seen = {(r.run, r.attempt, r.result) for r in status.runs}
+        for record in decision.status.runs:
+            if (record.run, record.attempt, record.result) not in seen:
+                metrics.RUNS.labels(result=record.result.value).inc()
         for event in decision.events:
-            if event.reason in ("RunSucceeded", "RunFailed", "RetryScheduled"):
-                metrics.count_result(event)
             await self.api.post_event(body, event.type, event.reason, event.message)
         metrics.ACTIVE_RUNS.labels(namespace=namespace, task=name).set(decision.status.activeCount)
         if decision.wake_at is not None:

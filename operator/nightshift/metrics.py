@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from prometheus_client import Counter, Gauge, Histogram
-
-if TYPE_CHECKING:
-    from nightshift.reconcile import Event
 
 __all__ = [
     "ACTIVE_RUNS",
@@ -19,12 +14,11 @@ __all__ = [
     "RUNS",
     "SYNC_ERRORS",
     "TASKS",
-    "count_result",
 ]
 
 RUNS = Counter(
     "nightshift_runs_total",
-    "Finished attempts by result (Succeeded, Failed, TimedOut, ...).",
+    "Recorded attempts and slots by result (Succeeded, Failed, TimedOut, Skipped, Missed, ...).",
     ["result"],
 )
 # Buckets start at 10 ms: the point is to show sub-second firing, which the CronJob controller's
@@ -49,13 +43,3 @@ API_ERRORS = Counter(
     "Kubernetes API requests that failed (other than NotFound/AlreadyExists), by call.",
     ["call"],
 )
-
-
-def count_result(event: Event) -> None:
-    """Count a finished attempt from its Event (RunSucceeded, RunFailed, RetryScheduled)."""
-    if event.reason == "RunSucceeded":
-        RUNS.labels(result="Succeeded").inc()
-    elif "TimedOut" in event.message or "timedout" in event.message:
-        RUNS.labels(result="TimedOut").inc()
-    else:
-        RUNS.labels(result="Failed").inc()
