@@ -1,0 +1,167 @@
+{{/*
+Template helpers. Every helper is namespaced `nightshift.` and takes the root context.
+*/}}
+
+{{/* The chart name (or nameOverride), truncated to a DNS label. */}}
+{{- define "nightshift.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The full name: the release name followed by the chart name, unless the release name contains it
+already. Truncated to 63 characters; names derived from it truncate it further.
+*/}}
+{{- define "nightshift.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* `<fullname>-<suffix>`, the full name shortened so that the result fits in 63 characters. */}}
+{{- define "nightshift.suffixed" -}}
+{{- $root := index . 0 }}
+{{- $suffix := index . 1 }}
+{{- printf "%s-%s" (include "nightshift.fullname" $root | trunc (int (sub 62 (len $suffix))) | trimSuffix "-") $suffix }}
+{{- end }}
+
+{{/* Chart name and version, for the helm.sh/chart label. */}}
+{{- define "nightshift.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels that select the operator's resources; never change them (selectors are immutable). */}}
+{{- define "nightshift.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "nightshift.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* Labels on every resource. */}}
+{{- define "nightshift.labels" -}}
+helm.sh/chart: {{ include "nightshift.chart" . }}
+{{ include "nightshift.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: nightshift
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Selector labels of the operator pods. */}}
+{{- define "nightshift.podSelectorLabels" -}}
+{{ include "nightshift.selectorLabels" . }}
+app.kubernetes.io/component: controller
+{{- end }}
+
+{{/* The operator's ServiceAccount. */}}
+{{- define "nightshift.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "nightshift.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The operator image: repository:tag, or repository@digest when a digest is set. */}}
+{{- define "nightshift.image" -}}
+{{- $tag := default .Chart.AppVersion .Values.image.tag }}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository $tag }}
+{{- end }}
+{{- end }}
+
+{{/* Name of the leader-election Lease (in the release namespace). */}}
+{{- define "nightshift.leaseName" -}}
+{{- include "nightshift.fullname" . }}
+{{- end }}
+
+{{/* The webhook's Service, Secret and cert-manager resources. */}}
+{{- define "nightshift.webhook.serviceName" -}}
+{{- include "nightshift.suffixed" (list . "webhook") }}
+{{- end }}
+
+{{- define "nightshift.webhook.secretName" -}}
+{{- include "nightshift.suffixed" (list . "webhook-tls") }}
+{{- end }}
+
+{{- define "nightshift.webhook.certificateName" -}}
+{{- include "nightshift.suffixed" (list . "webhook") }}
+{{- end }}
+
+{{- define "nightshift.webhook.caName" -}}
+{{- include "nightshift.suffixed" (list . "webhook-ca") }}
+{{- end }}
+
+{{- define "nightshift.webhook.selfSignedIssuerName" -}}
+{{- include "nightshift.suffixed" (list . "selfsigned") }}
+{{- end }}
+
+{{/* DNS names of the webhook Service, as the API server addresses it. */}}
+{{- define "nightshift.webhook.dnsNames" -}}
+{{- $service := include "nightshift.webhook.serviceName" . }}
+{{- list (printf "%s.%s.svc" $service .Release.Namespace) (printf "%s.%s.svc.cluster.local" $service .Release.Namespace) | toJson }}
+{{- end }}
+
+{{/*
+The webhook's CA and serving certificate when Helm generates them, as JSON {ca, crt, key}.
+
+They are generated once per render and cached on the root context, so that the Secret and the
+ValidatingWebhookConfiguration (two templates) agree. An existing Secret (from an earlier install)
+is reused, so upgrades neither rotate the certificate nor change the caBundle. `helm template`
+cannot look the Secret up and generates fresh ones every time.
+*/}}
+{{- define "nightshift.webhook.tls" -}}
+{{- if not (hasKey .Release "nightshiftWebhookTLS") }}
+{{- $secret := lookup "v1" "Secret" .Release.Namespace (include "nightshift.webhook.secretName" .) }}
+{{- $tls := dict }}
+{{- if and $secret $secret.data (hasKey $secret.data "ca.crt") (hasKey $secret.data "tls.crt") (hasKey $secret.data "tls.key") }}
+{{- $tls = dict "ca" (index $secret.data "ca.crt" | b64dec) "crt" (index $secret.data "tls.crt" | b64dec) "key" (index $secret.data "tls.key" | b64dec) }}
+{{- else }}
+{{- $days := int .Values.webhook.certValidityDays }}
+{{- $ca := genCA (printf "%s-webhook-ca" (include "nightshift.fullname" .)) $days }}
+{{- $dnsNames := include "nightshift.webhook.dnsNames" . | fromJsonArray }}
+{{- $cert := genSignedCert (first $dnsNames) nil $dnsNames $days $ca }}
+{{- $tls = dict "ca" $ca.Cert "crt" $cert.Cert "key" $cert.Key }}
+{{- end }}
+{{- $_ := set .Release "nightshiftWebhookTLS" $tls }}
+{{- end }}
+{{- get .Release "nightshiftWebhookTLS" | toJson }}
+{{- end }}
+
+{{/*
+The operator's permissions on the resources it works with, in every namespace it watches.
+Nothing else: no Secrets, no wildcards, no namespaces, no CRDs (kopf's resource and namespace
+scanning is switched off; it only reads API discovery, which needs no grant).
+*/}}
+{{- define "nightshift.rbac.rules" -}}
+# Watch the tasks (kopf lists and watches them; nothing reads single objects).
+- apiGroups: ["nightshift.dev"]
+  resources: ["scheduledtasks"]
+  verbs: ["list", "watch"]
+# Write what happened: one merge patch of the status subresource per sync.
+- apiGroups: ["nightshift.dev"]
+  resources: ["scheduledtasks/status"]
+  verbs: ["patch"]
+# Create one Job per (task, slot, attempt); read one back on AlreadyExists to adopt it; watch
+# the labelled ones; delete pruned, replaced and cancelled ones.
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["create", "get", "list", "watch", "delete"]
+# Exit codes and termination messages of a finished Job's pods (listed by job-name label).
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list"]
+# One core/v1 Event per transition, each a new object (generateName), never patched.
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create"]
+{{- end }}
