@@ -1,0 +1,923 @@
+"""The Helm chart against the real control plane: it lints, renders, is accepted by the API server,
+installs under Pod Security "restricted", upgrades its CRD, and grants exactly what the operator
+uses (and enough for it: the operator runs a scenario with the chart ServiceAccount's token).
+
+Installed releases scope their webhook to the test's namespace (`watchNamespaces`), so a webhook
+backed by KWOK's fake pods never sits in the path of other tests' writes.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from harness import Operator, free_port, poll
+from test_operator import condition, jobs, reasons, status, task
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "nightshift"
+CRD_SOURCE = REPO / "crds" / "scheduledtasks.nightshift.dev.yaml"
+CRD_NAME = "scheduledtasks.nightshift.dev"
+METRICS = (
+    "nightshift_runs_total",
+    "nightshift_fire_skew_seconds_bucket",
+    "nightshift_retries_total",
+    "nightshift_active_runs",
+    "nightshift_scheduler_queue_depth",
+    "nightshift_tasks",
+    "nightshift_sync_errors_total",
+    "nightshift_api_requests_total",
+    "nightshift_api_errors_total",
+)
+RBAC_KINDS = {"ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"}
+
+# One line of `kubectl auth can-i --list`: resource (as printed), resource names, verbs.
+Rule = tuple[str, tuple[str, ...], frozenset[str]]
+
+# What the operator's ServiceAccount may do in a watched namespace, beyond what every
+# authenticated identity may do.
+OPERATOR_RULES: set[Rule] = {
+    ("scheduledtasks.nightshift.dev", (), frozenset({"list", "watch"})),
+    ("scheduledtasks.nightshift.dev/status", (), frozenset({"patch"})),
+    ("jobs.batch", (), frozenset({"create", "get", "list", "watch", "delete"})),
+    ("pods", (), frozenset({"list"})),
+    ("events", (), frozenset({"create"})),
+}
+
+
+def lease_rules(lease: str) -> set[Rule]:
+    return {
+        ("leases.coordination.k8s.io", (), frozenset({"create"})),
+        ("leases.coordination.k8s.io", (lease,), frozenset({"get", "update"})),
+    }
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def helm(cluster: Any, *args: str, timeout: float = 240) -> str:
+    cmd = [str(cluster.bin_dir / "helm"), f"--kubeconfig={cluster.kubeconfig}", *args]
+    result = subprocess.run(
+        cmd, capture_output=True, text=True, env=cluster.env, timeout=timeout, check=False
+    )
+    if result.returncode != 0:
+        pytest.fail(f"{' '.join(cmd)} failed:\n{result.stdout}\n{result.stderr}", pytrace=False)
+    return result.stdout
+
+
+def values_file(tmp_path: Path, values: dict[str, Any]) -> Path:
+    path = tmp_path / f"values-{secrets.token_hex(3)}.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
+def render(
+    cluster: Any,
+    tmp_path: Path,
+    values: dict[str, Any],
+    *,
+    release: str,
+    namespace: str,
+    chart: Path = CHART,
+) -> list[dict[str, Any]]:
+    text = helm(
+        cluster, "template", release, str(chart), "--namespace", namespace,
+        "--values", str(values_file(tmp_path, values)),
+    )  # fmt: skip
+    return [doc for doc in yaml.safe_load_all(text) if doc]
+
+
+def of_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def release_name() -> str:
+    return f"t{secrets.token_hex(4)}"
+
+
+def can_i_list(cluster: Any, user: str, namespace: str) -> set[Rule]:
+    """`kubectl auth can-i --list` as a set of (resource, names, verbs), resource rules only."""
+    out = cluster.kubectl("auth", "can-i", "--list", f"--as={user}", "-n", namespace).stdout
+    lines = out.splitlines()
+    header = lines[0]
+    starts = [header.index(c) for c in ("Non-Resource URLs", "Resource Names", "Verbs")]
+    rules = set()
+    for line in lines[1:]:
+        resource = line[: starts[0]].strip()
+        if not resource:
+            continue  # a non-resource URL
+        names = line[starts[1] : starts[2]].strip().strip("[]").split()
+        verbs = line[starts[2] :].strip().strip("[]").split()
+        rules.add((resource, tuple(sorted(names)), frozenset(verbs)))
+    return rules
+
+
+def service_account_rules(
+    cluster: Any, namespace: str, service_account: str, baseline_sa: str = "default"
+) -> set[Rule]:
+    """What SERVICE_ACCOUNT may do in NAMESPACE beyond what an unbound ServiceAccount may."""
+    mine = can_i_list(cluster, f"system:serviceaccount:{namespace}:{service_account}", namespace)
+    base = can_i_list(cluster, f"system:serviceaccount:{namespace}:{baseline_sa}", namespace)
+    return mine - base
+
+
+def eventually(fn: Callable[[], Any], expected: Any, timeout: float = 20) -> Any:
+    """FN's result once it equals EXPECTED, or its last result after TIMEOUT seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = fn()
+        if got == expected or time.monotonic() > deadline:
+            return got
+        time.sleep(0.5)
+
+
+def show(rules: set[Rule]) -> str:
+    return "\n".join(
+        f"  {resource:40} {list(names)!s:22} {sorted(verbs)}"
+        for resource, names, verbs in sorted(rules, key=lambda r: (r[0], r[1]))
+    )
+
+
+def apply_rbac_only(cluster: Any, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Apply the ServiceAccount and RBAC objects of a rendering (no Deployment, no webhook)."""
+    rbac = [d for d in docs if d["kind"] in RBAC_KINDS]
+    cluster.kubectl(
+        "apply", "-f", "-", input=json.dumps({"kind": "List", "apiVersion": "v1", "items": rbac})
+    )
+    return rbac
+
+
+def delete_objects(cluster: Any, objects: list[dict[str, Any]]) -> None:
+    cluster.kubectl(
+        "delete", "--ignore-not-found", "--wait=false", "-f", "-",
+        input=json.dumps({"kind": "List", "apiVersion": "v1", "items": objects}), check=False,
+    )  # fmt: skip
+
+
+def adopt_crd(cluster: Any, release: str, namespace: str) -> None:
+    """Let RELEASE take over a CRD that kubectl or an earlier release installed (Helm's import)."""
+    if cluster.kubectl("get", "crd", CRD_NAME, check=False).returncode != 0:
+        return
+    cluster.kubectl(
+        "annotate", "crd", CRD_NAME, "--overwrite",
+        f"meta.helm.sh/release-name={release}", f"meta.helm.sh/release-namespace={namespace}",
+    )  # fmt: skip
+    cluster.kubectl("label", "crd", CRD_NAME, "--overwrite", "app.kubernetes.io/managed-by=Helm")
+
+
+@pytest.fixture
+def make_namespace(cluster: Any) -> Iterator[Callable[[str], str]]:
+    """Creates further namespaces (deleted after the test)."""
+    created: list[str] = []
+
+    def make(name: str) -> str:
+        cluster.kubectl("create", "namespace", name)
+        cluster.kubectl("label", "namespace", name, "test.nightshift.dev/owner=pytest")
+        created.append(name)
+        poll(
+            lambda: (
+                cluster.kubectl("get", "sa", "default", "-n", name, check=False).returncode == 0
+            ),
+            timeout=30,
+            what=f"ServiceAccount {name}/default",
+        )
+        return name
+
+    yield make
+    for name in created:
+        cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+STAND_IN_CRDS = [
+    ("monitoring.coreos.com", "ServiceMonitor", "servicemonitors"),
+    ("cert-manager.io", "Issuer", "issuers"),
+    ("cert-manager.io", "Certificate", "certificates"),
+]
+
+
+@pytest.fixture(scope="module")
+def stand_in_crds(cluster: Any) -> Iterator[None]:
+    """Minimal CRDs (any content) for the ServiceMonitor and cert-manager kinds the chart renders.
+
+    The API server then checks these objects' metadata, names and namespaces, not their spec:
+    the real CRDs are not installed here.
+    """
+    created = []
+    for group, kind, plural in STAND_IN_CRDS:
+        name = f"{plural}.{group}"
+        if cluster.kubectl("get", "crd", name, check=False).returncode == 0:
+            continue
+        crd = {
+            "apiVersion": "apiextensions.k8s.io/v1",
+            "kind": "CustomResourceDefinition",
+            "metadata": {"name": name, "labels": {"test.nightshift.dev/owner": "pytest"}},
+            "spec": {
+                "group": group,
+                "scope": "Namespaced",
+                "names": {"kind": kind, "plural": plural, "singular": kind.lower()},
+                "versions": [
+                    {
+                        "name": "v1",
+                        "served": True,
+                        "storage": True,
+                        "schema": {
+                            "openAPIV3Schema": {
+                                "type": "object",
+                                "x-kubernetes-preserve-unknown-fields": True,
+                            }
+                        },
+                    }
+                ],
+            },
+        }
+        cluster.kubectl("apply", "-f", "-", input=json.dumps(crd))
+        created.append(name)
+    for name in created:
+        cluster.kubectl("wait", "--for=condition=Established", f"crd/{name}", timeout=60)
+    yield
+    for name in created:
+        cluster.kubectl("delete", "crd", name, "--wait=false", check=False)
+
+
+# --- lint, render, server-side validation ---------------------------------------------------
+
+VALUE_SETS: dict[str, Callable[[str], dict[str, Any]]] = {
+    "defaults": lambda ns: {},
+    "watch-namespaces": lambda ns: {"watchNamespaces": [ns, f"{ns}-b"]},
+    "no-crds": lambda ns: {"crds": {"enabled": False}},
+    "cert-manager": lambda ns: {"webhook": {"certManager": {"enabled": True}}},
+    "cert-manager-issuer": lambda ns: {
+        "webhook": {
+            "certManager": {
+                "enabled": True,
+                "issuerRef": {"name": "corp-ca", "kind": "ClusterIssuer"},
+            }
+        }
+    },
+    "monitoring": lambda ns: {
+        "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}},
+        "grafana": {"dashboard": {"enabled": True}},
+    },
+    "fail-closed": lambda ns: {"webhook": {"failurePolicy": "Fail"}},
+    "minimal": lambda ns: {
+        "replicas": 1,
+        "podDisruptionBudget": {"enabled": False},
+        "webhook": {"enabled": False},
+        "metrics": {"service": {"enabled": False}},
+        "rbac": {"aggregateToDefaultRoles": False},
+        "topologySpread": {"enabled": False},
+        "crds": {"keep": False},
+        "image": {"digest": "sha256:" + "0" * 64},
+    },
+}
+
+
+def test_chart_lints_strictly_with_every_value_set(cluster: Any, tmp_path: Path) -> None:
+    for name, make in VALUE_SETS.items():
+        out = helm(
+            cluster,
+            "lint",
+            "--strict",
+            str(CHART),
+            "--values",
+            str(values_file(tmp_path, make("ns"))),
+        )
+        assert "1 chart(s) linted, 0 chart(s) failed" in out, (name, out)
+
+
+def test_schema_rejects_unknown_keys_and_wrong_types(cluster: Any, tmp_path: Path) -> None:
+    cases = [
+        ({"replica": 2}, "additional properties 'replica' not allowed"),
+        ({"image": {"tagg": "x"}}, "additional properties 'tagg' not allowed"),
+        ({"webhook": {"failurePolicy": "Sometimes"}}, "failurePolicy"),
+        ({"replicas": "two"}, "replicas"),
+        ({"watchNamespaces": "default"}, "watchNamespaces"),
+    ]
+    for values, expected in cases:
+        cmd = [
+            str(cluster.bin_dir / "helm"), "template", "r", str(CHART),
+            "--values", str(values_file(tmp_path, values)),
+        ]  # fmt: skip
+        result = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=60)
+        assert result.returncode != 0, values
+        assert expected in result.stderr, result.stderr
+
+
+def _check_common(docs: list[dict[str, Any]], release: str) -> None:
+    """Properties every rendering must have, whatever the values."""
+    for doc in docs:
+        labels = doc["metadata"].get("labels") or {}
+        assert labels.get("app.kubernetes.io/instance") == release, doc["metadata"]["name"]
+        assert labels.get("app.kubernetes.io/managed-by") == "Helm"
+    for role in of_kind(docs, "Role") + of_kind(docs, "ClusterRole"):
+        for rule in role["rules"]:
+            assert "*" not in rule.get("verbs", []) + rule.get("resources", []) + rule.get(
+                "apiGroups", []
+            )
+            assert not {"escalate", "bind", "impersonate"} & set(rule["verbs"])
+            assert "secrets" not in rule["resources"]
+            assert "namespaces" not in rule["resources"]
+    for deployment in of_kind(docs, "Deployment"):
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["runAsUser"] == 10001
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        (container,) = pod["containers"]
+        sc = container["securityContext"]
+        assert sc["allowPrivilegeEscalation"] is False
+        assert sc["readOnlyRootFilesystem"] is True
+        assert sc["capabilities"] == {"drop": ["ALL"]}
+        assert {"mountPath": "/tmp", "name": "tmp"} in container["volumeMounts"]
+        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        env = {e["name"]: e.get("valueFrom") for e in container["env"]}
+        assert env["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+        assert env["POD_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+        args = container["args"]
+        assert args[0] == "run"
+        assert "--leader-elect" in args
+        assert "--leader-election-namespace=$(POD_NAMESPACE)" in args
+        assert f"--leader-election-name={release}-nightshift" in args
+
+
+@pytest.mark.parametrize("value_set", list(VALUE_SETS))
+def test_rendered_chart_is_accepted_by_the_api_server(
+    cluster: Any,
+    stand_in_crds: None,
+    namespace: str,
+    make_namespace: Callable[[str], str],
+    tmp_path: Path,
+    value_set: str,
+) -> None:
+    values = VALUE_SETS[value_set](namespace)
+    for extra in values.get("watchNamespaces", []):
+        if extra != namespace:
+            make_namespace(extra)
+    release = release_name()
+    docs = render(cluster, tmp_path, values, release=release, namespace=namespace)
+    _check_common(docs, release)
+    kinds = {d["kind"] for d in docs}
+
+    # What each value set is for.
+    webhooks = of_kind(docs, "ValidatingWebhookConfiguration")
+    if value_set == "defaults":
+        assert len(of_kind(docs, "CustomResourceDefinition")) == 1
+        crd = of_kind(docs, "CustomResourceDefinition")[0]
+        assert crd["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+        assert crd["spec"] == yaml.safe_load(CRD_SOURCE.read_text())["spec"]
+        assert of_kind(docs, "Deployment")[0]["spec"]["replicas"] == 2
+        assert of_kind(docs, "PodDisruptionBudget")[0]["spec"]["minAvailable"] == 1
+        (hook,) = webhooks[0]["webhooks"]
+        assert hook["failurePolicy"] == "Ignore"
+        assert hook["sideEffects"] == "None"
+        assert hook["admissionReviewVersions"] == ["v1"]
+        assert hook["timeoutSeconds"] == 10
+        assert hook["clientConfig"]["service"]["path"] == "/validate"
+        assert hook["rules"][0]["operations"] == ["CREATE", "UPDATE"]
+        (secret,) = of_kind(docs, "Secret")
+        assert hook["clientConfig"]["caBundle"] == secret["data"]["ca.crt"]
+        _check_serving_certificate(
+            secret, service=f"{release}-nightshift-webhook", namespace=namespace, tmp_path=tmp_path
+        )
+        assert {"ClusterRole", "ClusterRoleBinding"} <= kinds
+    elif value_set == "watch-namespaces":
+        roles = of_kind(docs, "Role")
+        watched = sorted(
+            r["metadata"]["namespace"]
+            for r in roles
+            if not r["metadata"]["name"].endswith("-leader-election")
+        )
+        assert watched == sorted([namespace, f"{namespace}-b"])
+        operator_cluster_roles = [
+            r
+            for r in of_kind(docs, "ClusterRole")
+            if r["metadata"]["name"] == f"{release}-nightshift"
+        ]
+        assert operator_cluster_roles == []
+        assert "ClusterRoleBinding" not in kinds
+        args = of_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert [a for a in args if a.startswith("--namespace=")] == [
+            f"--namespace={namespace}",
+            f"--namespace={namespace}-b",
+        ]
+        selector = webhooks[0]["webhooks"][0]["namespaceSelector"]["matchExpressions"][0]
+        assert selector["values"] == [namespace, f"{namespace}-b"]
+    elif value_set == "no-crds":
+        assert "CustomResourceDefinition" not in kinds
+    elif value_set.startswith("cert-manager"):
+        assert "Secret" not in kinds
+        (hook,) = webhooks[0]["webhooks"]
+        assert "caBundle" not in hook["clientConfig"]
+        annotation = webhooks[0]["metadata"]["annotations"]["cert-manager.io/inject-ca-from"]
+        assert annotation == f"{namespace}/{release}-nightshift-webhook"
+        (serving,) = [c for c in of_kind(docs, "Certificate") if not c["spec"].get("isCA")]
+        assert serving["spec"]["secretName"] == f"{release}-nightshift-webhook-tls"
+        if value_set == "cert-manager":
+            assert len(of_kind(docs, "Issuer")) == 2  # self-signed root and the CA issuer
+            assert serving["spec"]["issuerRef"]["name"] == f"{release}-nightshift-webhook-ca"
+        else:
+            assert "Issuer" not in kinds
+            assert serving["spec"]["issuerRef"] == {
+                "group": "cert-manager.io", "kind": "ClusterIssuer", "name": "corp-ca"
+            }  # fmt: skip
+    elif value_set == "monitoring":
+        (monitor,) = of_kind(docs, "ServiceMonitor")
+        assert monitor["metadata"]["labels"]["release"] == "prometheus"
+        (service,) = [
+            s for s in of_kind(docs, "Service") if s["metadata"]["name"].endswith("-metrics")
+        ]
+        selector = monitor["spec"]["selector"]["matchLabels"]
+        assert selector.items() <= service["metadata"]["labels"].items()
+        assert monitor["spec"]["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"]
+        (dashboard,) = of_kind(docs, "ConfigMap")
+        assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+        text = dashboard["data"]["nightshift.json"]
+        json.loads(text)
+        for metric in METRICS:
+            assert metric in text, metric
+    elif value_set == "fail-closed":
+        assert webhooks[0]["webhooks"][0]["failurePolicy"] == "Fail"
+    elif value_set == "minimal":
+        assert (
+            not {"PodDisruptionBudget", "ValidatingWebhookConfiguration", "Service", "Secret"}
+            & kinds
+        )
+        assert [r["metadata"]["name"] for r in of_kind(docs, "ClusterRole")] == [
+            f"{release}-nightshift"
+        ]
+        crd = of_kind(docs, "CustomResourceDefinition")[0]
+        assert "annotations" not in crd["metadata"]
+        container = of_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
+        assert container["image"] == "ghcr.io/nightshift-dev/nightshift@sha256:" + "0" * 64
+        assert not any(a.startswith("--webhook") for a in container["args"])
+
+    result = cluster.kubectl(
+        "apply", "--dry-run=server", "-f", "-",
+        input=json.dumps({"kind": "List", "apiVersion": "v1", "items": docs}),
+    )  # fmt: skip
+    assert result.stdout.count("(server dry run)") == len(docs), result.stdout
+
+
+def _check_serving_certificate(
+    secret: dict[str, Any], *, service: str, namespace: str, tmp_path: Path
+) -> None:
+    ca = tmp_path / "ca.crt"
+    crt = tmp_path / "tls.crt"
+    ca.write_bytes(base64.b64decode(secret["data"]["ca.crt"]))
+    crt.write_bytes(base64.b64decode(secret["data"]["tls.crt"]))
+    verify = subprocess.run(
+        ["openssl", "verify", "-CAfile", str(ca), str(crt)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    sans = subprocess.run(
+        ["openssl", "x509", "-noout", "-ext", "subjectAltName", "-in", str(crt)],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert f"DNS:{service}.{namespace}.svc" in sans
+    assert f"DNS:{service}.{namespace}.svc.cluster.local" in sans
+
+
+# --- install, Pod Security, upgrade, uninstall ------------------------------------------------
+
+
+def test_operator_pods_are_admitted_under_restricted_pod_security(
+    cluster: Any, namespace: str, tmp_path: Path
+) -> None:
+    cluster.kubectl(
+        "label", "namespace", namespace, "--overwrite",
+        "pod-security.kubernetes.io/enforce=restricted",
+        "pod-security.kubernetes.io/enforce-version=latest",
+    )  # fmt: skip
+    # The namespace really enforces: a pod that runs as root with default capabilities is refused.
+    rogue = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "rogue"},
+        "spec": {"containers": [{"name": "a", "image": "b"}]},
+    }
+    refused = cluster.kubectl(
+        "apply",
+        "--dry-run=server",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input=json.dumps(rogue),
+        check=False,
+    )
+    assert refused.returncode != 0
+    assert "violates PodSecurity" in refused.stderr
+
+    release = release_name()
+    values = {"crds": {"enabled": False}, "watchNamespaces": [namespace]}
+    try:
+        helm(
+            cluster, "install", release, str(CHART), "--namespace", namespace,
+            "--values", str(values_file(tmp_path, values)), "--wait", "--timeout", "180s",
+        )  # fmt: skip
+        pods = cluster.get("pods", "-n", namespace, "-l", f"app.kubernetes.io/instance={release}")[
+            "items"
+        ]
+        assert len(pods) == 2
+        assert all(p["status"]["phase"] == "Running" for p in pods)
+        # Spread over the two nodes.
+        assert len({p["spec"]["nodeName"] for p in pods}) == 2
+        events = cluster.get("events", "-n", namespace)["items"]
+        assert not [e for e in events if "violates PodSecurity" in e.get("message", "")]
+    finally:
+        helm(cluster, "uninstall", release, "--namespace", namespace, "--wait", "--timeout", "120s")
+
+
+def test_install_upgrade_with_a_crd_change_then_uninstall_keeps_the_crd(
+    cluster: Any, namespace: str, tmp_path: Path
+) -> None:
+    release = release_name()
+    values = values_file(tmp_path, {"watchNamespaces": [namespace], "replicas": 1})
+    common = ["--namespace", namespace, "--values", str(values), "--wait", "--timeout", "180s"]
+
+    # A copy of the chart whose CRD (synced from a modified crds/ file) has a new description.
+    changed = tmp_path / "chart"
+    subprocess.run(["cp", "-r", str(CHART), str(changed)], check=True)
+    marker = f"Upgraded by test_chart {secrets.token_hex(3)}."
+    source = yaml.safe_load(CRD_SOURCE.read_text())
+    schema = source["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    original = schema["description"]
+    schema["description"] = f"{original} {marker}"
+    (tmp_path / "crd.yaml").write_text(yaml.safe_dump(source))  # keys sorted: `spec` comes last
+    subprocess.run(
+        [sys.executable, str(REPO / "hack" / "chart" / "sync_crd.py"),
+         "--source", str(tmp_path / "crd.yaml"), "--chart", str(changed)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+
+    def description() -> str:
+        crd = cluster.get("crd", CRD_NAME)
+        return str(crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["description"])
+
+    adopt_crd(cluster, release, namespace)
+    try:
+        helm(cluster, "install", release, str(CHART), *common)
+        crd = cluster.get("crd", CRD_NAME)
+        assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+        assert description() == original
+        secret = f"{release}-nightshift-webhook-tls"
+        tls = cluster.get("secret", secret, "-n", namespace)["data"]
+        ca_bundle = cluster.get("validatingwebhookconfiguration", f"{release}-nightshift")[
+            "webhooks"
+        ][0]["clientConfig"]["caBundle"]
+        assert ca_bundle == tls["ca.crt"]
+
+        helm(cluster, "upgrade", release, str(changed), *common)
+        poll(lambda: marker in description(), timeout=30, what="the upgraded CRD description")
+        # The webhook certificate and its CA survive the upgrade (looked up, not regenerated).
+        assert cluster.get("secret", secret, "-n", namespace)["data"] == tls
+        hook = cluster.get("validatingwebhookconfiguration", f"{release}-nightshift")["webhooks"][0]
+        assert hook["clientConfig"]["caBundle"] == ca_bundle
+
+        # And back, so that the shared CRD is as the other tests expect it.
+        helm(cluster, "upgrade", release, str(CHART), *common)
+        poll(lambda: marker not in description(), timeout=30, what="the CRD description restored")
+    finally:
+        out = helm(
+            cluster, "uninstall", release, "--namespace", namespace, "--wait", "--timeout", "120s"
+        )
+    assert "kept due to the resource policy" in out
+    crd = cluster.get("crd", CRD_NAME)
+    assert crd["metadata"].get("deletionTimestamp") is None
+    assert description() == original
+    gone = cluster.kubectl(
+        "get", "deployment", f"{release}-nightshift", "-n", namespace, check=False
+    )
+    assert gone.returncode != 0
+
+
+# --- RBAC --------------------------------------------------------------------------------------
+
+
+def test_service_account_may_do_exactly_what_the_operator_uses(
+    cluster: Any, namespace: str, make_namespace: Callable[[str], str], tmp_path: Path
+) -> None:
+    release = release_name()
+    sa = f"{release}-nightshift"
+    other = make_namespace(f"{namespace}-x")
+    docs = render(cluster, tmp_path, {}, release=release, namespace=namespace)
+    applied = apply_rbac_only(cluster, docs)
+    try:
+        # Cluster-wide (the default): the operator's rules everywhere, the Lease only at home.
+        expected = OPERATOR_RULES | lease_rules(sa)
+        got = eventually(lambda: service_account_rules(cluster, namespace, sa), expected)
+        assert got == expected, f"got:\n{show(got)}\nexpected:\n{show(expected)}"
+        print("\ncan-i --list minus an unbound ServiceAccount's, release namespace:")
+        print(show(got))
+        user = f"system:serviceaccount:{namespace}:{sa}"
+        elsewhere = can_i_list(cluster, user, other) - can_i_list(
+            cluster, f"system:serviceaccount:{other}:default", other
+        )
+        assert elsewhere == OPERATOR_RULES, show(elsewhere)
+        for forbidden in (
+            ("get", "secrets"), ("list", "secrets"), ("list", "namespaces"),
+            ("list", "customresourcedefinitions.apiextensions.k8s.io"), ("create", "pods"),
+            ("update", "scheduledtasks.nightshift.dev"),
+            ("delete", "scheduledtasks.nightshift.dev"),
+            ("patch", "events"), ("update", "leases.coordination.k8s.io"),
+        ):  # fmt: skip
+            answer = cluster.kubectl(
+                "auth", "can-i", *forbidden, f"--as={user}", "-n", other, check=False
+            )
+            assert answer.stdout.strip() == "no", forbidden
+        assert (
+            cluster.kubectl(
+                "auth",
+                "can-i",
+                "list",
+                "scheduledtasks.nightshift.dev",
+                "--all-namespaces",
+                f"--as={user}",
+            ).stdout.strip()
+            == "yes"
+        )
+    finally:
+        delete_objects(cluster, applied)
+
+
+def test_watch_namespaces_grants_nothing_outside_them(
+    cluster: Any, namespace: str, make_namespace: Callable[[str], str], tmp_path: Path
+) -> None:
+    release = release_name()
+    sa = f"{release}-nightshift"
+    home = make_namespace(f"{namespace}-h")
+    other = make_namespace(f"{namespace}-x")
+    docs = render(
+        cluster, tmp_path, {"watchNamespaces": [namespace]}, release=release, namespace=home
+    )
+    applied = apply_rbac_only(cluster, docs)
+    user = f"system:serviceaccount:{home}:{sa}"
+
+    def extra(ns: str) -> set[Rule]:
+        return can_i_list(cluster, user, ns) - can_i_list(
+            cluster, f"system:serviceaccount:{ns}:default", ns
+        )
+
+    try:
+        watched = eventually(lambda: extra(namespace), OPERATOR_RULES)
+        assert watched == OPERATOR_RULES, show(watched)
+        got = extra(home)
+        print(f"\nwatchNamespaces, release namespace:\n{show(got)}")
+        print(f"watchNamespaces, watched namespace:\n{show(watched)}")
+        assert got == lease_rules(sa)
+        assert extra(other) == set()
+        everywhere = cluster.kubectl(
+            "auth",
+            "can-i",
+            "list",
+            "scheduledtasks.nightshift.dev",
+            "--all-namespaces",
+            f"--as={user}",
+            check=False,
+        )
+        assert everywhere.stdout.strip() == "no"
+    finally:
+        delete_objects(cluster, applied)
+
+
+def test_edit_may_manage_tasks_and_view_may_only_read_them(
+    cluster: Any, namespace: str, tmp_path: Path
+) -> None:
+    release = release_name()
+    docs = render(cluster, tmp_path, {}, release=release, namespace=namespace)
+    aggregated = [
+        d for d in of_kind(docs, "ClusterRole") if d["metadata"]["name"] != f"{release}-nightshift"
+    ]
+    assert sorted(d["metadata"]["name"] for d in aggregated) == [
+        f"{release}-nightshift-edit",
+        f"{release}-nightshift-view",
+    ]
+    cluster.kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=json.dumps({"kind": "List", "apiVersion": "v1", "items": aggregated}),
+    )
+    editor, viewer = f"editor-{release}", f"viewer-{release}"
+    cluster.kubectl(
+        "create",
+        "rolebinding",
+        "editors",
+        "--clusterrole=edit",
+        f"--user={editor}",
+        "-n",
+        namespace,
+    )
+    cluster.kubectl(
+        "create",
+        "rolebinding",
+        "viewers",
+        "--clusterrole=view",
+        f"--user={viewer}",
+        "-n",
+        namespace,
+    )
+
+    def can(
+        user: str, verb: str, resource: str = "scheduledtasks.nightshift.dev", *extra: str
+    ) -> bool:
+        out = cluster.kubectl(
+            "auth", "can-i", verb, resource, *extra, f"--as={user}", "-n", namespace, check=False
+        )
+        return out.stdout.strip() == "yes"
+
+    try:
+        # The controller manager folds the new rules into edit/admin/view asynchronously.
+        poll(lambda: can(editor, "create") and can(viewer, "list"), timeout=30, what="aggregation")
+        for verb in ("create", "update", "patch", "delete", "get", "list", "watch"):
+            assert can(editor, verb), verb
+        for verb in ("get", "list", "watch"):
+            assert can(viewer, verb), verb
+        for verb in ("create", "update", "patch", "delete", "deletecollection"):
+            assert not can(viewer, verb), verb
+        # Status is the operator's: users write spec and metadata only.
+        assert not can(editor, "patch", "scheduledtasks.nightshift.dev", "--subresource=status")
+        assert can(editor, "patch", "scheduledtasks.nightshift.dev")
+        assert not can(viewer, "get", "secrets")
+    finally:
+        delete_objects(cluster, aggregated)
+
+
+# --- RBAC sufficiency: the operator with nothing but the chart's grants ----------------------
+
+
+def token_kubeconfig(cluster: Any, namespace: str, service_account: str, path: Path) -> Path:
+    """A kubeconfig that authenticates as SERVICE_ACCOUNT with a bound token (like a pod)."""
+    token = cluster.kubectl(
+        "create", "token", service_account, "-n", namespace, "--duration=1h"
+    ).stdout.strip()
+    admin = yaml.safe_load(cluster.kubeconfig.read_text())
+    server = admin["clusters"][0]["cluster"]
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "local", "cluster": server}],
+        "users": [{"name": service_account, "user": {"token": token}}],
+        "contexts": [{"name": "sa", "context": {"cluster": "local", "user": service_account}}],
+        "current-context": "sa",
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_operator_runs_a_scenario_with_only_the_chart_service_account(
+    cluster: Any, crd: None, namespace: str, make_namespace: Callable[[str], str], tmp_path: Path
+) -> None:
+    release = release_name()
+    sa = f"{release}-nightshift"
+    home = make_namespace(f"{namespace}-h")
+    docs = render(
+        cluster, tmp_path, {"watchNamespaces": [namespace]}, release=release, namespace=home
+    )
+    applied = apply_rbac_only(cluster, docs)
+    kubeconfig = token_kubeconfig(cluster, home, sa, tmp_path / "sa.kubeconfig")
+    whoami = cluster.kubectl(f"--kubeconfig={kubeconfig}", "auth", "whoami").stdout
+    assert f"system:serviceaccount:{home}:{sa}" in whoami
+
+    # The chart Deployment's flags: the webhook is served (the chart, not kopf, registers it).
+    container = of_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
+    assert f"--namespace={namespace}" in container["args"]
+    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    extra_args = [
+        "--leader-elect", f"--leader-election-namespace={home}", f"--leader-election-name={sa}",
+        f"--webhook-port={free_port()}", "--webhook-addr=127.0.0.1",
+        f"--webhook-cert={cert}", f"--webhook-key={key}",
+    ]  # fmt: skip
+    operator = Operator(
+        kubeconfig, tmp_path, namespaces=[namespace], extra_args=extra_args,
+        env={"POD_NAME": f"{sa}-test", "POD_NAMESPACE": home},
+    )  # fmt: skip
+
+    try:
+        operator.start()
+        time.sleep(2)  # kopf's first requests (and refusals) happen right after start-up
+        assert_not_refused(operator.logs())
+        _scenario(cluster, namespace)
+        # The Lease, in the release namespace, held under the pod's name.
+        lease = cluster.get("lease", sa, "-n", home)
+        assert lease["spec"]["holderIdentity"] == f"{sa}-test"
+    finally:
+        operator.stop()
+        delete_objects(cluster, applied)
+    assert_not_refused(operator.logs())
+
+
+def assert_not_refused(log: str) -> None:
+    """No request of the operator (kopf's included) was refused by RBAC."""
+    denied = [line for line in log.splitlines() if re.search(r"\b403\b|forbidden", line, re.I)]
+    hint = ""
+    if any("customresourcedefinitions" in line or "/namespaces " in line for line in denied):
+        hint = (
+            "\nkopf scans CRDs and namespaces unless the operator sets "
+            "settings.scanning.disabled = True; the chart does not grant that scan "
+            "(charts/nightshift/README.md, Permissions)."
+        )
+    assert not denied, "the operator was refused:\n" + "\n".join(denied[:6]) + hint
+
+
+def _scenario(cluster: Any, namespace: str) -> None:
+    """Fire, succeed, prune history, fail with an exit code, retry, reject bad input, clash."""
+    # A foreign Job with the name the one-shot task will want: exercises `get` on Jobs.
+    slot = (datetime.now(UTC) + timedelta(seconds=10)).replace(microsecond=0)
+    foreign = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": f"clash-{slot:%Y%m%d%H%M%S}-1"},
+        "spec": {
+            "template": {
+                "metadata": {"annotations": {"test.nightshift.dev/run-for": "forever"}},
+                "spec": {"restartPolicy": "Never", "containers": [{"name": "a", "image": "b"}]},
+            }
+        },
+    }
+    anchor = (datetime.now(UTC) + timedelta(seconds=8)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    cluster.apply(foreign, namespace)
+    cluster.apply(task("tick", interval="2s", history={"succeeded": 1, "failed": 1}), namespace)
+    cluster.apply(
+        task(
+            "flaky", interval="1h", anchor=anchor,
+            retry={"maxRetries": 1, "backoff": {"initial": "2s", "jitter": False}},
+            pod_annotations={
+                "test.nightshift.dev/exit-code": "3", "test.nightshift.dev/message": "boom"
+            },
+        ),
+        namespace,
+    )  # fmt: skip
+    cluster.apply(task("broken", interval="2s", timeZone="Mars/Olympus"), namespace)
+    cluster.apply(
+        task("clash", at=slot.strftime("%Y-%m-%dT%H:%M:%SZ"), startingDeadlineSeconds=60), namespace
+    )
+    cluster.apply(task("manual", schedule="@yearly", suspend=True), namespace)
+    cluster.kubectl("annotate", "stask", "manual", "-n", namespace, "nightshift.dev/run-now=go")
+
+    # Fired, succeeded, and history cleanup deleted the older Jobs.
+    poll(
+        lambda: status(cluster, namespace, "tick").get("runCount", 0) >= 4,
+        timeout=60,
+        what="4 ticks",
+    )
+    poll(
+        lambda: len(jobs(cluster, namespace, "tick")) <= 2,
+        timeout=20,
+        what="history cleanup of tick's Jobs",
+    )
+    # Failed with an exit code, retried once, gave up.
+    st = poll(
+        lambda: (
+            (s := status(cluster, namespace, "flaky")).get("consecutiveFailures") == 1
+            and not s.get("pendingRetries")
+            and len(s.get("runs") or []) == 2
+            and s
+        ),
+        timeout=60,
+        what="flaky to fail twice",
+    )
+    assert [r["exitCode"] for r in st["runs"]] == [3, 3]
+    assert {r["message"] for r in st["runs"]} == {"boom"}
+    assert len(jobs(cluster, namespace, "flaky")) <= 2
+    # Bad input, a name clash (read back with `get`), a manual run.
+    poll(
+        lambda: (
+            condition(status(cluster, namespace, "broken"), "Ready").get("reason") == "InvalidSpec"
+        ),
+        timeout=30,
+        what="broken: InvalidSpec",
+    )
+    poll(
+        lambda: (
+            condition(status(cluster, namespace, "clash"), "Ready").get("reason")
+            == "JobNameConflict"
+        ),
+        timeout=30,
+        what="clash: JobNameConflict",
+    )
+    poll(lambda: jobs(cluster, namespace, "manual"), timeout=30, what="the manual run's Job")
+    # Events, as the ServiceAccount posted them.
+    assert {"RunStarted", "RunSucceeded"} <= set(reasons(cluster, namespace, "tick"))
+    assert {"RetryScheduled", "RunFailed"} <= set(reasons(cluster, namespace, "flaky"))
+    assert "InvalidSpec" in reasons(cluster, namespace, "broken")
+    assert "JobNameConflict" in reasons(cluster, namespace, "clash")
