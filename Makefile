@@ -13,6 +13,7 @@ BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
 include hack/cluster.mk
+include hack/kind.mk
 
 .PHONY: help
 help: ## List the targets
@@ -43,9 +44,10 @@ test: venv lint typecheck verify unit integration ## Every check CI runs
 
 # --- Checks
 .PHONY: lint
-lint: venv ## ruff lint and format check
+lint: venv binaries ## ruff lint and format check, helm lint --strict
 	$(BIN)/ruff check operator tests hack jobimages
 	$(BIN)/ruff format --check operator tests hack jobimages
+	"$$(bash hack/build-binaries.sh)/helm" lint --strict charts/nightshift
 
 .PHONY: fmt
 fmt: venv ## Format and autofix with ruff
@@ -68,6 +70,9 @@ integration: venv binaries ## Integration tests against the local control plane 
 .PHONY: generate
 generate: venv ## Regenerate the CRD from the pydantic models and the CLI docs from --help
 	$(BIN)/nightshift crd > crds/scheduledtasks.nightshift.dev.yaml
+	$(PYTHON) hack/chart/sync_crd.py
+	$(PYTHON) hack/chart/gen_schema.py
+	$(PYTHON) hack/chart/gen_readme.py
 	$(PYTHON) hack/gen_cli_docs.py
 
 .PHONY: verify

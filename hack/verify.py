@@ -19,6 +19,9 @@ GENERATED = [
 
 PYTHON = REPO / ".venv" / "bin" / "python"
 CHECKS = [
+    [str(PYTHON), str(REPO / "hack" / "chart" / "sync_crd.py"), "--check"],
+    [str(PYTHON), str(REPO / "hack" / "chart" / "gen_schema.py"), "--check"],
+    [str(PYTHON), str(REPO / "hack" / "chart" / "gen_readme.py"), "--check"],
     [str(PYTHON), str(REPO / "hack" / "gen_cli_docs.py"), "--check"],
 ]
 

@@ -43,6 +43,10 @@ async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.label_selectors["batch", "jobs"] = f"{LABEL_MANAGED}=true"
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
+    # Resolve our two resources from API discovery once instead of watching CRDs and namespaces
+    # cluster-wide, which would need RBAC we do not otherwise use. A CRD installed after start-up
+    # (crds.enabled=false in the chart) is picked up on the next restart.
+    settings.scanning.disabled = True
     # No kopf state is stored on our objects: handlers are event handlers only.
     settings.persistence.finalizer = "nightshift.dev/unused"
     args = _args
