@@ -129,6 +129,8 @@ async def _main(args: argparse.Namespace) -> None:
         scheduler.cancel()
         if election is not None:
             election.cancel()
+        if elector is not None:
+            await elector.release()
         api.close()
 
 

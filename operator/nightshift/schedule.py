@@ -120,7 +120,9 @@ def slots_between(plan: Plan, after: datetime, until: datetime, *, limit: int) -
         return []
     window = _initial_window(plan)
     while True:
-        lo = max(after, until - window)
+        # Compare spans rather than computing ``until - window`` first: that would step below
+        # datetime.min for a slot in the first centuries (an ``at`` in year 1).
+        lo = after if window >= until - after else until - window
         found: deque[datetime] = deque(maxlen=limit)
         for slot in iter_slots(plan, lo):
             if slot > until:

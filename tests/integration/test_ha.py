@@ -97,3 +97,36 @@ def test_failover_after_kill9_has_no_duplicates_and_no_lost_slots(
     finally:
         for replica in replicas:
             replica.stop()
+
+
+def test_clean_shutdown_hands_the_lease_over_at_once(
+    cluster: Any, crd: None, namespace: str, tmp_path: Path
+) -> None:
+    args = ["--leader-elect", "--leader-election-namespace", namespace]
+    replicas = [
+        Operator(cluster.kubeconfig, tmp_path, namespaces=[namespace], extra_args=args, name=n)
+        for n in ("a", "b")
+    ]
+    for replica in replicas:
+        replica.start()
+    try:
+        cluster.apply(task("handover", interval="2s", concurrencyPolicy="Allow"), namespace)
+        leader_id = poll(lambda: holder(cluster, namespace), timeout=30, what="a lease holder")
+        leader = next(r for r in replicas if r.proc and leader_id.endswith(f"-{r.proc.pid}"))
+        poll(lambda: jobs(cluster, namespace, "handover"), timeout=20, what="a first Job")
+        asked = datetime.now(UTC)
+        leader.stop()  # SIGTERM, as in a rolling update; returns when the process has exited
+        stopped = datetime.now(UTC)
+        new_id = poll(
+            lambda: (h := holder(cluster, namespace)) and h != leader_id and h,
+            timeout=15,
+            what="the follower to take the lease",
+        )
+        took = (datetime.now(UTC) - stopped).total_seconds()
+        shutdown = (stopped - asked).total_seconds()
+        print(f"handover: shutdown {shutdown:.1f} s, then lease taken by {new_id} in {took:.1f} s")
+        # Released, not waited out: the follower's next 2 s attempt takes it (the lease lasts 10 s).
+        assert took < 5
+    finally:
+        for replica in replicas:
+            replica.stop()
