@@ -11,19 +11,21 @@ import asyncio
 import contextlib
 import heapq
 import itertools
+import json
 import logging
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from nightshift import metrics
 from nightshift.jobs import ANNOTATION_RUN_NOW, ANNOTATION_SLOT, job_identity
 from nightshift.kube import ApiError, KubeApi
 from nightshift.models import KIND, SpecError, TaskSpec, TaskStatus, parse_spec, parse_time
-from nightshift.reconcile import JobView, Outcome, TaskView, decide, settle
+from nightshift.reconcile import Event, JobView, Outcome, TaskView, decide, settle
+from nightshift.schedule import fire_time, plan_for
 
 __all__ = ["Controller", "Key"]
 
@@ -40,14 +42,76 @@ def _rv(obj: dict[str, Any]) -> int:
         return 0
 
 
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """The few facts about a Job that the reconciler reads (a full Job body is ~5 KB)."""
+
+    name: str
+    owner_uid: str
+    run: str | None
+    attempt: int | None
+    slot: datetime | None
+    created: datetime | None
+    finished: Literal["Succeeded", "Failed"] | None
+    reason: str | None
+    finished_at: datetime | None
+    deleting: bool
+    run_now_token: str | None
+
+    @classmethod
+    def of(cls, body: dict[str, Any]) -> _Job:
+        meta = body.get("metadata") or {}
+        refs: list[dict[str, Any]] = meta.get("ownerReferences") or []
+        owner = next((r for r in refs if r.get("controller")), {})
+        identity = job_identity(body)
+        annotations = meta.get("annotations") or {}
+        finished, reason, finished_at = _finished(body)
+        return cls(
+            name=meta.get("name", ""),
+            owner_uid=owner.get("uid", ""),
+            run=identity[0] if identity else None,
+            attempt=identity[1] if identity else None,
+            slot=_time(annotations.get(ANNOTATION_SLOT)),
+            created=_time(meta.get("creationTimestamp")),
+            finished=finished,
+            reason=reason,
+            finished_at=finished_at,
+            deleting=bool(meta.get("deletionTimestamp")),
+            run_now_token=annotations.get(ANNOTATION_RUN_NOW),
+        )
+
+
 @dataclass(slots=True)
 class _Entry:
-    body: dict[str, Any]
-    spec: TaskSpec | None = None
-    error: SpecError | None = None
-    parsed_generation: int | None = None
-    jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """One task: its latest object as compact JSON (parsed per sync) and its Jobs' facts.
+
+    Keeping JSON text instead of parsed dicts and models is what keeps 10,000 tasks in budget.
+    """
+
+    raw: bytes
+    uid: str
+    rv: int
+    jobs: dict[str, _Job] = field(default_factory=dict)
     outcomes: dict[str, tuple[int | None, str | None]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, body: dict[str, Any]) -> _Entry:
+        meta = body.get("metadata") or {}
+        return cls(raw=_pack(body), uid=meta.get("uid", ""), rv=_rv(body))
+
+    def replace(self, body: dict[str, Any]) -> None:
+        self.raw, self.rv = _pack(body), _rv(body)
+
+    @property
+    def body(self) -> dict[str, Any]:
+        value: dict[str, Any] = json.loads(self.raw)
+        return value
+
+
+def _pack(body: dict[str, Any]) -> bytes:
+    meta = dict(body.get("metadata") or {})
+    meta.pop("managedFields", None)  # large and never read
+    return json.dumps({**body, "metadata": meta}, separators=(",", ":")).encode()
 
 
 class Controller:
@@ -57,7 +121,7 @@ class Controller:
         self,
         api: KubeApi,
         *,
-        workers: int = 4,
+        workers: int = 16,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         is_leader: Callable[[], bool] = lambda: True,
     ) -> None:
@@ -65,8 +129,11 @@ class Controller:
         self.clock = clock
         self.is_leader = is_leader
         self.entries: dict[Key, _Entry] = {}
-        self.orphans: dict[str, dict[str, dict[str, Any]]] = {}  # task uid -> Jobs seen first
+        self.orphans: dict[str, dict[str, _Job]] = {}  # task uid -> Jobs seen before the task
         self._heap: list[tuple[float, int, Key]] = []
+        self._next_wake: dict[Key, float] = {}  # the one wake-up per task that is current
+        self._background: set[asyncio.Task[None]] = set()
+        self._events = asyncio.Semaphore(16)
         self._seq = itertools.count()
         self._queue: asyncio.Queue[Key] = asyncio.Queue()
         self._queued: set[Key] = set()
@@ -84,18 +151,18 @@ class Controller:
         key = (meta.get("namespace", ""), meta.get("name", ""))
         if kind == "DELETED":
             self.entries.pop(key, None)
+            self._next_wake.pop(key, None)
             metrics.TASKS.set(len(self.entries))
             return
         entry = self.entries.get(key)
-        if entry is not None and entry.body["metadata"].get("uid") != meta.get("uid"):
+        if entry is not None and entry.uid != meta.get("uid"):
             entry = None  # deleted and re-created under the same name
         if entry is None:
-            entry = _Entry(body=body)
+            entry = _Entry.of(body)
             self.entries[key] = entry
-            uid = meta.get("uid", "")
-            entry.jobs.update(self.orphans.pop(uid, {}))
-        elif _rv(body) >= _rv(entry.body):
-            entry.body = body
+            entry.jobs.update(self.orphans.pop(entry.uid, {}))
+        elif _rv(body) >= entry.rv:
+            entry.replace(body)
         else:
             return  # an older event than the status we wrote ourselves
         metrics.TASKS.set(len(self.entries))
@@ -116,22 +183,25 @@ class Controller:
             return
         key = (meta.get("namespace", ""), owner.get("name", ""))
         entry = self.entries.get(key)
-        if entry is None or entry.body["metadata"].get("uid") != owner.get("uid"):
+        name = meta.get("name", "")
+        if entry is None or entry.uid != owner.get("uid"):
             # Jobs can be listed before their task; keep them until the task arrives.
             bucket = self.orphans.setdefault(owner.get("uid", ""), {})
             if kind == "DELETED":
-                bucket.pop(meta.get("name", ""), None)
+                bucket.pop(name, None)
+                if not bucket:
+                    self.orphans.pop(owner.get("uid", ""), None)
             else:
-                bucket[meta.get("name", "")] = body
+                bucket[name] = _Job.of(body)
             return
-        name = meta.get("name", "")
         if kind == "DELETED":
             entry.jobs.pop(name, None)
             entry.outcomes.pop(name, None)
         else:
             previous = entry.jobs.get(name)
-            entry.jobs[name] = body
-            if previous is not None and _finished(previous) == _finished(body):
+            current = _Job.of(body)
+            entry.jobs[name] = current
+            if previous is not None and previous == current:
                 return  # nothing the reconciler cares about changed
         self.enqueue(key)
 
@@ -147,8 +217,12 @@ class Controller:
             self._queue.put_nowait(key)
 
     def wake_at(self, key: Key, when: datetime) -> None:
-        """Sync this task at ``when`` (wall clock)."""
-        heapq.heappush(self._heap, (when.timestamp(), next(self._seq), key))
+        """Sync this task at ``when`` (wall clock); replaces the task's earlier wake-up."""
+        stamp = when.timestamp()
+        if self._next_wake.get(key) == stamp:
+            return
+        self._next_wake[key] = stamp
+        heapq.heappush(self._heap, (stamp, next(self._seq), key))
         self._wakeup.set()
 
     @property
@@ -161,9 +235,11 @@ class Controller:
             self._wakeup.clear()
             now = self.clock().timestamp()
             while self._heap and self._heap[0][0] <= now:
-                _, _, key = heapq.heappop(self._heap)
-                if key in self.entries:
-                    self.enqueue(key)
+                stamp, _, key = heapq.heappop(self._heap)
+                if self._next_wake.get(key) != stamp:
+                    continue  # superseded by a later decision, or the task is gone
+                del self._next_wake[key]
+                self.enqueue(key)
             metrics.QUEUE_DEPTH.set(len(self._heap))
             delay = self._heap[0][0] - now if self._heap else 3600.0
             with contextlib.suppress(TimeoutError):
@@ -216,54 +292,45 @@ class Controller:
 
     # --- one sync ---------------------------------------------------------------------------
 
-    def _spec(self, entry: _Entry) -> tuple[TaskSpec | None, SpecError | None]:
-        generation = entry.body["metadata"].get("generation")
-        if entry.parsed_generation != generation or (entry.spec is None and entry.error is None):
-            try:
-                entry.spec, entry.error = parse_spec(entry.body.get("spec")), None
-            except SpecError as error:
-                entry.spec, entry.error = None, error
-            entry.parsed_generation = generation
-        return entry.spec, entry.error
-
     async def _job_views(self, entry: _Entry, namespace: str) -> tuple[JobView, ...]:
         views = []
-        uid = entry.body["metadata"].get("uid")
         for name, job in list(entry.jobs.items()):
-            meta = job.get("metadata") or {}
-            if meta.get("deletionTimestamp"):
+            if job.deleting or job.owner_uid != entry.uid or job.run is None:
                 continue
-            owner_ok = any(
-                r.get("controller") and r.get("uid") == uid
-                for r in meta.get("ownerReferences") or []
-            )
-            identity = job_identity(job)
-            if not owner_ok or identity is None:
-                continue
-            finished, reason, finished_at = _finished(job)
+            assert job.attempt is not None
             exit_code = message = None
-            if finished is not None:
+            if job.finished is not None:
                 if name not in entry.outcomes:
                     entry.outcomes[name] = await self.api.pod_outcome(namespace, name)
                 exit_code, message = entry.outcomes[name]
-            annotations = meta.get("annotations") or {}
-            slot_text = annotations.get(ANNOTATION_SLOT)
             views.append(
                 JobView(
                     name=name,
-                    run=identity[0],
-                    attempt=identity[1],
-                    slot=_time(slot_text),
-                    created=_time(meta.get("creationTimestamp")),
-                    finished=finished,
-                    reason=reason,
-                    finished_at=finished_at,
+                    run=job.run,
+                    attempt=job.attempt,
+                    slot=job.slot,
+                    created=job.created,
+                    finished=job.finished,
+                    reason=job.reason,
+                    finished_at=job.finished_at,
                     exit_code=exit_code,
                     message=message,
-                    run_now_token=annotations.get(ANNOTATION_RUN_NOW),
+                    run_now_token=job.run_now_token,
                 )
             )
         return tuple(views)
+
+    def _post(self, task: dict[str, Any], event: Event) -> None:
+        """Post an Event in the background: Events must not hold up the next task's Job."""
+
+        async def post() -> None:
+            async with self._events:
+                with contextlib.suppress(ApiError):
+                    await self.api.post_event(task, event.type, event.reason, event.message)
+
+        job = asyncio.create_task(post())
+        self._background.add(job)
+        job.add_done_callback(self._background.discard)
 
     async def sync(self, key: Key) -> None:
         """Reconcile one task: decide, create/delete Jobs, post Events, write status once."""
@@ -273,7 +340,12 @@ class Controller:
         namespace, name = key
         body = entry.body
         meta = body["metadata"]
-        spec, error = self._spec(entry)
+        spec: TaskSpec | None = None
+        error: SpecError | None = None
+        try:
+            spec = parse_spec(body.get("spec"))
+        except SpecError as problem:
+            error = problem
         try:
             status = TaskStatus.model_validate(body.get("status") or {})
         except ValueError:
@@ -304,12 +376,11 @@ class Controller:
             for create, (result, message, job) in zip(decision.create, results, strict=True):
                 outcomes.append(Outcome(create.name, result, message))
                 if job is not None:
-                    entry.jobs[create.name] = job  # do not wait for the watch to see it
-                if result in ("created", "adopted"):
-                    fire_at = create.manifest["metadata"]["annotations"].get(ANNOTATION_SLOT)
-                    slot = _time(fire_at)
-                    if slot is not None and create.attempt == 1:
-                        metrics.FIRE_SKEW.observe(max(0.0, (self.clock() - slot).total_seconds()))
+                    entry.jobs[create.name] = _Job.of(job)  # do not wait for the watch
+                slot = _time(create.manifest["metadata"]["annotations"].get(ANNOTATION_SLOT))
+                if result == "created" and slot is not None and create.attempt == 1 and spec:
+                    due = fire_time(plan_for(spec, namespace, name), slot)
+                    metrics.FIRE_SKEW.observe(max(0.0, (self.clock() - due).total_seconds()))
                 if create.attempt > 1 and result == "created":
                     metrics.RETRIES.inc()
             decision = settle(view, decision, outcomes, self.clock())
@@ -327,17 +398,22 @@ class Controller:
         if new_status != status.model_dump(mode="json"):
             updated = await self.api.patch_status(namespace, name, new_status)
             current = self.entries.get(key)
-            if updated is not None and current is not None and _rv(updated) >= _rv(current.body):
-                current.body = updated
+            if updated is not None and current is not None and _rv(updated) >= current.rv:
+                current.replace(updated)
         seen = {(r.run, r.attempt, r.result) for r in status.runs}
         for record in decision.status.runs:
             if (record.run, record.attempt, record.result) not in seen:
                 metrics.RUNS.labels(result=record.result.value).inc()
+        ref = {
+            "metadata": {k: meta.get(k) for k in ("name", "namespace", "uid", "resourceVersion")}
+        }
         for event in decision.events:
-            await self.api.post_event(body, event.type, event.reason, event.message)
+            self._post(ref, event)
         metrics.ACTIVE_RUNS.labels(namespace=namespace, task=name).set(decision.status.activeCount)
         if decision.wake_at is not None:
             self.wake_at(key, decision.wake_at)
+        else:
+            self._next_wake.pop(key, None)
 
 
 def _time(text: Any) -> datetime | None:

@@ -46,10 +46,13 @@ def load_config(kubeconfig: str | None) -> None:
 class KubeApi:
     """Async facade over the calls the operator makes; counts them for the metrics."""
 
-    def __init__(self, *, max_workers: int = 8, identity: str = "nightshift") -> None:
+    def __init__(self, *, max_workers: int = 16, identity: str = "nightshift") -> None:
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="kube")
-        api_client = client.ApiClient()
-        api_client.configuration.retries = 0  # the reconciler retries; urllib3 must not hang
+        configuration = client.Configuration.get_default_copy()
+        configuration.retries = 0  # the reconciler retries; urllib3 must not hang
+        # One pooled connection per worker thread (the default is 5 per CPU).
+        configuration.connection_pool_maxsize = max_workers
+        api_client = client.ApiClient(configuration)
         self._batch = client.BatchV1Api(api_client)
         self._core = client.CoreV1Api(api_client)
         self._custom = client.CustomObjectsApi(api_client)

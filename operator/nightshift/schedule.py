@@ -154,9 +154,17 @@ def jitter_for(plan: Plan, slot: datetime) -> timedelta:
     return timedelta(milliseconds=int(plan.jitter.total_seconds() * 1000 * fraction))
 
 
+_LAST_INSTANT = datetime.max.replace(tzinfo=UTC)
+
+
 def fire_time(plan: Plan, slot: datetime) -> datetime:
-    """When the run for ``slot`` should start: the slot plus its jitter."""
-    return slot + jitter_for(plan, slot)
+    """When the run for ``slot`` should start: the slot plus its jitter (a slot at the very end of
+    the calendar, such as ``at: 9999-12-31T23:59:59Z``, fires at its last instant instead of
+    overflowing)."""
+    delay = jitter_for(plan, slot)
+    if _LAST_INSTANT - slot <= delay:
+        return _LAST_INSTANT
+    return slot + delay
 
 
 def describe(spec: TaskSpec) -> str:
