@@ -6,6 +6,8 @@ kube-scheduler and KWOK (fake nodes and pods), run as plain processes on 127.0.0
     hack/cluster/cluster.py down     stop everything this state directory started
     hack/cluster/cluster.py status   show the components; exit 0 only when all are healthy
     hack/cluster/cluster.py env      print export lines: eval "$(hack/cluster/cluster.py env)"
+    hack/cluster/cluster.py stop-component NAME    stop one component (e.g. kube-apiserver)
+    hack/cluster/cluster.py start-component NAME   start it again, same command line and ports
 
 State lives in $NIGHTSHIFT_CLUSTER_DIR, default <repo>/.cluster: kubeconfig (admin), pki/,
 logs/<component>.log, pids/<component>.pid, state.json. Binaries come from
@@ -186,10 +188,15 @@ def read_pid(state: State, component: str) -> int | None:
 
 
 def spawn(
-    state: State, component: str, argv: list[str], env: dict[str, str] | None = None
+    state: State,
+    component: str,
+    argv: list[str],
+    env: dict[str, str] | None = None,
+    *,
+    extra_args: bool = True,
 ) -> subprocess.Popen[bytes]:
     extra = os.environ.get("NIGHTSHIFT_EXTRA_ARGS_" + component.upper().replace("-", "_"))
-    if extra:
+    if extra and extra_args:
         argv = argv + shlex.split(extra)
     logfile = state.log_file(component)
     with open(logfile, "wb") as out:
@@ -207,6 +214,16 @@ def spawn(
     start = _proc_start_time(proc.pid)
     state.pid_file(component).write_text(f"{proc.pid} {start}\n")
     return proc
+
+
+def component_env(state: State, component: str) -> dict[str, str]:
+    """The environment a component runs with: ours without KUBECONFIG (each gets a flag)."""
+    env = dict(os.environ)
+    env.pop("KUBECONFIG", None)
+    if component == "kwok":
+        # Keep kwok away from ~/.kwok/kwok.yaml, which it would otherwise load as well.
+        env["KWOK_WORKDIR"] = str(state.run / "kwok")
+    return env
 
 
 def _wait_gone(pids: list[int], timeout: float) -> list[int]:
@@ -245,7 +262,8 @@ def stop_components(state: State, components: tuple[str, ...] = COMPONENTS) -> N
         if _wait_gone(left, timeout=5.0):
             raise ClusterError(None, f"processes {left} survived SIGKILL")
         for c in wave:
-            state.pid_file(c).unlink(missing_ok=True)
+            if c in components:
+                state.pid_file(c).unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -591,8 +609,7 @@ def start(state: State, bin_dir: Path) -> None:
         json.dumps({"bin_dir": str(bin_dir), "ports": ports, "server": server}, indent=2) + "\n"
     )
     procs: dict[str, subprocess.Popen[bytes]] = {}
-    env = dict(os.environ)
-    env.pop("KUBECONFIG", None)
+    env = component_env(state, "kube-apiserver")  # the same for every component but kwok
 
     etcd_url = f"http://127.0.0.1:{ports['etcd']}"
     peer_url = f"http://127.0.0.1:{ports['etcd-peer']}"
@@ -689,9 +706,7 @@ def start(state: State, bin_dir: Path) -> None:
         *serving("kube-scheduler", ports["scheduler"]),
     ]
     procs["kube-scheduler"] = spawn(state, "kube-scheduler", argv, env)
-    kwok_env = dict(env)
-    # Keep kwok away from ~/.kwok/kwok.yaml, which it would otherwise load as well.
-    kwok_env["KWOK_WORKDIR"] = str(state.run / "kwok")
+    kwok_env = component_env(state, "kwok")
     argv = [
         str(bin_dir / "kwok"),
         f"--kubeconfig={kc('kwok')}",
@@ -815,6 +830,54 @@ def cmd_down(state: State) -> int:
     return 0
 
 
+def cmd_stop_component(state: State, component: str) -> int:
+    """Stop one component (fault injection: e.g. an API server outage); data and ports stay."""
+    if read_pid(state, component) is None:
+        log(f"{component} is not running")
+        return 0
+    with state.lock():
+        stop_components(state, (component,))
+    log(f"stopped {component}")
+    return 0
+
+
+def cmd_start_component(state: State, component: str) -> int:
+    """Start a stopped component again with the command line it last ran with (its log's first
+    line), so it comes back on the same ports; the previous log is kept as <component>.log.1."""
+    t0 = time.monotonic()
+    data = state.load()
+    if not data:
+        raise ClusterError(None, f"no cluster in {state.root}; run `up` first")
+    with state.lock():
+        if read_pid(state, component) is not None:
+            log(f"{component} is already running")
+            return 0
+        logfile = state.log_file(component)
+        try:
+            first = logfile.read_text(errors="replace").split("\n", 1)[0]
+        except OSError as exc:
+            raise ClusterError(None, f"cannot read {logfile}: {exc}") from None
+        argv = shlex.split(first.removeprefix("# ")) if first.startswith("# ") else []
+        if not argv:
+            raise ClusterError(None, f"{logfile} does not start with the command line")
+        logfile.replace(logfile.with_name(logfile.name + ".1"))
+        proc = spawn(state, component, argv, component_env(state, component), extra_args=False)
+        try:
+            wait_for(
+                component,
+                {component: proc},
+                lambda: health(state, data)[component],
+                TIMEOUTS[component],
+            )
+        except ClusterError:
+            log(f"{component} log: {logfile} (last {LOG_TAIL_LINES} lines):")
+            err(tail(logfile))
+            stop_components(state, (component,))
+            raise
+    log(f"{component} started and healthy ({time.monotonic() - t0:.1f} s)")
+    return 0
+
+
 def cmd_status(state: State) -> int:
     data = state.load()
     if not data:
@@ -847,11 +910,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="cluster.py", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("command", choices=["up", "down", "status", "env"])
+    parser.add_argument(
+        "command", choices=["up", "down", "status", "env", "stop-component", "start-component"]
+    )
+    parser.add_argument("component", nargs="?", choices=COMPONENTS, help="for *-component")
     args = parser.parse_args(argv)
     state = State.from_env()
     commands = {"up": cmd_up, "down": cmd_down, "status": cmd_status, "env": cmd_env}
     try:
+        if args.command in ("stop-component", "start-component"):
+            if args.component is None:
+                parser.error(f"{args.command} needs a component: {', '.join(COMPONENTS)}")
+            if args.command == "stop-component":
+                return cmd_stop_component(state, args.component)
+            return cmd_start_component(state, args.component)
         return commands[args.command](state)
     except ClusterError as exc:
         log(f"FAILED: {exc}")
