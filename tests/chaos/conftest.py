@@ -16,10 +16,12 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import secrets
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -115,7 +117,10 @@ def operators(cluster: Any, tmp_path: Path) -> Iterator[Callable[..., Operator]]
 
 @pytest.fixture
 def api_server_restored(cluster: Any) -> Iterator[None]:
-    """For tests that stop kube-apiserver: it runs again afterwards, even if the test failed."""
+    """For tests that stop kube-apiserver: afterwards it runs again (even if the test failed) and
+    the controllers work again, which takes a while after a restart: until RBAC is loaded the
+    controller manager's watches are refused and back off. A fresh namespace getting its default
+    ServiceAccount is the sign the next test needs (its ``namespace`` fixture waits 30 s only)."""
     yield
     with contextlib.suppress(subprocess.SubprocessError):
         subprocess.run(
@@ -125,3 +130,24 @@ def api_server_restored(cluster: Any) -> Iterator[None]:
             timeout=180,
             check=False,
         )
+    probe = f"chaos-probe-{secrets.token_hex(3)}"
+    started = time.monotonic()
+    try:
+        integration.wait_for(
+            lambda: cluster.kubectl("create", "namespace", probe, check=False).returncode == 0,
+            timeout=120,
+            what="the API server to accept writes",
+        )
+        integration.wait_for(
+            lambda: (
+                cluster.kubectl(
+                    "get", "serviceaccount", "default", "-n", probe, check=False
+                ).returncode
+                == 0
+            ),
+            timeout=300,
+            what="the controllers to work again (a new namespace's default ServiceAccount)",
+        )
+        print(f"control plane working again {time.monotonic() - started:.1f} s after the test")
+    finally:
+        cluster.kubectl("delete", "namespace", probe, "--wait=false", check=False)
