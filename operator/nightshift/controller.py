@@ -239,6 +239,7 @@ class Controller:
                 if self._next_wake.get(key) != stamp:
                     continue  # superseded by a later decision, or the task is gone
                 del self._next_wake[key]
+                metrics.SCHEDULER_LAG.observe(max(0.0, now - stamp))
                 self.enqueue(key)
             metrics.QUEUE_DEPTH.set(len(self._heap))
             delay = self._heap[0][0] - now if self._heap else 3600.0

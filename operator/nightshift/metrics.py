@@ -12,6 +12,7 @@ __all__ = [
     "QUEUE_DEPTH",
     "RETRIES",
     "RUNS",
+    "SCHEDULER_LAG",
     "SYNC_ERRORS",
     "TASKS",
 ]
@@ -30,6 +31,11 @@ FIRE_SKEW = Histogram(
 )
 RETRIES = Counter("nightshift_retries_total", "Retry attempts started.")
 ACTIVE_RUNS = Gauge("nightshift_active_runs", "Active attempts per task.", ["namespace", "task"])
+SCHEDULER_LAG = Histogram(
+    "nightshift_scheduler_lag_seconds",
+    "How late the scheduler handed a due wake-up (next fire or retry) to a sync worker.",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
 QUEUE_DEPTH = Gauge("nightshift_scheduler_queue_depth", "Wake-ups waiting in the scheduler heap.")
 TASKS = Gauge("nightshift_tasks", "ScheduledTasks known to this replica.")
 SYNC_ERRORS = Counter("nightshift_sync_errors_total", "Task syncs that raised an error.")

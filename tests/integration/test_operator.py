@@ -719,4 +719,5 @@ def test_metrics_are_scraped_after_real_runs(
     # Sub-second firing shows up in the 10 ms .. 1 s buckets, which CronJob's 1 s floor hides.
     assert values['nightshift_fire_skew_seconds_bucket{le="1.0"}'] >= 1
     assert values["nightshift_tasks"] == 2
+    assert values["nightshift_scheduler_lag_seconds_count"] >= 1
     assert values['nightshift_api_requests_total{call="create_job"}'] >= 2
