@@ -14,6 +14,8 @@ export PATH := $(abspath $(BIN)):$(PATH)
 
 include hack/cluster.mk
 include hack/kind.mk
+include bench/bench.mk
+include tests/chaos/chaos.mk
 
 .PHONY: help
 help: ## List the targets

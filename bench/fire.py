@@ -1,0 +1,1437 @@
+#!/usr/bin/env python3
+"""Firing benchmarks on a local control plane: print a table, write the numbers as JSON.
+
+    .venv/bin/python bench/fire.py [--tasks 100] [--big 1000] [--huge 10000] [--repeat 2]
+
+Phases (each run ``--repeat`` times, each in a fresh namespace that is deleted afterwards):
+
+``fire``    N ScheduledTasks due in the same second T; a fresh operator is started before T.
+            A watcher thread in this process (a batch/v1 Job watch with the operator's label
+            selector) stamps each ADDED event with ``time.time()``; skew = that time - T. Then it
+            waits until every task's status says Succeeded and counts the API calls per run: the
+            operator's own ``nightshift_api_requests_total`` and, independently, what the API
+            server saw from the operator's user (audit log, flow-control and request metrics).
+``floor``   The same N Jobs (built by ``nightshift.jobs.build_job``), created at T by a bare
+            client (a pool of 16 threads, warm connections, the operator's credentials), watched
+            the same way: what the API server and this machine allow at best.
+``big``     --big idle tasks (``@yearly``) plus one task due every 10 s: operator RSS (VmRSS,
+            VmHWM) once every task is loaded and scheduled; then kill -9 one second before a
+            slot of the 10 s task and restart: time until that task's Job appears and until all
+            tasks are loaded again. ``--huge N`` does the same once at N tasks.
+
+The operator runs as ``nightshift run --namespace NS`` under a ServiceAccount bound to
+cluster-admin, so its requests can be told apart from everything else on the server: a
+FlowSchema of its own (``apiserver_flowcontrol_dispatched_requests_total``) and, when this script
+started the cluster, an audit log that records only that user's requests.
+
+Nothing here asserts on time: the numbers are printed and written to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import platform
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client, config, watch
+from kubernetes.client.exceptions import ApiException
+
+from nightshift.jobs import (
+    ANNOTATION_ATTEMPT,
+    ANNOTATION_RUN,
+    LABEL_MANAGED,
+    build_job,
+    run_id_for_slot,
+)
+from nightshift.models import GROUP, KIND, PLURAL, VERSION, parse_spec
+
+REPO = Path(__file__).resolve().parent.parent
+CLUSTER_PY = REPO / "hack" / "cluster" / "cluster.py"
+CRD = REPO / "crds" / "scheduledtasks.nightshift.dev.yaml"
+SELECTOR = f"{LABEL_MANAGED}=true"
+OPERATOR_NS = "nightshift-bench"  # where the operator's ServiceAccount lives
+OPERATOR_SA = "operator"
+OPERATOR_USER = f"system:serviceaccount:{OPERATOR_NS}:{OPERATOR_SA}"
+FLOW_SCHEMA = "nightshift-bench-operator"
+WRITE_CALLS = ("create_job", "patch_status", "create_event", "delete_job")
+THREADS = 16
+MISS_AFTER = 60.0  # a task without a Job this long after T is a miss
+TICK = "zz-tick"  # listed last (etcd lists by key): the worst case for a restart
+TICK_EVERY = 10
+
+TARGETS = {
+    "api_writes_per_run": 3,
+    "rss_mib_at_10000": 200,
+    "first_fire_after_restart_s": 30,
+    "p99_vs_floor": 1.2,
+}
+
+
+def say(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+def utc(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
+
+
+def percentile(values: list[float], p: float) -> float | None:
+    """Nearest-rank percentile (p99 of 100 values is the second largest)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(p / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def summary_ms(values: list[float]) -> dict[str, Any]:
+    ms = [v * 1000 for v in values]
+    out: dict[str, Any] = {"n": len(ms)}
+    for name, p in (("p50", 50), ("p90", 90), ("p99", 99)):
+        value = percentile(ms, p)
+        out[f"{name}_ms"] = round(value, 1) if value is not None else None
+    out["min_ms"] = round(min(ms), 1) if ms else None
+    out["max_ms"] = round(max(ms), 1) if ms else None
+    out["mean_ms"] = round(sum(ms) / len(ms), 1) if ms else None
+    return out
+
+
+def run_time(run: str) -> float:
+    """The slot time of a scheduled run id (``2026-11-23T03:00:00Z``)."""
+    return datetime.strptime(run, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def sleep_until(when: float) -> None:
+    while True:
+        left = when - time.time()
+        if left <= 0:
+            return
+        time.sleep(min(left, 0.5) if left > 0.002 else 0)
+
+
+def wait_for(fn: Callable[[], Any], *, timeout: float, what: str, interval: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = fn()
+        if result is not None and result is not False:
+            return result
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+def loadavg() -> list[float]:
+    return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+
+
+# --- Prometheus text format --------------------------------------------------------------------
+
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)")
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def parse_metrics(text: str, prefixes: Iterable[str] = ("",)) -> Samples:
+    prefixes = tuple(prefixes)
+    samples: Samples = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#") or not line.startswith(prefixes):
+            continue
+        match = _SAMPLE.match(line)
+        if match is None:
+            continue
+        labels = frozenset(_LABEL.findall(match.group(3) or ""))
+        with contextlib.suppress(ValueError):
+            samples[(match.group(1), labels)] = float(match.group(4))
+    return samples
+
+
+def select(samples: Samples, name: str, **labels: str) -> dict[frozenset[tuple[str, str]], float]:
+    want = set(labels.items())
+    return {lab: v for (n, lab), v in samples.items() if n == name and want <= lab}
+
+
+def total(samples: Samples, name: str, **labels: str) -> float:
+    return sum(select(samples, name, **labels).values())
+
+
+def by_label(samples: Samples, name: str, label: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for lab, value in select(samples, name).items():
+        key = dict(lab).get(label, "")
+        out[key] = out.get(key, 0.0) + value
+    return out
+
+
+def delta(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
+    keys = sorted(set(after) | set(before))
+    return {
+        k: after.get(k, 0.0) - before.get(k, 0.0) for k in keys if after.get(k) != before.get(k)
+    }
+
+
+# --- the cluster -------------------------------------------------------------------------------
+
+
+class Cluster:
+    """A local control plane: reused when --cluster-dir is healthy, else started (with an
+    audit log of the operator's requests) and stopped at the end."""
+
+    def __init__(self, cluster_dir: str | None, workdir: Path) -> None:
+        self.workdir = workdir
+        self.dir = Path(cluster_dir).resolve() if cluster_dir else workdir / "cluster"
+        self.started = False
+        self.audit_log: Path | None = None
+
+    def _cluster_py(self, *args: str, env: dict[str, str] | None = None) -> int:
+        full = dict(os.environ, NIGHTSHIFT_CLUSTER_DIR=str(self.dir), **(env or {}))
+        return subprocess.run(
+            [sys.executable, str(CLUSTER_PY), *args],
+            env=full,
+            check=False,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE if args[0] == "status" else None,
+        ).returncode
+
+    def up(self) -> None:
+        if self._cluster_py("status") == 0:
+            say(f"reusing the healthy cluster in {self.dir} (no audit log)")
+        else:
+            policy = self.workdir / "audit-policy.yaml"
+            policy.write_text(
+                "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\n"
+                f'rules:\n- level: Metadata\n  users: ["{OPERATOR_USER}"]\n- level: None\n'
+            )
+            self.audit_log = self.workdir / "audit.log"
+            extra = f"--audit-policy-file={policy} --audit-log-path={self.audit_log}"
+            say(f"starting a cluster in {self.dir}")
+            start = time.monotonic()
+            if self._cluster_py("up", env={"NIGHTSHIFT_EXTRA_ARGS_KUBE_APISERVER": extra}):
+                raise SystemExit("cluster.py up failed")
+            self.started = True
+            say(f"cluster up in {time.monotonic() - start:.1f} s")
+        state = json.loads((self.dir / "state.json").read_text())
+        self.bin_dir = Path(state["bin_dir"])
+        self.kubeconfig = self.dir / "kubeconfig"
+
+    def down(self) -> None:
+        if self.started:
+            self._cluster_py("down")
+
+    def kubectl(self, *args: str, input: str | None = None) -> str:
+        res = subprocess.run(
+            [str(self.bin_dir / "kubectl"), f"--kubeconfig={self.kubeconfig}", *args],
+            capture_output=True,
+            text=True,
+            input=input,
+            check=False,
+            timeout=120,
+        )
+        if res.returncode != 0:
+            raise RuntimeError(f"kubectl {' '.join(args)}: {res.stderr.strip()}")
+        return res.stdout
+
+    def metrics(self) -> Samples:
+        return parse_metrics(
+            self.kubectl("get", "--raw", "/metrics"),
+            ("apiserver_request_total", "apiserver_flowcontrol_dispatched_requests_total"),
+        )
+
+    def audit_offset(self) -> int:
+        if self.audit_log is None or not self.audit_log.exists():
+            return 0
+        return self.audit_log.stat().st_size
+
+    def audit_between(self, start: int, end: int) -> dict[str, int] | None:
+        """Requests of the operator's user in the audit log between two offsets, by verb and
+        resource; a watch counts once (ResponseStarted)."""
+        if self.audit_log is None:
+            return None
+        seen: dict[str, set[str]] = {}
+        with open(self.audit_log, "rb") as fh:
+            fh.seek(start)
+            data = fh.read(end - start)
+        for line in data.splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if event.get("user", {}).get("username") != OPERATOR_USER:
+                continue
+            verb = event.get("verb", "")
+            if event.get("stage") != ("ResponseStarted" if verb == "watch" else "ResponseComplete"):
+                continue
+            ref = event.get("objectRef") or {}
+            resource = ref.get("resource") or event.get("requestURI", "?").split("?")[0]
+            if ref.get("subresource"):
+                resource += "/" + ref["subresource"]
+            seen.setdefault(f"{verb} {resource}", set()).add(event.get("auditID", ""))
+        return {key: len(ids) for key, ids in sorted(seen.items())}
+
+
+def api_client(kubeconfig: Path, pool: int = THREADS, retries: int | None = None) -> Any:
+    cfg = client.Configuration()
+    config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)
+    cfg.connection_pool_maxsize = pool
+    if retries is not None:
+        cfg.retries = retries
+    return client.ApiClient(cfg)
+
+
+def setup_operator_identity(cluster: Cluster, admin: Any, workdir: Path) -> Path:
+    """A ServiceAccount bound to cluster-admin, its own FlowSchema, and a kubeconfig with its
+    token: the operator's requests are then countable on the server side."""
+    core = client.CoreV1Api(admin)
+    with contextlib.suppress(ApiException):
+        core.create_namespace({"metadata": {"name": OPERATOR_NS}})
+    with contextlib.suppress(ApiException):
+        core.create_namespaced_service_account(OPERATOR_NS, {"metadata": {"name": OPERATOR_SA}})
+    manifest = {
+        "apiVersion": "v1",
+        "kind": "List",
+        "items": [
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRoleBinding",
+                "metadata": {"name": "nightshift-bench-operator"},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": "cluster-admin",
+                },
+                "subjects": [
+                    {"kind": "ServiceAccount", "name": OPERATOR_SA, "namespace": OPERATOR_NS}
+                ],
+            },
+            {
+                # The priority level an operator's ServiceAccount gets by default
+                # (FlowSchema service-accounts); only the name is ours, for counting.
+                "apiVersion": "flowcontrol.apiserver.k8s.io/v1",
+                "kind": "FlowSchema",
+                "metadata": {"name": FLOW_SCHEMA},
+                "spec": {
+                    "matchingPrecedence": 850,
+                    "priorityLevelConfiguration": {"name": "workload-low"},
+                    "distinguisherMethod": {"type": "ByUser"},
+                    "rules": [
+                        {
+                            "subjects": [
+                                {
+                                    "kind": "ServiceAccount",
+                                    "serviceAccount": {
+                                        "name": OPERATOR_SA,
+                                        "namespace": OPERATOR_NS,
+                                    },
+                                }
+                            ],
+                            "resourceRules": [
+                                {
+                                    "verbs": ["*"],
+                                    "apiGroups": ["*"],
+                                    "resources": ["*"],
+                                    "clusterScope": True,
+                                    "namespaces": ["*"],
+                                }
+                            ],
+                            "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
+                        }
+                    ],
+                },
+            },
+        ],
+    }
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+    token = core.create_namespaced_service_account_token(
+        OPERATOR_SA,
+        OPERATOR_NS,
+        {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {"expirationSeconds": 86400},
+        },
+    ).status.token
+    admin_cfg = json.loads(cluster.kubectl("config", "view", "--raw", "-o", "json"))
+    cluster_entry = admin_cfg["clusters"][0]
+    kubeconfig = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "bench", "cluster": cluster_entry["cluster"]}],
+        "users": [{"name": OPERATOR_SA, "user": {"token": token}}],
+        "contexts": [{"name": "bench", "context": {"cluster": "bench", "user": OPERATOR_SA}}],
+        "current-context": "bench",
+    }
+    path = workdir / "operator.kubeconfig"
+    path.write_text(json.dumps(kubeconfig))
+    path.chmod(0o600)
+    return path
+
+
+def fresh_namespace(admin: Any, prefix: str) -> str:
+    core = client.CoreV1Api(admin)
+    name = f"{prefix}-{secrets.token_hex(3)}"
+    core.create_namespace({"metadata": {"name": name, "labels": {"nightshift.dev/bench": "true"}}})
+
+    def has_sa() -> bool:
+        try:
+            core.read_namespaced_service_account("default", name)
+        except ApiException:
+            return False
+        return True
+
+    wait_for(has_sa, timeout=60, what=f"ServiceAccount {name}/default")
+    return name
+
+
+def delete_namespace(admin: Any, name: str, *, wait: float = 300) -> float | None:
+    """Delete a namespace and wait until it is gone; returns the seconds it took."""
+    core = client.CoreV1Api(admin)
+    start = time.monotonic()
+    with contextlib.suppress(ApiException):
+        core.delete_namespace(name)
+
+    def gone() -> bool:
+        try:
+            core.read_namespace(name)
+        except ApiException as error:
+            return error.status == 404
+        return False
+
+    try:
+        wait_for(gone, timeout=wait, what=f"namespace {name} to go", interval=0.5)
+    except TimeoutError:
+        say(f"namespace {name} still terminating after {wait:.0f} s; going on")
+        return None
+    return round(time.monotonic() - start, 1)
+
+
+def task_body(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    base = {
+        "history": {"succeeded": 1, "failed": 1},
+        "jobTemplate": {
+            "spec": {
+                "template": {
+                    "spec": {"containers": [{"name": "main", "image": "registry.invalid/job:1"}]}
+                }
+            }
+        },
+    }
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": KIND,
+        "metadata": {"name": name},
+        "spec": base | spec,
+    }
+
+
+def create_tasks(admin: Any, namespace: str, bodies: list[dict[str, Any]]) -> dict[str, Any]:
+    """Create the tasks with a pool of threads; returns the created objects and the rate."""
+    custom = client.CustomObjectsApi(admin)
+
+    def one(body: dict[str, Any]) -> dict[str, Any]:
+        for attempt in range(8):
+            try:
+                created: dict[str, Any] = custom.create_namespaced_custom_object(
+                    GROUP, VERSION, namespace, PLURAL, body
+                )
+                return created
+            except ApiException as error:
+                if error.status not in (429, 500, 503, 504) or attempt == 7:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    start = time.monotonic()
+    with ThreadPoolExecutor(THREADS) as pool:
+        created = list(pool.map(one, bodies))
+    seconds = time.monotonic() - start
+    say(
+        f"created {len(created)} ScheduledTasks in {seconds:.1f} s ({len(created) / seconds:.0f}/s)"
+    )
+    return {"objects": created, "seconds": round(seconds, 2)}
+
+
+# --- the Job watcher ---------------------------------------------------------------------------
+
+
+class JobWatcher(threading.Thread):
+    """Stamps every ADDED Job (with the operator's label) in a namespace with time.time()."""
+
+    def __init__(self, admin: Any, namespace: str) -> None:
+        super().__init__(daemon=True, name=f"watch-{namespace}")
+        self.batch = client.BatchV1Api(admin)
+        self.namespace = namespace
+        self.added: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+        self.ready = threading.Event()
+        self.stopped = threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            listed = self.batch.list_namespaced_job(self.namespace, label_selector=SELECTOR)
+            rv = listed.metadata.resource_version
+            for job in listed.items:  # none expected: the namespace is fresh
+                self._record(time.time(), client.ApiClient().sanitize_for_serialization(job))
+            self.ready.set()
+            while not self.stopped.is_set():
+                stream = watch.Watch().stream(
+                    self.batch.list_namespaced_job,
+                    self.namespace,
+                    label_selector=SELECTOR,
+                    resource_version=rv,
+                    allow_watch_bookmarks=True,
+                    timeout_seconds=300,
+                    deserialize=False,  # stamp on arrival, not after building model objects
+                )
+                for event in stream:
+                    now = time.time()
+                    obj = event.get("object") or {}
+                    rv = (obj.get("metadata") or {}).get("resourceVersion", rv)
+                    if event.get("type") == "ADDED":
+                        self._record(now, obj)
+                    if self.stopped.is_set():
+                        break
+        except BaseException as error:  # reported by the phase that started the watch
+            self.error = error
+            self.ready.set()
+
+    def _record(self, now: float, obj: dict[str, Any]) -> None:
+        meta = obj.get("metadata") or {}
+        owner = next((r for r in meta.get("ownerReferences") or [] if r.get("controller")), {})
+        annotations = meta.get("annotations") or {}
+        with self.lock:
+            self.added.append(
+                {
+                    "t": now,
+                    "name": meta.get("name"),
+                    "task": owner.get("name")
+                    or (meta.get("labels") or {}).get("nightshift.dev/task"),
+                    "owner_uid": owner.get("uid"),
+                    "run": annotations.get(ANNOTATION_RUN),
+                    "attempt": annotations.get(ANNOTATION_ATTEMPT),
+                }
+            )
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return list(self.added)
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+
+def start_watcher(watcher: JobWatcher) -> None:
+    watcher.start()
+    if not watcher.ready.wait(30) or watcher.error is not None:
+        raise RuntimeError(f"the Job watch did not start: {watcher.error}")
+
+
+def skew_report(added: list[dict[str, Any]], tasks: list[str], due: float) -> dict[str, Any]:
+    first: dict[str, float] = {}
+    for job in added:
+        if job["attempt"] == "1" and job["task"] in tasks and job["t"] - due <= MISS_AFTER:
+            first[job["task"]] = min(first.get(job["task"], math.inf), job["t"])
+    per_slot = Counter((j["owner_uid"], j["task"], j["run"], j["attempt"]) for j in added)
+    skews = [first[t] - due for t in tasks if t in first]
+    report = summary_ms(skews)
+    report["jobs_added"] = len(added)
+    report["duplicates"] = sum(n - 1 for n in per_slot.values() if n > 1)
+    report["misses"] = sorted(t for t in tasks if t not in first)
+    report["early"] = sum(1 for s in skews if s < 0)
+    report["first_job_at"] = utc(min(first.values())) if first else None
+    report["last_job_at"] = utc(max(first.values())) if first else None
+    return report
+
+
+# --- the operator ------------------------------------------------------------------------------
+
+
+class Operator:
+    """``nightshift run`` as a child process, with its metrics and /proc numbers."""
+
+    def __init__(
+        self, kubeconfig: Path, namespace: str, log_path: Path, env: dict[str, str] | None = None
+    ) -> None:
+        self.kubeconfig = kubeconfig
+        self.extra_env = env or {}
+        self.namespace = namespace
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.port = 0
+        self.started_at = 0.0
+
+    def start(self) -> None:
+        exe = Path(sys.executable).parent / "nightshift"
+        cmd = [
+            str(exe if exe.exists() else shutil.which("nightshift") or "nightshift"),
+            "run",
+            f"--kubeconfig={self.kubeconfig}",
+            "--health-port=0",
+            f"--namespace={self.namespace}",
+        ]
+        self.port = free_port()
+        cmd.append(f"--metrics-port={self.port}")
+        env = dict(os.environ, KUBECONFIG=str(self.kubeconfig), PYTHONUNBUFFERED="1")
+        env.update(self.extra_env)
+        with open(self.log_path, "ab") as log:
+            log.write(f"# {' '.join(cmd)}\n".encode())
+            log.flush()
+            self.started_at = time.time()
+            self.proc = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env
+            )
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def metrics(self) -> Samples | None:
+        if not self.alive():
+            raise RuntimeError(
+                f"the operator exited ({self.proc and self.proc.returncode}); see {self.log_path}"
+            )
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
+                return parse_metrics(r.read().decode(), ("nightshift_",))
+        except OSError:
+            return None
+
+    def scrape_cost(self) -> dict[str, float]:
+        """Size and time of one /metrics scrape."""
+        start = time.monotonic()
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=30) as r:
+            size = len(r.read())
+        return {"bytes": size, "ms": round((time.monotonic() - start) * 1000, 1)}
+
+    def gauge(self, name: str) -> float | None:
+        samples = self.metrics()
+        return None if samples is None else total(samples, name)
+
+    def calls(self, samples: Samples | None = None) -> dict[str, float]:
+        samples = samples if samples is not None else self.metrics() or {}
+        return by_label(samples, "nightshift_api_requests_total", "call")
+
+    def wait_tasks(self, count: int, *, timeout: float, interval: float = 0.05) -> float:
+        """Wait until nightshift_tasks == count; returns the time.time() it was seen."""
+        wait_for(
+            lambda: self.gauge("nightshift_tasks") == count,
+            timeout=timeout,
+            what=f"nightshift_tasks == {count}",
+            interval=interval,
+        )
+        return time.time()
+
+    def proc_status(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM", "Threads"):
+                number = float(value.split()[0])
+                out[key] = round(number / 1024, 1) if key != "Threads" else number
+        return out
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def wait_settled(self, *, timeout: float, quiet: float = 2.0, interval: float = 0.25) -> float:
+        """Wait until the API call counters have not moved for ``quiet`` s and the process used
+        under 10 % of a core meanwhile; returns when it was seen (time.time())."""
+        deadline = time.monotonic() + timeout
+        last = (self.calls(), self.cpu_seconds(), time.monotonic())
+        while time.monotonic() < deadline:
+            time.sleep(interval)
+            now = (self.calls(), self.cpu_seconds(), time.monotonic())
+            if now[0] != last[0]:
+                last = now
+                continue
+            elapsed = now[2] - last[2]
+            if elapsed >= quiet:
+                if (now[1] - last[1]) / elapsed < 0.1:
+                    return time.time()
+                last = now
+        raise TimeoutError(f"operator not idle after {timeout:.0f} s")
+
+    def stop(self) -> None:
+        if self.alive():
+            assert self.proc is not None
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def profile(self, py_spy: str, out: Path, seconds: float) -> subprocess.Popen[bytes]:
+        """Sample this process with py-spy (collapsed stacks, idle frames and threads kept)."""
+        return subprocess.Popen(
+            [
+                py_spy,
+                "record",
+                f"--pid={self.pid}",
+                "--rate=200",
+                "--format=raw",
+                "--idle",
+                "--threads",
+                "--nonblocking",
+                f"--duration={math.ceil(seconds)}",
+                f"--output={out}",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+
+
+def skew_histogram(before: Samples, after: Samples) -> dict[str, Any]:
+    """The operator's own nightshift_fire_skew_seconds over the phase."""
+    name = "nightshift_fire_skew_seconds"
+    count = total(after, name + "_count") - total(before, name + "_count")
+    seconds = total(after, name + "_sum") - total(before, name + "_sum")
+    buckets = delta(
+        by_label(after, name + "_bucket", "le"), by_label(before, name + "_bucket", "le")
+    )
+    return {
+        "count": count,
+        "mean_ms": round(seconds / count * 1000, 1) if count else None,
+        "buckets_le": dict(sorted(buckets.items(), key=lambda kv: float(kv[0]))),
+    }
+
+
+# --- phases ------------------------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, cluster: Cluster, workdir: Path) -> None:
+        self.args = args
+        self.cluster = cluster
+        self.workdir = workdir
+        self.admin = api_client(cluster.kubeconfig, pool=THREADS + 4)
+        self.operator_kubeconfig = setup_operator_identity(cluster, self.admin, workdir)
+        self.custom = client.CustomObjectsApi(self.admin)
+        self.log_count = 0
+
+    def operator(self, namespace: str) -> Operator:
+        self.log_count += 1
+        log = self.workdir / f"operator-{self.log_count}-{namespace}.log"
+        env = dict(item.split("=", 1) for item in self.args.operator_env)
+        return Operator(self.operator_kubeconfig, namespace, log, env)
+
+    def server_snapshot(self) -> dict[str, Any]:
+        samples = self.cluster.metrics()
+        return {"samples": samples, "audit": self.cluster.audit_offset()}
+
+    def server_delta(
+        self, before: dict[str, Any], after: dict[str, Any], namespace: str
+    ) -> dict[str, Any]:
+        del namespace  # apiserver_request_total has no namespace label
+        b, a = before["samples"], after["samples"]
+
+        def requests(**labels: str) -> float:
+            name = "apiserver_request_total"
+            return total(a, name, **labels) - total(b, name, **labels)
+
+        keys: dict[str, dict[str, str]] = {
+            "POST jobs": {"resource": "jobs", "verb": "POST"},
+            "DELETE jobs": {"resource": "jobs", "verb": "DELETE"},
+            "PATCH scheduledtasks/status": {
+                "resource": "scheduledtasks",
+                "subresource": "status",
+                "verb": "PATCH",
+            },
+            "POST events (cluster-wide: also the Job controller's)": {
+                "resource": "events",
+                "verb": "POST",
+                "group": "",
+            },
+            "LIST pods": {"resource": "pods", "verb": "LIST"},
+        }
+        flow = "apiserver_flowcontrol_dispatched_requests_total"
+        return {
+            "operator_flowschema_dispatched": total(a, flow, flow_schema=FLOW_SCHEMA)
+            - total(b, flow, flow_schema=FLOW_SCHEMA),
+            "apiserver_request_total": {k: requests(**v) for k, v in keys.items()},
+            "audit_operator_user": self.cluster.audit_between(before["audit"], after["audit"]),
+        }
+
+    # -- phase 1 and 2 ----------------------------------------------------------------------
+
+    def fire(self, run: int) -> dict[str, Any]:
+        n = self.args.tasks
+        ns = fresh_namespace(self.admin, f"bench-fire{run}")
+        say(f"fire #{run}: {n} tasks due in the same second, namespace {ns}")
+        watcher = JobWatcher(self.admin, ns)
+        start_watcher(watcher)
+        due = float(math.ceil(time.time() + n / 20 + 15))
+        anchor = datetime.fromtimestamp(due, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        names = [f"t-{i:05d}" for i in range(n)]
+        result: dict[str, Any] = {
+            "namespace": ns,
+            "tasks": n,
+            "due": utc(due),
+            "load_before": loadavg(),
+        }
+        result["create"] = {
+            "seconds": create_tasks(
+                self.admin, ns, [task_body(x, {"interval": "1h", "anchor": anchor}) for x in names]
+            )["seconds"]
+        }
+        op = self.operator(ns)
+        op.start()
+        try:
+            wait_for(op.metrics, timeout=60, what="operator metrics endpoint")
+            loaded = op.wait_tasks(n, timeout=max(30, due - time.time()))
+            try:
+                settled = op.wait_settled(timeout=max(1.0, due - time.time() - 1), quiet=1.0)
+            except TimeoutError:
+                settled = time.time()
+                say("WARNING: the operator was still busy with its first syncs near T")
+            before_op = op.metrics() or {}
+            before_srv = self.server_snapshot()
+            margin = due - time.time()
+            result["operator"] = {
+                "pid": op.pid,
+                "log": str(op.log_path),
+                "loaded_s_after_start": round(loaded - op.started_at, 2),
+                "idle_s_after_start": round(settled - op.started_at, 2),
+                "idle_s_before_due": round(margin, 2),
+                "startup_calls": op.calls(before_op),
+            }
+            if margin < 0.5:
+                say(f"WARNING: the operator was ready only {margin:.2f} s before T")
+            say(f"operator idle {margin:.1f} s before T ({anchor}); waiting for the slot")
+            spy = None
+            if self.args.py_spy:
+                sleep_until(due - 0.2)
+                result["profile"] = str(self.workdir / f"profile-fire{run}.txt")
+                spy = op.profile(self.args.py_spy, Path(result["profile"]), n / 50 + 1)
+            wait_for(
+                lambda: (
+                    len({j["task"] for j in watcher.snapshot()}) >= n
+                    or time.time() > due + MISS_AFTER
+                ),
+                timeout=due - time.time() + MISS_AFTER + 5,
+                what="a Job for every task",
+                interval=0.2,
+            )
+            if spy is not None:
+                spy.wait()
+            result["skew"] = skew_report(watcher.snapshot(), names, due)
+            say(
+                "fire #{}: p50 {p50_ms} ms, p90 {p90_ms} ms, p99 {p99_ms} ms, max {max_ms} ms, "
+                "misses {m}, duplicates {duplicates}".format(
+                    run, m=len(result["skew"]["misses"]), **result["skew"]
+                )
+            )
+            result["api"] = self.runs_succeeded(op, ns, n, before_op, before_srv)
+            after_op = op.metrics() or {}
+            result["operator_fire_skew_histogram"] = skew_histogram(before_op, after_op)
+            result["skew"]["duplicates_after_runs"] = skew_report(watcher.snapshot(), names, due)[
+                "duplicates"
+            ]
+            result["operator"]["rss_mib"] = op.proc_status()
+        finally:
+            op.stop()
+            watcher.stop()
+        result["load_after"] = loadavg()
+        result["namespace_delete_s"] = delete_namespace(self.admin, ns)
+        return result
+
+    def runs_succeeded(
+        self, op: Operator, ns: str, n: int, before_op: Samples, before_srv: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Phase 2: once every task's run has succeeded, API calls per successful run."""
+        start = time.monotonic()
+
+        def all_succeeded() -> bool:
+            items = self.custom.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)["items"]
+            ok = sum(1 for t in items if (t.get("status") or {}).get("lastResult") == "Succeeded")
+            return ok >= n
+
+        wait_for(all_succeeded, timeout=180, what="every run Succeeded", interval=1.0)
+        succeeded_after = time.monotonic() - start
+        op.wait_settled(timeout=60, quiet=2.0)
+        after_op = op.metrics() or {}
+        after_srv = self.server_snapshot()
+        calls = delta(op.calls(after_op), op.calls(before_op))
+        writes = sum(calls.get(c, 0.0) for c in WRITE_CALLS)
+        runs = total(after_op, "nightshift_runs_total", result="Succeeded") - total(
+            before_op, "nightshift_runs_total", result="Succeeded"
+        )
+        server = self.server_delta(before_srv, after_srv, ns)
+        per_run = {k: round(v / runs, 2) for k, v in calls.items()} if runs else {}
+        report: dict[str, Any] = {
+            "all_succeeded_s_after_due": round(succeeded_after, 1),
+            "successful_runs": runs,
+            "operator_calls": calls,
+            "operator_calls_per_run": per_run,
+            "operator_total_per_run": round(sum(calls.values()) / runs, 2) if runs else None,
+            "operator_writes_per_run": round(writes / runs, 2) if runs else None,
+            "server": server,
+        }
+        audit = server["audit_operator_user"]
+        if audit is not None and runs:
+            audit_writes = sum(
+                v
+                for k, v in audit.items()
+                if k.split()[0] in ("create", "patch", "update", "delete")
+            )
+            report["audit_writes_per_run"] = round(audit_writes / runs, 2)
+            report["audit_total_per_run"] = round(sum(audit.values()) / runs, 2)
+        if runs:
+            report["flowschema_per_run"] = round(server["operator_flowschema_dispatched"] / runs, 2)
+        say(
+            f"api: {runs:.0f} successful runs; operator writes/run "
+            f"{report['operator_writes_per_run']}, calls/run {report['operator_total_per_run']}: "
+            f"{per_run}"
+        )
+        return report
+
+    # -- the floor --------------------------------------------------------------------------
+
+    def floor(self, run: int, *, raw: bool) -> dict[str, Any]:
+        """A bare client creates the same N Jobs at T. ``raw``: the responses are not turned
+        into model objects (``_preload_content=False``); otherwise the client does what it does
+        by default."""
+        n = self.args.tasks
+        kind = "raw" if raw else "client"
+        ns = fresh_namespace(self.admin, f"bench-floor{run}-{kind}")
+        say(f"floor #{run} ({kind}): {THREADS} threads create {n} Jobs at T, namespace {ns}")
+        due = float(math.ceil(time.time() + n / 20 + 10))
+        anchor = datetime.fromtimestamp(due, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        names = [f"t-{i:05d}" for i in range(n)]
+        bodies = [
+            task_body(x, {"interval": "1h", "anchor": anchor, "suspend": True}) for x in names
+        ]
+        created = create_tasks(self.admin, ns, bodies)["objects"]
+        slot = datetime.fromtimestamp(due, UTC)
+        manifests = [
+            build_job(
+                task_name=t["metadata"]["name"],
+                task_uid=t["metadata"]["uid"],
+                spec=parse_spec(t["spec"]),
+                run=run_id_for_slot(slot),
+                attempt=1,
+                slot=slot,
+            )
+            for t in created
+        ]
+        watcher = JobWatcher(self.admin, ns)
+        start_watcher(watcher)
+        bare = api_client(self.operator_kubeconfig, pool=THREADS, retries=0)
+        batch = client.BatchV1Api(bare)
+        errors: list[str] = []
+
+        def warm(_: int) -> None:
+            batch.list_namespaced_job(ns, limit=1)
+
+        def create(manifest: dict[str, Any]) -> None:
+            try:
+                if raw:
+                    response = batch.create_namespaced_job(ns, manifest, _preload_content=False)
+                    response.read()  # an unread body must not go back into the pool
+                    response.release_conn()
+                else:
+                    batch.create_namespaced_job(ns, manifest)
+            except ApiException as error:
+                errors.append(f"{error.status} {error.reason}")
+
+        result: dict[str, Any] = {
+            "namespace": ns,
+            "variant": kind,
+            "tasks": n,
+            "due": utc(due),
+            "load_before": loadavg(),
+        }
+        with ThreadPoolExecutor(THREADS) as pool:
+            list(pool.map(warm, range(THREADS * 2)))  # open the connections before T
+            sleep_until(due)
+            start = time.time()
+            list(pool.map(create, manifests))
+            result["client_seconds"] = round(time.time() - start, 3)
+        wait_for(
+            lambda: len(watcher.snapshot()) >= n or time.time() > due + MISS_AFTER,
+            timeout=MISS_AFTER + 5,
+            what="every Job",
+        )
+        watcher.stop()
+        result["errors"] = errors
+        result["skew"] = skew_report(watcher.snapshot(), names, due)
+        say(
+            "floor #{} ({}): p50 {p50_ms} ms, p90 {p90_ms} ms, p99 {p99_ms} ms, "
+            "max {max_ms} ms".format(run, kind, **result["skew"])
+        )
+        result["load_after"] = loadavg()
+        result["namespace_delete_s"] = delete_namespace(self.admin, ns)
+        return result
+
+    # -- phase 3 ----------------------------------------------------------------------------
+
+    def baseline(self) -> dict[str, Any]:
+        ns = fresh_namespace(self.admin, "bench-empty")
+        op = self.operator(ns)
+        op.start()
+        try:
+            wait_for(op.metrics, timeout=60, what="operator metrics endpoint")
+            op.wait_tasks(0, timeout=30)
+            op.wait_settled(timeout=60)
+            status = op.proc_status()
+        finally:
+            op.stop()
+        delete_namespace(self.admin, ns)
+        say(
+            f"baseline: an operator with no tasks: RSS {status['VmRSS']} MiB, "
+            f"HWM {status['VmHWM']} MiB"
+        )
+        return status
+
+    def big(self, count: int, run: int) -> dict[str, Any]:
+        ns = fresh_namespace(self.admin, f"bench-big{count}-{run}")
+        say(f"big #{run}: {count} idle tasks + 1 every {TICK_EVERY} s, namespace {ns}")
+        bodies = [task_body(f"t-{i:05d}", {"schedule": "@yearly"}) for i in range(count)]
+        bodies.append(task_body(TICK, {"interval": f"{TICK_EVERY}s"}))
+        result: dict[str, Any] = {"namespace": ns, "tasks": count + 1, "load_before": loadavg()}
+        created = create_tasks(self.admin, ns, bodies)
+        result["create"] = {
+            "seconds": created["seconds"],
+            "per_s": round(len(bodies) / created["seconds"]),
+        }
+        del created
+        watcher = JobWatcher(self.admin, ns)
+        start_watcher(watcher)
+        op = self.operator(ns)
+        srv0 = self.server_snapshot()
+        op.start()
+        restarted: Operator | None = None
+        try:
+            if self.args.py_spy:
+                result["profile"] = str(self.workdir / f"profile-big{count}-{run}.txt")
+                op.profile(self.args.py_spy, Path(result["profile"]), 10 + count / 100)
+            wait_for(op.metrics, timeout=120, what="operator metrics endpoint")
+            loaded = op.wait_tasks(count + 1, timeout=900, interval=0.2)
+            wait_for(
+                lambda: (op.gauge("nightshift_scheduler_queue_depth") or 0) >= count + 1,
+                timeout=900,
+                what="every task in the heap",
+                interval=0.5,
+            )
+            settled = op.wait_settled(timeout=900, quiet=3.0, interval=1.0)
+            result["first_start"] = {
+                "loaded_s": round(loaded - op.started_at, 2),
+                "idle_s": round(settled - op.started_at, 2),
+                "cpu_s": round(op.cpu_seconds(), 2),
+                "metrics_scrape": op.scrape_cost(),
+                "calls": op.calls(),
+                "server": self.server_delta(srv0, self.server_snapshot(), ns),
+                **op.proc_status(),
+            }
+            first = result["first_start"]
+            say(
+                f"big #{run}: loaded {count + 1} tasks {first['loaded_s']} s after start, "
+                f"idle after {first['idle_s']} s; RSS {first['VmRSS']} MiB, "
+                f"HWM {first['VmHWM']} MiB"
+            )
+            # The 10 s task must be firing before we kill the operator.
+            seen = len([j for j in watcher.snapshot() if j["task"] == TICK])
+            wait_for(
+                lambda: len([j for j in watcher.snapshot() if j["task"] == TICK]) > seen,
+                timeout=TICK_EVERY * 3 + 5,
+                what=f"a Job of {TICK}",
+            )
+            # Kill one second before the next slot: the slot falls inside the restart.
+            slot = math.ceil((time.time() + 1.5) / TICK_EVERY) * TICK_EVERY
+            sleep_until(slot - 1.0)
+            op.kill9()
+            killed = time.time()
+            restarted = self.operator(ns)
+            restarted.start()
+            start = restarted.started_at
+            if self.args.py_spy:
+                result["profile_restart"] = str(self.workdir / f"profile-restart{count}-{run}.txt")
+                restarted.profile(
+                    self.args.py_spy, Path(result["profile_restart"]), 5 + count / 500
+                )
+
+            def fired() -> dict[str, Any] | None:
+                jobs = [j for j in watcher.snapshot() if j["task"] == TICK and j["t"] > killed]
+                return jobs[0] if jobs else None
+
+            loaded2: float | None = None
+            deadline = time.time() + 600
+            job = None
+            polls = 0
+            while time.time() < deadline and (job is None or loaded2 is None):
+                # A scrape costs the operator CPU (one nightshift_active_runs series per task):
+                # poll the gauge at 5 Hz, look at the watcher's records at 20 Hz.
+                if (
+                    loaded2 is None
+                    and polls % 4 == 0
+                    and restarted.gauge("nightshift_tasks") == count + 1
+                ):
+                    loaded2 = time.time()
+                polls += 1
+                job = job or fired()
+                time.sleep(0.05)
+            restarted.wait_settled(timeout=900, quiet=3.0, interval=1.0)
+            result["restart"] = {
+                "killed_s_before_slot": round(slot - killed, 2),
+                "slot": utc(slot),
+                "first_fire_s": round(job["t"] - start, 2) if job else None,
+                "first_fire_run": job["run"] if job else None,
+                # Late relative to the Job's own slot (a slot missed during a long restart is
+                # recorded as Missed; catchUp Latest runs the newest one).
+                "first_fire_late_s": round(job["t"] - run_time(job["run"]), 2) if job else None,
+                "loaded_s": round(loaded2 - start, 2) if loaded2 else None,
+                "calls": restarted.calls(),
+                **restarted.proc_status(),
+            }
+            again = result["restart"]
+            say(
+                f"big #{run}: after kill -9 + restart: first Job of {TICK} after "
+                f"{again['first_fire_s']} s (run {again['first_fire_run']}), "
+                f"all loaded after {again['loaded_s']} s; RSS {again['VmRSS']} MiB"
+            )
+            jobs = watcher.snapshot()
+            result["tick_duplicates"] = sum(
+                n - 1
+                for n in Counter(
+                    (j["run"], j["attempt"]) for j in jobs if j["task"] == TICK
+                ).values()
+                if n > 1
+            )
+        finally:
+            op.stop()
+            if restarted is not None:
+                restarted.stop()
+            watcher.stop()
+        result["load_after"] = loadavg()
+        result["namespace_delete_s"] = delete_namespace(self.admin, ns, wait=900)
+        return result
+
+
+# --- report ------------------------------------------------------------------------------------
+
+
+def values(runs: list[dict[str, Any]], *path: str) -> list[Any]:
+    out = []
+    for run in runs:
+        value: Any = run
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        out.append(value)
+    return out
+
+
+def fmt(items: list[Any], unit: str = "") -> str:
+    shown = ["—" if v is None else (f"{v:g}" if isinstance(v, float) else str(v)) for v in items]
+    return " / ".join(shown) + (f" {unit}" if unit and any(v is not None for v in items) else "")
+
+
+def table(results: dict[str, Any]) -> list[tuple[str, str, str]]:
+    rows: list[tuple[str, str, str]] = []
+    fire = results.get("fire", [])
+    n = results["args"]["tasks"]
+    if fire:
+        for p in ("p50", "p90", "p99", "max"):
+            rows.append(
+                (
+                    f"fire skew {p}, {n} tasks due together",
+                    fmt(values(fire, "skew", f"{p}_ms"), "ms"),
+                    "",
+                )
+            )
+        rows.append(
+            (
+                "misses / duplicates",
+                fmt(
+                    [
+                        f"{len(m)}/{d}"
+                        for m, d in zip(
+                            values(fire, "skew", "misses"),
+                            values(fire, "skew", "duplicates_after_runs"),
+                            strict=True,
+                        )
+                    ]
+                ),
+                "0 / 0",
+            )
+        )
+    for key, label in (("floor", "default client"), ("floor_raw", "raw responses")):
+        runs = results.get(key, [])
+        for p in ("p50", "p99"):
+            if runs:
+                rows.append(
+                    (
+                        f"floor ({label}) {p}, {n} Jobs",
+                        fmt(values(runs, "skew", f"{p}_ms"), "ms"),
+                        "",
+                    )
+                )
+        best = [v for v in values(runs, "skew", "p99_ms") if v]
+        if fire and best:
+            ratio = [round(v / min(best), 1) if v else None for v in values(fire, "skew", "p99_ms")]
+            rows.append(
+                (
+                    f"fire p99 / best floor ({label}) p99",
+                    fmt(ratio, "x"),
+                    f"≤ {TARGETS['p99_vs_floor']} x (later issue)",
+                )
+            )
+    if fire:
+        rows.append(
+            (
+                "API writes per successful run (operator)",
+                fmt(values(fire, "api", "operator_writes_per_run")),
+                f"≤ {TARGETS['api_writes_per_run']}",
+            )
+        )
+        rows.append(
+            (
+                "API calls per successful run (operator)",
+                fmt(values(fire, "api", "operator_total_per_run")),
+                "",
+            )
+        )
+        if any(v is not None for v in values(fire, "api", "audit_writes_per_run")):
+            rows.append(
+                (
+                    "API writes per run (server audit log)",
+                    fmt(values(fire, "api", "audit_writes_per_run")),
+                    f"≤ {TARGETS['api_writes_per_run']}",
+                )
+            )
+            rows.append(
+                (
+                    "API requests per run (server audit log)",
+                    fmt(values(fire, "api", "audit_total_per_run")),
+                    "",
+                )
+            )
+    if results.get("baseline"):
+        rows.append(("RSS, no tasks", fmt([results["baseline"].get("VmRSS")], "MiB"), ""))
+    for key in ("big", "huge"):
+        runs = results.get(key, [])
+        if not runs:
+            continue
+        size = runs[0]["tasks"] - 1
+        target = f"≤ {TARGETS['rss_mib_at_10000']} MiB at 10,000"
+        rows.append(
+            (
+                f"RSS at {size} tasks (VmRSS)",
+                fmt(values(runs, "first_start", "VmRSS"), "MiB"),
+                target,
+            )
+        )
+        rows.append(
+            (
+                f"peak RSS at {size} tasks (VmHWM)",
+                fmt(values(runs, "first_start", "VmHWM"), "MiB"),
+                target,
+            )
+        )
+        rows.append(
+            (
+                f"first start: all {size} loaded / idle",
+                fmt(values(runs, "first_start", "loaded_s"))
+                + " s; idle "
+                + fmt(values(runs, "first_start", "idle_s"), "s"),
+                "",
+            )
+        )
+        rows.append(
+            (
+                f"first fire after kill -9, {size} tasks",
+                fmt(values(runs, "restart", "first_fire_s"), "s"),
+                f"≤ {TARGETS['first_fire_after_restart_s']} s",
+            )
+        )
+        rows.append(
+            (f"all {size} loaded after restart", fmt(values(runs, "restart", "loaded_s"), "s"), "")
+        )
+        rows.append(
+            (f"RSS after restart, {size} tasks", fmt(values(runs, "restart", "VmRSS"), "MiB"), "")
+        )
+    return rows
+
+
+def print_table(rows: list[tuple[str, str, str]]) -> None:
+    widths = [
+        max(len(r[i]) for r in [("metric", "measured (run 1 / run 2)", "target"), *rows])
+        for i in range(3)
+    ]
+    line = " | ".join(f"{{:<{w}}}" for w in widths)
+    print(line.format("metric", "measured (run 1 / run 2)", "target"))
+    print("-+-".join("-" * w for w in widths))
+    for row in rows:
+        print(line.format(*row))
+
+
+def write(results: dict[str, Any], out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(out.suffix + ".tmp")
+    tmp.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    tmp.replace(out)
+
+
+def git_commit() -> str | None:
+    res = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, check=False
+    )
+    dirty = subprocess.run(
+        ["git", "-C", str(REPO), "status", "--porcelain", "operator"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return (
+        (res.stdout.strip() + ("+dirty" if dirty.stdout.strip() else ""))
+        if res.returncode == 0
+        else None
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    today = datetime.now(UTC).strftime("%Y-%m-%d")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--tasks", type=int, default=100, help="tasks due in the same second (default 100)"
+    )
+    parser.add_argument(
+        "--big",
+        type=int,
+        default=1000,
+        help="idle tasks for the RSS and restart phase (default 1000)",
+    )
+    parser.add_argument(
+        "--huge",
+        type=int,
+        default=0,
+        help="also run the RSS and restart phase once at this many tasks (e.g. 10000)",
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=2, help="runs of each phase (default 2; the machine is noisy)"
+    )
+    parser.add_argument(
+        "--phases", default="fire,floor,big", help="comma-separated subset of fire,floor,big"
+    )
+    parser.add_argument(
+        "--cluster-dir",
+        help="reuse this cluster if healthy, else start one there (default: a temporary one)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=REPO / "bench" / "results" / f"{today}-fire.json"
+    )
+    parser.add_argument(
+        "--py-spy",
+        metavar="PATH",
+        help="profile the operator with this py-spy during each fire window and each big start "
+        "(the profiler costs CPU: numbers from such a run are not comparable); implies --keep",
+    )
+    parser.add_argument(
+        "--operator-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment for the operator (repeatable), e.g. MALLOC_ARENA_MAX=2",
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the work directory (operator logs, audit log)"
+    )
+    args = parser.parse_args(argv)
+    args.keep = args.keep or bool(args.py_spy)
+    phases = {p.strip() for p in args.phases.split(",") if p.strip()}
+
+    workdir = Path(tempfile.mkdtemp(prefix="nightshift-bench-"))
+    cluster = Cluster(args.cluster_dir, workdir)
+    results: dict[str, Any] = {
+        "benchmark": "fire",
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "host": {
+            "cpus": os.cpu_count(),
+            "loadavg": loadavg(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "commit": git_commit(),
+        },
+        "targets": TARGETS,
+    }
+    try:
+        cluster.up()
+        cluster.kubectl("apply", "-f", str(CRD))
+        cluster.kubectl("wait", "--for=condition=Established", "crd/scheduledtasks.nightshift.dev")
+        results["cluster"] = {
+            "dir": str(cluster.dir),
+            "started_here": cluster.started,
+            "audit_log": cluster.audit_log is not None,
+        }
+        bench = Bench(args, cluster, workdir)
+        for run in range(1, args.repeat + 1):
+            if "fire" in phases:
+                results.setdefault("fire", []).append(bench.fire(run))
+                write(results, args.out)
+            if "floor" in phases:
+                results.setdefault("floor", []).append(bench.floor(run, raw=False))
+                results.setdefault("floor_raw", []).append(bench.floor(run, raw=True))
+                write(results, args.out)
+        if "big" in phases:
+            results["baseline"] = bench.baseline()
+            for run in range(1, args.repeat + 1):
+                results.setdefault("big", []).append(bench.big(args.big, run))
+                write(results, args.out)
+            if args.huge:
+                results["huge"] = [bench.big(args.huge, 1)]
+        results["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
+        results["table"] = table(results)
+        write(results, args.out)
+        print()
+        print_table(results["table"])
+        print(f"\nresults: {args.out}")
+        if args.keep:
+            print(f"work directory (operator logs): {workdir}")
+    finally:
+        cluster.down()
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
