@@ -151,6 +151,32 @@ def loadavg() -> list[float]:
     return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
 
 
+def cpu_snapshot(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds used so far by each named process, plus the host's busy and total seconds."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for name, pid in pids.items():
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            out[name] = (int(fields[11]) + int(fields[12])) / tick
+    cpu = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    out["host total"] = sum(cpu) / tick
+    out["host busy"] = (sum(cpu) - cpu[3] - cpu[4]) / tick  # minus idle and iowait
+    return {k: round(v, 3) for k, v in out.items()}
+
+
+def cpu_window(before: dict[str, float], after: dict[str, float], seconds: float) -> dict[str, Any]:
+    """Who used the CPU between two snapshots: seconds per process and the host's busy share."""
+    used = {k: round(after[k] - before[k], 2) for k in after if k in before and "host" not in k}
+    total = after["host total"] - before["host total"]
+    busy = after["host busy"] - before["host busy"]
+    return {
+        "window_s": round(seconds, 2),
+        "host_busy_pct": round(100 * busy / total, 1) if total else None,
+        "cpu_s": dict(sorted(used.items(), key=lambda kv: -kv[1])),
+    }
+
+
 # --- Prometheus text format --------------------------------------------------------------------
 
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)")
@@ -241,6 +267,13 @@ class Cluster:
         state = json.loads((self.dir / "state.json").read_text())
         self.bin_dir = Path(state["bin_dir"])
         self.kubeconfig = self.dir / "kubeconfig"
+
+    def pids(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for path in sorted((self.dir / "pids").glob("*.pid")):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                out[path.stem] = int(path.read_text().split()[0])
+        return out
 
     def down(self) -> None:
         if self.started:
@@ -842,6 +875,9 @@ class Bench:
                 sleep_until(due - 0.2)
                 result["profile"] = str(self.workdir / f"profile-fire{run}.txt")
                 spy = op.profile(self.args.py_spy, Path(result["profile"]), n / 50 + 1)
+            pids = self.cluster.pids() | {"operator": op.pid, "bench": os.getpid()}
+            sleep_until(due)
+            cpu0 = cpu_snapshot(pids)
             wait_for(
                 lambda: (
                     len({j["task"] for j in watcher.snapshot()}) >= n
@@ -849,8 +885,9 @@ class Bench:
                 ),
                 timeout=due - time.time() + MISS_AFTER + 5,
                 what="a Job for every task",
-                interval=0.2,
+                interval=0.05,
             )
+            result["cpu_during_fire"] = cpu_window(cpu0, cpu_snapshot(pids), time.time() - due)
             if spy is not None:
                 spy.wait()
             result["skew"] = skew_report(watcher.snapshot(), names, due)
@@ -982,7 +1019,9 @@ class Bench:
         }
         with ThreadPoolExecutor(THREADS) as pool:
             list(pool.map(warm, range(THREADS * 2)))  # open the connections before T
+            pids = self.cluster.pids() | {"bench": os.getpid()}
             sleep_until(due)
+            cpu0 = cpu_snapshot(pids)
             start = time.time()
             list(pool.map(create, manifests))
             result["client_seconds"] = round(time.time() - start, 3)
@@ -990,7 +1029,9 @@ class Bench:
             lambda: len(watcher.snapshot()) >= n or time.time() > due + MISS_AFTER,
             timeout=MISS_AFTER + 5,
             what="every Job",
+            interval=0.05,
         )
+        result["cpu_during_fire"] = cpu_window(cpu0, cpu_snapshot(pids), time.time() - due)
         watcher.stop()
         result["errors"] = errors
         result["skew"] = skew_report(watcher.snapshot(), names, due)
@@ -1166,129 +1207,87 @@ def fmt(items: list[Any], unit: str = "") -> str:
 
 def table(results: dict[str, Any]) -> list[tuple[str, str, str]]:
     rows: list[tuple[str, str, str]] = []
+
+    def add(metric: str, measured: str, target: str = "") -> None:
+        rows.append((metric, measured, target))
+
     fire = results.get("fire", [])
     n = results["args"]["tasks"]
+    for p in ("p50", "p90", "p99", "max") if fire else ():
+        add(f"fire skew {p}, {n} tasks due together", fmt(values(fire, "skew", f"{p}_ms"), "ms"))
     if fire:
-        for p in ("p50", "p90", "p99", "max"):
-            rows.append(
-                (
-                    f"fire skew {p}, {n} tasks due together",
-                    fmt(values(fire, "skew", f"{p}_ms"), "ms"),
-                    "",
-                )
-            )
-        rows.append(
-            (
-                "misses / duplicates",
-                fmt(
-                    [
-                        f"{len(m)}/{d}"
-                        for m, d in zip(
-                            values(fire, "skew", "misses"),
-                            values(fire, "skew", "duplicates_after_runs"),
-                            strict=True,
-                        )
-                    ]
-                ),
-                "0 / 0",
-            )
-        )
+        misses = [len(m) if m is not None else None for m in values(fire, "skew", "misses")]
+        dups = values(fire, "skew", "duplicates_after_runs")
+        pairs = [f"{m}, {d}" for m, d in zip(misses, dups, strict=True)]
+        add("misses, duplicates", " / ".join(pairs), "0, 0")
+        add("operator CPU in the fire window", fmt(cpu_of(fire, "operator"), "s"))
+        add("API server CPU in the fire window", fmt(cpu_of(fire, "kube-apiserver"), "s"))
     for key, label in (("floor", "default client"), ("floor_raw", "raw responses")):
         runs = results.get(key, [])
+        if not runs:
+            continue
         for p in ("p50", "p99"):
-            if runs:
-                rows.append(
-                    (
-                        f"floor ({label}) {p}, {n} Jobs",
-                        fmt(values(runs, "skew", f"{p}_ms"), "ms"),
-                        "",
-                    )
-                )
+            add(f"floor ({label}) {p}, {n} Jobs", fmt(values(runs, "skew", f"{p}_ms"), "ms"))
+        add(f"floor ({label}): API server CPU", fmt(cpu_of(runs, "kube-apiserver"), "s"))
         best = [v for v in values(runs, "skew", "p99_ms") if v]
         if fire and best:
             ratio = [round(v / min(best), 1) if v else None for v in values(fire, "skew", "p99_ms")]
-            rows.append(
-                (
-                    f"fire p99 / best floor ({label}) p99",
-                    fmt(ratio, "x"),
-                    f"≤ {TARGETS['p99_vs_floor']} x (later issue)",
-                )
-            )
+            target = f"≤ {TARGETS['p99_vs_floor']} x (later issue)"
+            add(f"fire p99 / best floor ({label}) p99", fmt(ratio, "x"), target)
     if fire:
-        rows.append(
-            (
-                "API writes per successful run (operator)",
-                fmt(values(fire, "api", "operator_writes_per_run")),
-                f"≤ {TARGETS['api_writes_per_run']}",
-            )
+        writes = f"≤ {TARGETS['api_writes_per_run']}"
+        add(
+            "API writes per successful run (operator)",
+            fmt(values(fire, "api", "operator_writes_per_run")),
+            writes,
         )
-        rows.append(
-            (
-                "API calls per successful run (operator)",
-                fmt(values(fire, "api", "operator_total_per_run")),
-                "",
-            )
+        add(
+            "API calls per successful run (operator)",
+            fmt(values(fire, "api", "operator_total_per_run")),
         )
         if any(v is not None for v in values(fire, "api", "audit_writes_per_run")):
-            rows.append(
-                (
-                    "API writes per run (server audit log)",
-                    fmt(values(fire, "api", "audit_writes_per_run")),
-                    f"≤ {TARGETS['api_writes_per_run']}",
-                )
+            add(
+                "API writes per run (server audit log)",
+                fmt(values(fire, "api", "audit_writes_per_run")),
+                writes,
             )
-            rows.append(
-                (
-                    "API requests per run (server audit log)",
-                    fmt(values(fire, "api", "audit_total_per_run")),
-                    "",
-                )
+            add(
+                "API requests per run (server audit log)",
+                fmt(values(fire, "api", "audit_total_per_run")),
             )
     if results.get("baseline"):
-        rows.append(("RSS, no tasks", fmt([results["baseline"].get("VmRSS")], "MiB"), ""))
+        add("RSS, no tasks", fmt([results["baseline"].get("VmRSS")], "MiB"))
     for key in ("big", "huge"):
         runs = results.get(key, [])
         if not runs:
             continue
         size = runs[0]["tasks"] - 1
-        target = f"≤ {TARGETS['rss_mib_at_10000']} MiB at 10,000"
-        rows.append(
-            (
-                f"RSS at {size} tasks (VmRSS)",
-                fmt(values(runs, "first_start", "VmRSS"), "MiB"),
-                target,
-            )
+        rss = f"≤ {TARGETS['rss_mib_at_10000']} MiB at 10,000"
+        add(f"RSS at {size} tasks (VmRSS)", fmt(values(runs, "first_start", "VmRSS"), "MiB"), rss)
+        add(
+            f"peak RSS at {size} tasks (VmHWM)",
+            fmt(values(runs, "first_start", "VmHWM"), "MiB"),
+            rss,
         )
-        rows.append(
-            (
-                f"peak RSS at {size} tasks (VmHWM)",
-                fmt(values(runs, "first_start", "VmHWM"), "MiB"),
-                target,
-            )
+        add(
+            f"first start, {size} tasks: all loaded",
+            fmt(values(runs, "first_start", "loaded_s"), "s"),
         )
-        rows.append(
-            (
-                f"first start: all {size} loaded / idle",
-                fmt(values(runs, "first_start", "loaded_s"))
-                + " s; idle "
-                + fmt(values(runs, "first_start", "idle_s"), "s"),
-                "",
-            )
+        add(f"first start, {size} tasks: idle", fmt(values(runs, "first_start", "idle_s"), "s"))
+        first = f"≤ {TARGETS['first_fire_after_restart_s']} s"
+        add(
+            f"first fire after kill -9, {size} tasks",
+            fmt(values(runs, "restart", "first_fire_s"), "s"),
+            first,
         )
-        rows.append(
-            (
-                f"first fire after kill -9, {size} tasks",
-                fmt(values(runs, "restart", "first_fire_s"), "s"),
-                f"≤ {TARGETS['first_fire_after_restart_s']} s",
-            )
-        )
-        rows.append(
-            (f"all {size} loaded after restart", fmt(values(runs, "restart", "loaded_s"), "s"), "")
-        )
-        rows.append(
-            (f"RSS after restart, {size} tasks", fmt(values(runs, "restart", "VmRSS"), "MiB"), "")
-        )
+        add(f"all {size} loaded after restart", fmt(values(runs, "restart", "loaded_s"), "s"))
+        add(f"RSS after restart, {size} tasks", fmt(values(runs, "restart", "VmRSS"), "MiB"))
+        add(f"peak RSS after restart, {size} tasks", fmt(values(runs, "restart", "VmHWM"), "MiB"))
     return rows
+
+
+def cpu_of(runs: list[dict[str, Any]], process: str) -> list[Any]:
+    return [(run.get("cpu_during_fire") or {}).get("cpu_s", {}).get(process) for run in runs]
 
 
 def print_table(rows: list[tuple[str, str, str]]) -> None:
