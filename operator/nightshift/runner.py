@@ -65,12 +65,14 @@ async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def _task_event(*, type: str | None, body: kopf.Body, **_: Any) -> None:
+async def _task_event(*, type: str | None, body: kopf.Body, **_: Any) -> None:
+    # async: kopf runs sync handlers in a thread pool, and the controller's queue is not
+    # thread-safe; on the event loop a wake-up cannot be lost.
     _get().task_event(type, dict(body))
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={LABEL_MANAGED: "true"})
-def _job_event(*, type: str | None, body: kopf.Body, **_: Any) -> None:
+async def _job_event(*, type: str | None, body: kopf.Body, **_: Any) -> None:
     _get().job_event(type, dict(body))
 
 
