@@ -11,7 +11,7 @@ import hashlib
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import MAXYEAR, UTC, datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -34,6 +34,10 @@ __all__ = [
 ]
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_LAST_INSTANT = datetime.max.replace(tzinfo=UTC)
+# A cron search looks up to ~29 years ahead (nightshift.cron): starting this close to the end of
+# the calendar it may run past year 9999.
+_CALENDAR_END_YEARS = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,12 +74,19 @@ def plan_for(spec: TaskSpec, namespace: str, name: str) -> Plan:
 
 
 def _raw_next(plan: Plan, after: datetime) -> datetime | None:
-    """The next slot of the bare schedule (ignoring the window) strictly after ``after``."""
+    """The next slot of the bare schedule (ignoring the window) strictly after ``after``, or None
+    when there is none, also when it would lie beyond the calendar's end (9999-12-31)."""
     if plan.kind == "schedule":
         assert plan.cron is not None
         try:
             return next_cron_fire(plan.cron, plan.tz, after)
         except NeverFiresError:
+            return None
+        except (OverflowError, ValueError):
+            # The search for the next match ran off the end of the calendar ("year 10000 is out
+            # of range"); anywhere else these are bugs and must surface.
+            if after.year < MAXYEAR - _CALENDAR_END_YEARS:
+                raise
             return None
     if plan.kind == "interval":
         assert plan.interval is not None
@@ -83,7 +94,10 @@ def _raw_next(plan: Plan, after: datetime) -> datetime | None:
         elapsed = after - plan.anchor
         count = elapsed // step  # floor division of timedeltas: whole intervals so far
         # anchor + count*step <= after < anchor + (count+1)*step, also before the anchor.
-        return plan.anchor + (count + 1) * step
+        offset = (count + 1) * step
+        if offset > _LAST_INSTANT - plan.anchor:
+            return None
+        return plan.anchor + offset
     assert plan.at is not None
     return plan.at if plan.at > after else None
 
@@ -152,9 +166,6 @@ def jitter_for(plan: Plan, slot: datetime) -> timedelta:
     digest = hashlib.sha256(f"{plan.seed}|{slot.astimezone(UTC).isoformat()}".encode()).digest()
     fraction = int.from_bytes(digest[:8], "big") / 2**64
     return timedelta(milliseconds=int(plan.jitter.total_seconds() * 1000 * fraction))
-
-
-_LAST_INSTANT = datetime.max.replace(tzinfo=UTC)
 
 
 def fire_time(plan: Plan, slot: datetime) -> datetime:

@@ -12,7 +12,7 @@ import threading
 import time
 import urllib.request
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -407,12 +407,3 @@ def etcd_compact(state_dir: Path) -> int:
 
 def traceback_count(text: str) -> int:
     return sum(1 for line in text.splitlines() if "Traceback" in line)
-
-
-@contextlib.contextmanager
-def timed(label: str, into: dict[str, float]) -> Iterator[None]:
-    started = time.monotonic()
-    try:
-        yield
-    finally:
-        into[label] = time.monotonic() - started

@@ -410,3 +410,23 @@ def test_a_one_shot_at_the_end_of_the_calendar_with_jitter_is_decided() -> None:
     decision = decide(fresh_view(spec, created=moment), moment)
     assert decision.wake_at == datetime.max.replace(tzinfo=UTC)
     assert _round_trip(decision.status).nextScheduleTime is not None
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        {"schedule": "* * * * *"},
+        {"schedule": "0 3 * * *", "timeZone": "Europe/Zurich"},
+        {"interval": "1d"},
+    ],
+    ids=["cron", "cron-fixed-hour-zone", "interval"],
+)
+def test_a_window_starting_at_the_end_of_the_calendar_has_no_slot(kind: dict[str, str]) -> None:
+    """Found by the property above: the next slot after 9999-12-31T23:59:59Z overflowed instead
+    of being "none left", so every sync failed."""
+    pod = {"spec": {"template": VALID_POD}}
+    spec = parse_spec({**kind, "startAt": "9999-12-31T23:59:59Z", "jobTemplate": pod})
+    moment = datetime(2026, 11, 23, tzinfo=UTC)
+    decision = decide(fresh_view(spec, created=moment), moment)
+    assert decision.wake_at is None
+    assert not decision.create
