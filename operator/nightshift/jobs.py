@@ -10,10 +10,10 @@ import copy
 import hashlib
 import math
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from nightshift.models import API_VERSION, KIND, TaskSpec
+from nightshift.models import API_VERSION, KIND, TaskSpec, format_time
 
 __all__ = [
     "ANNOTATION_ATTEMPT",
@@ -45,7 +45,7 @@ _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 
 def run_id_for_slot(slot: datetime) -> str:
     """The run identity of a scheduled slot: its UTC time in RFC 3339 (``2026-11-23T03:00:00Z``)."""
-    return slot.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return format_time(slot)
 
 
 def manual_run_id(token: str) -> str:

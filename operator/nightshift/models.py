@@ -71,12 +71,18 @@ def parse_time(text: str) -> datetime:
         ) from None
     if value.tzinfo is None:
         raise ValueError(f"time {text!r} needs a UTC offset, e.g. 2026-12-01T03:00:00+01:00")
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"time {text!r} is outside the years 1 to 9999 in UTC") from None
     return value
 
 
 def format_time(value: datetime) -> str:
     """RFC 3339 in UTC with a ``Z`` suffix, to the second (Kubernetes' metav1.Time format)."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # Not strftime: glibc writes the year 999 as "999", which RFC 3339 (and parse_time) reject.
+    v = value.astimezone(UTC)
+    return f"{v.year:04d}-{v.month:02d}-{v.day:02d}T{v.hour:02d}:{v.minute:02d}:{v.second:02d}Z"
 
 
 def _parse_duration(value: Any) -> Any:
@@ -259,14 +265,30 @@ class JobTemplate(_Model):
     @field_validator("spec")
     @classmethod
     def _has_pod_spec(cls, value: JobSpecTemplate) -> JobSpecTemplate:
+        # The pod template is passed through unchecked by the CRD schema; the parts Nightshift
+        # merges into are checked here, so that a bad one is a message, not a failed sync.
         pod_spec = value.template.get("spec")
-        if not isinstance(pod_spec, dict) or not pod_spec.get("containers"):
+        containers = pod_spec.get("containers") if isinstance(pod_spec, dict) else None
+        if not isinstance(containers, list) or not containers:
             raise ValueError("template.spec.containers must list at least one container")
-        metadata = value.template.get("metadata") or {}
-        if isinstance(metadata, dict) and metadata.get("namespace"):
+        if not all(isinstance(c, dict) for c in containers):
+            raise ValueError("template.spec.containers must be a list of objects")
+        metadata = value.template.get("metadata")
+        if metadata is None:
+            return value
+        if not isinstance(metadata, dict):
+            raise ValueError("template.metadata must be an object")
+        if metadata.get("namespace"):
             raise ValueError(
                 "template.metadata.namespace must not be set: pods run in the task's namespace"
             )
+        for field in ("labels", "annotations"):
+            mapping = metadata.get(field)
+            if mapping is not None and not (
+                isinstance(mapping, dict)
+                and all(isinstance(k, str) and isinstance(v, str) for k, v in mapping.items())
+            ):
+                raise ValueError(f"template.metadata.{field} must map strings to strings")
         return value
 
 

@@ -45,6 +45,8 @@ __all__ = [
 # slot) is "on time" rather than missed: it covers API latency and a short operator restart, and
 # it is what catchUp: Skip still runs.
 GRACE = timedelta(seconds=60)
+_TICK = timedelta(microseconds=1)
+_FIRST_INSTANT = datetime.min.replace(tzinfo=UTC)
 MESSAGE_LIMIT = 1024  # bytes of a termination message kept in a run record (DESIGN: first 1 KiB)
 CONDITION_MESSAGE_LIMIT = 4096  # characters; Condition.message's bound
 TOKEN_LIMIT = 128  # characters; status.runNowToken's bound
@@ -567,7 +569,8 @@ def _due_slots(w: _Work, spec: TaskSpec, plan: Plan) -> datetime | None:
     if plan.kind == "at" and plan.at is not None and w.get("lastSlotTime") is None:
         # A one-shot whose time passed before the task existed still runs (within the starting
         # deadline, under catchUp) instead of silently completing.
-        cursor = min(cursor, plan.at - timedelta(microseconds=1))
+        # (At the very first instant of the calendar there is no "just before": it stays missed.)
+        cursor = min(cursor, max(plan.at, _FIRST_INSTANT + _TICK) - _TICK)
     cap = max(spec.maxCatchUp, spec.history.failed, 1) + 1
     candidates = slots_between(plan, cursor, now, limit=cap)
     due = [s for s in candidates if fire_time(plan, s) <= now]

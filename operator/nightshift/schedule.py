@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 from nightshift.cron import CronExpr, NeverFiresError, next_cron_fire, parse_cron
 from nightshift.durations import format_duration
-from nightshift.models import TaskSpec
+from nightshift.models import TaskSpec, format_time
 from nightshift.timezones import load_zone
 
 __all__ = [
@@ -188,4 +188,4 @@ def describe(spec: TaskSpec) -> str:
     if spec.interval is not None:
         return f"every {format_duration(spec.interval)}"
     assert spec.at is not None
-    return f"at {spec.at.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}"
+    return f"at {format_time(spec.at)}"

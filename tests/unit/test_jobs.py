@@ -418,3 +418,28 @@ def test_a_template_cannot_name_another_namespace(template: dict[str, Any], fiel
 )
 def test_job_identity_of_foreign_jobs(job: dict[str, Any]) -> None:
     assert job_identity(job) is None
+
+
+@pytest.mark.parametrize(
+    ("slot", "run"),
+    [
+        (datetime(2026, 11, 23, 3, 0, tzinfo=UTC), "2026-11-23T03:00:00Z"),
+        # glibc's strftime writes years below 1000 without padding ("999-12-31"), which is not
+        # RFC 3339: the run id and every status time must still read back.
+        (datetime(999, 12, 31, 23, 59, tzinfo=UTC), "0999-12-31T23:59:00Z"),
+        (datetime(1, 1, 1, tzinfo=UTC), "0001-01-01T00:00:00Z"),
+    ],
+)
+def test_run_ids_are_rfc3339_for_every_year(slot: datetime, run: str) -> None:
+    from nightshift.models import parse_time
+
+    assert run_id_for_slot(slot) == run
+    assert parse_time(run) == slot
+
+
+@pytest.mark.parametrize("text", ["9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+00:01"])
+def test_a_time_outside_the_utc_calendar_is_rejected_with_a_message(text: str) -> None:
+    from nightshift.models import parse_time
+
+    with pytest.raises(ValueError, match="outside the years 1 to 9999 in UTC"):
+        parse_time(text)
