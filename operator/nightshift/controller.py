@@ -15,13 +15,13 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from nightshift import metrics
-from nightshift.jobs import ANNOTATION_RUN_NOW, ANNOTATION_SLOT, job_identity
+from nightshift import memory, metrics
+from nightshift.jobs import ANNOTATION_RUN_NOW, ANNOTATION_SLOT, LABEL_MANAGED, job_identity
 from nightshift.kube import ApiError, KubeApi
 from nightshift.models import KIND, SpecError, TaskSpec, TaskStatus, parse_spec, parse_time
 from nightshift.reconcile import Event, JobView, Outcome, TaskView, decide, settle
@@ -33,6 +33,17 @@ log = logging.getLogger(__name__)
 Key = tuple[str, str]  # (namespace, name)
 # Fault injection for the crash tests (never set in production): see tests/integration.
 _FAULT = os.environ.get("NIGHTSHIFT_FAULT", "")
+# How often the operator re-lists tasks and Jobs itself (see Controller.resync), besides after
+# every kopf re-list and every time the API server was unreachable; and how long a kopf re-list
+# must be quiet before that.
+SWEEP_EVERY = 600.0
+SWEEP_QUIET = 2.0
+RESYNC = "RESYNC"  # the kind of the events a resync feeds in
+# Status patches, deletes and Events are written behind the Job creates: they wait (at most
+# YIELD_MAX seconds) while creates are queued or in flight, so that when many tasks are due at once
+# the API server spends its time on the Jobs first. WRITERS bounds them in flight.
+WRITERS = 8
+YIELD_MAX = 5.0
 
 
 def _rv(obj: dict[str, Any]) -> int:
@@ -91,8 +102,15 @@ class _Entry:
     raw: bytes
     uid: str
     rv: int
+    seen: int = 0  # the controller's event counter when the task was last heard of
     jobs: dict[str, _Job] = field(default_factory=dict)
+    job_seen: dict[str, int] = field(default_factory=dict)  # the same, per Job
     outcomes: dict[str, tuple[int | None, str | None]] = field(default_factory=dict)
+    # Decided but not yet written (see Controller._flush): the status, Jobs to delete, Events.
+    pending: dict[str, Any] | None = None
+    deletes: dict[str, str] = field(default_factory=dict)
+    events: list[Event] = field(default_factory=list)
+    flushing: bool = False
 
     @classmethod
     def of(cls, body: dict[str, Any]) -> _Entry:
@@ -124,16 +142,29 @@ class Controller:
         workers: int = 16,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         is_leader: Callable[[], bool] = lambda: True,
+        namespaces: Sequence[str] = (),
+        sweep_every: float = SWEEP_EVERY,
     ) -> None:
         self.api = api
+        self.namespaces = tuple(namespaces)  # empty: cluster-wide, like the watches
+        self.sweep_every = sweep_every
         self.clock = clock
         self.is_leader = is_leader
         self.entries: dict[Key, _Entry] = {}
         self.orphans: dict[str, dict[str, _Job]] = {}  # task uid -> Jobs seen before the task
+        self._orphan_seen: dict[str, int] = {}
+        self._tick = itertools.count(1)  # orders watch events against resync lists
+        self._relisted = asyncio.Event()
+        self._last_listing = 0.0
+        self._fresh = asyncio.Event()  # cleared while the API server was unreachable
+        self._fresh.set()
+        api.on_unreachable = self._unreachable
         self._heap: list[tuple[float, int, Key]] = []
         self._next_wake: dict[Key, float] = {}  # the one wake-up per task that is current
         self._background: set[asyncio.Task[None]] = set()
         self._events = asyncio.Semaphore(16)
+        self._writes = asyncio.Semaphore(WRITERS)
+        self._creating = 0  # Job creates in flight
         self._seq = itertools.count()
         self._queue: asyncio.Queue[Key] = asyncio.Queue()
         self._queued: set[Key] = set()
@@ -149,28 +180,37 @@ class Controller:
         """A ScheduledTask was listed, added, modified or deleted."""
         meta = body.get("metadata") or {}
         key = (meta.get("namespace", ""), meta.get("name", ""))
+        if kind is None:
+            self._listed()
         if kind == "DELETED":
-            self.entries.pop(key, None)
-            self._next_wake.pop(key, None)
-            metrics.TASKS.set(len(self.entries))
+            self._forget(key)
             return
         entry = self.entries.get(key)
         if entry is not None and entry.uid != meta.get("uid"):
             entry = None  # deleted and re-created under the same name
+        if kind == RESYNC and entry is not None and _rv(body) <= entry.rv:
+            entry.seen = next(self._tick)
+            return  # nothing new
         if entry is None:
             entry = _Entry.of(body)
             self.entries[key] = entry
             entry.jobs.update(self.orphans.pop(entry.uid, {}))
+            seen = self._orphan_seen.pop(entry.uid, 0)
+            entry.job_seen.update(dict.fromkeys(entry.jobs, seen))
         elif _rv(body) >= entry.rv:
             entry.replace(body)
         else:
+            entry.seen = next(self._tick)
             return  # an older event than the status we wrote ourselves
+        entry.seen = next(self._tick)
         metrics.TASKS.set(len(self.entries))
         self.enqueue(key)
 
     def job_event(self, kind: str | None, body: dict[str, Any]) -> None:
         """A Job carrying our label changed; file it under its controlling task."""
         meta = body.get("metadata") or {}
+        if kind is None:
+            self._listed()
         owner = next(
             (
                 ref
@@ -186,24 +226,132 @@ class Controller:
         name = meta.get("name", "")
         if entry is None or entry.uid != owner.get("uid"):
             # Jobs can be listed before their task; keep them until the task arrives.
-            bucket = self.orphans.setdefault(owner.get("uid", ""), {})
+            uid = owner.get("uid", "")
+            bucket = self.orphans.setdefault(uid, {})
+            self._orphan_seen[uid] = next(self._tick)
             if kind == "DELETED":
                 bucket.pop(name, None)
                 if not bucket:
-                    self.orphans.pop(owner.get("uid", ""), None)
+                    self.orphans.pop(uid, None)
+                    self._orphan_seen.pop(uid, None)
             else:
                 bucket[name] = _Job.of(body)
             return
         if kind == "DELETED":
             entry.jobs.pop(name, None)
             entry.outcomes.pop(name, None)
+            entry.job_seen.pop(name, None)
         else:
             previous = entry.jobs.get(name)
             current = _Job.of(body)
             entry.jobs[name] = current
+            entry.job_seen[name] = next(self._tick)
             if previous is not None and previous == current:
                 return  # nothing the reconciler cares about changed
         self.enqueue(key)
+
+    def _forget(self, key: Key) -> None:
+        if self.entries.pop(key, None) is not None:
+            with contextlib.suppress(KeyError):
+                metrics.ACTIVE_RUNS.remove(*key)
+        self._next_wake.pop(key, None)
+        metrics.TASKS.set(len(self.entries))
+
+    def _listed(self) -> None:
+        """kopf re-lists after a watch expired (410 Gone) or broke; it reports what exists, but
+        not what was deleted meanwhile, so a resync follows once the listing is over."""
+        self._last_listing = time.monotonic()
+        self._relisted.set()
+
+    # --- resync -----------------------------------------------------------------------------
+
+    def _unreachable(self) -> None:
+        """A request did not reach the API server: what the watches delivered may be out of date
+        (a task deleted or suspended meanwhile), so no sync runs until a resync has succeeded."""
+        if self._fresh.is_set():
+            log.warning("the API server is unreachable; syncs wait for a resync")
+            self._fresh.clear()
+        self._relisted.set()
+
+    async def _resyncer(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._relisted.wait(), timeout=self.sweep_every)
+            # After a kopf re-list, wait for it to finish: no listed object for SWEEP_QUIET s.
+            while True:
+                quiet = time.monotonic() - self._last_listing
+                if quiet >= SWEEP_QUIET:
+                    break
+                await asyncio.sleep(SWEEP_QUIET - quiet)
+            self._relisted.clear()
+            try:
+                await self.resync()
+            except ApiError as error:
+                retry = 2.0 if not self._fresh.is_set() else 10.0
+                log.warning("resync failed: %s; retrying in %.0f s", error, retry)
+                await asyncio.sleep(retry)
+                self._relisted.set()
+                continue
+            if not self._fresh.is_set():
+                log.info("resync done; syncs resume")
+                self._fresh.set()
+            # A list of many tasks leaves many MB freed; give them back.
+            memory.trim()
+
+    async def resync(self) -> tuple[int, int]:
+        """List every task and Job afresh: take in what changed, forget what no longer exists.
+
+        kopf's re-list after a watch expired (410 Gone) or broke reports what exists but not what
+        was deleted meanwhile, and after an outage the operator must not act on what it saw
+        before. Only what was last heard of before the lists started can be forgotten: anything
+        created after that has produced an event since, so a list that lacks it is merely older.
+        Returns (tasks forgotten, Jobs forgotten).
+        """
+        mark = next(self._tick)
+        scopes: Sequence[str | None] = self.namespaces or (None,)
+        tasks: set[tuple[str, str, str]] = set()
+        jobs: set[tuple[str, str]] = set()
+        for namespace in scopes:
+            async for page in self.api.list_tasks(namespace):
+                for body in page:
+                    meta = body.get("metadata") or {}
+                    tasks.add(
+                        (meta.get("namespace", ""), meta.get("name", ""), meta.get("uid", ""))
+                    )
+                    self.task_event(RESYNC, body)
+            async for page in self.api.list_jobs(namespace, f"{LABEL_MANAGED}=true"):
+                for body in page:
+                    meta = body.get("metadata") or {}
+                    jobs.add((meta.get("namespace", ""), meta.get("name", "")))
+                    self.job_event(RESYNC, body)
+        gone_tasks = [
+            key
+            for key, entry in self.entries.items()
+            if entry.seen < mark and (*key, entry.uid) not in tasks
+        ]
+        for key in gone_tasks:
+            log.info("task %s/%s was deleted while a watch was down; forgetting it", *key)
+            self._forget(key)
+        gone_jobs = 0
+        for key, entry in self.entries.items():
+            stale = [
+                name
+                for name, seen in entry.job_seen.items()
+                if seen < mark and (key[0], name) not in jobs
+            ]
+            for name in stale:
+                log.info("Job %s/%s was deleted while a watch was down", key[0], name)
+                entry.jobs.pop(name, None)
+                entry.outcomes.pop(name, None)
+                entry.job_seen.pop(name, None)
+            if stale:
+                gone_jobs += len(stale)
+                self.enqueue(key)
+        live = {uid for *_, uid in tasks}
+        for uid in [u for u, seen in self._orphan_seen.items() if seen < mark and u not in live]:
+            self.orphans.pop(uid, None)
+            self._orphan_seen.pop(uid, None)
+        return len(gone_tasks), gone_jobs
 
     # --- scheduling -------------------------------------------------------------------------
 
@@ -248,7 +396,12 @@ class Controller:
 
     async def _worker(self) -> None:
         while True:
+            await self._fresh.wait()
             key = await self._queue.get()
+            if not self._fresh.is_set():
+                self._queue.task_done()
+                self._queue.put_nowait(key)  # still in _queued: put back for after the resync
+                continue
             self._queued.discard(key)
             self._busy.add(key)
             try:
@@ -274,7 +427,10 @@ class Controller:
 
     async def run(self) -> None:
         """Run the timer and the workers until cancelled."""
-        tasks = [asyncio.create_task(self._timer(), name="nightshift-timer")]
+        tasks = [
+            asyncio.create_task(self._timer(), name="nightshift-timer"),
+            asyncio.create_task(self._resyncer(), name="nightshift-resync"),
+        ]
         tasks += [
             asyncio.create_task(self._worker(), name=f"nightshift-worker-{i}")
             for i in range(self._workers)
@@ -287,8 +443,13 @@ class Controller:
                 task.cancel()
 
     def resync_all(self) -> None:
-        """Queue every task (used when this replica becomes the leader)."""
-        for key in list(self.entries):
+        """Queue every task (used when this replica becomes the leader).
+
+        Writes decided during an earlier term and never made are dropped: another leader may have
+        acted since, and the stored objects (kept current by the watches) say what it did.
+        """
+        for key, entry in list(self.entries.items()):
+            entry.pending, entry.deletes, entry.events = None, {}, []
             self.enqueue(key)
 
     # --- one sync ---------------------------------------------------------------------------
@@ -329,9 +490,79 @@ class Controller:
                 with contextlib.suppress(ApiError):
                     await self.api.post_event(task, event.type, event.reason, event.message)
 
-        job = asyncio.create_task(post())
+        self._spawn(post())
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        job = asyncio.create_task(work)
         self._background.add(job)
         job.add_done_callback(self._background.discard)
+
+    def _flush_soon(self, key: Key, entry: _Entry) -> None:
+        if not entry.flushing:
+            entry.flushing = True
+            self._spawn(self._flush(key, entry))
+
+    async def _yield_to_creates(self) -> None:
+        """Wait while Jobs are being created (or are queued to be), for at most YIELD_MAX s."""
+        deadline = time.monotonic() + YIELD_MAX
+        # Polling: "nothing queued and nothing in flight" is two counters, not one Event.
+        while (self._creating or self._queued) and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+
+    async def _flush(self, key: Key, entry: _Entry) -> None:
+        """Write what syncs of this task decided, in order: status, then deletes, then Events.
+
+        Deletes wait for the status: a Job is pruned only once its run's record is stored, so a
+        crash in between can never make a slot look unstarted with its Job gone.
+        """
+        namespace, name = key
+        try:
+            await self._yield_to_creates()
+            async with self._writes:
+                while self.entries.get(key) is entry and self.is_leader():
+                    status, deletes, events = entry.pending, entry.deletes, entry.events
+                    if status is None and not deletes and not events:
+                        break
+                    # The status stays pending while it is written: a sync meanwhile must start
+                    # from it, not from the older status in the stored object.
+                    entry.deletes, entry.events = {}, []
+                    if status is not None:
+                        try:
+                            updated = await self.api.patch_status(namespace, name, status)
+                        except ApiError as error:
+                            # Keep it all for the next sync, which comes in 10 s.
+                            entry.deletes = deletes | entry.deletes
+                            entry.events = events + entry.events
+                            log.warning("%s; retrying in 10 s", error)
+                            metrics.SYNC_ERRORS.inc()
+                            self.wake_at(key, datetime.fromtimestamp(time.time() + 10, UTC))
+                            return
+                        if updated is None:
+                            # 404: deleted while a watch was down (the DELETED event would have
+                            # removed the entry). Its Events must not be posted.
+                            log.info("task %s/%s no longer exists; forgetting it", *key)
+                            self._forget(key)
+                            return
+                        if _rv(updated) >= entry.rv:
+                            entry.replace(updated)
+                            entry.seen = next(self._tick)
+                        if entry.pending is status:
+                            entry.pending = None  # written, and no sync has changed it since
+                    for job in deletes:
+                        try:
+                            await self.api.delete_job(namespace, job)
+                        except ApiError as problem:
+                            log.warning("%s", problem)
+                    meta = json.loads(entry.raw).get("metadata") or {}
+                    ref = {
+                        "metadata": {
+                            k: meta.get(k) for k in ("name", "namespace", "uid", "resourceVersion")
+                        }
+                    }
+                    for event in events:
+                        self._post(ref, event)
+        finally:
+            entry.flushing = False
 
     async def sync(self, key: Key) -> None:
         """Reconcile one task: decide, create/delete Jobs, post Events, write status once."""
@@ -348,7 +579,9 @@ class Controller:
         except SpecError as problem:
             error = problem
         try:
-            status = TaskStatus.model_validate(body.get("status") or {})
+            status = TaskStatus.model_validate(
+                entry.pending if entry.pending is not None else body.get("status") or {}
+            )
         except ValueError:
             log.warning("status of %s/%s is unreadable; starting from an empty one", *key)
             status = TaskStatus()
@@ -371,13 +604,18 @@ class Controller:
             return  # lost the lease while deciding: the new leader redoes this sync
         outcomes: list[Outcome] = []
         if decision.create:
-            results = await asyncio.gather(
-                *(self.api.create_job(namespace, c.manifest, view.uid) for c in decision.create)
-            )
+            self._creating += len(decision.create)
+            try:
+                results = await asyncio.gather(
+                    *(self.api.create_job(namespace, c.manifest, view.uid) for c in decision.create)
+                )
+            finally:
+                self._creating -= len(decision.create)
             for create, (result, message, job) in zip(decision.create, results, strict=True):
                 outcomes.append(Outcome(create.name, result, message))
                 if job is not None:
                     entry.jobs[create.name] = _Job.of(job)  # do not wait for the watch
+                    entry.job_seen[create.name] = next(self._tick)
                 slot = _time(create.manifest["metadata"]["annotations"].get(ANNOTATION_SLOT))
                 if result == "created" and slot is not None and create.attempt == 1 and spec:
                     due = fire_time(plan_for(spec, namespace, name), slot)
@@ -389,27 +627,18 @@ class Controller:
                 # Test seam: die like kill -9 between Job create and status write.
                 os._exit(137)
 
-        for delete in decision.delete:
-            try:
-                await self.api.delete_job(namespace, delete.name)
-            except ApiError as problem:
-                log.warning("%s", problem)
-
         new_status = decision.status.model_dump(mode="json")
         if new_status != status.model_dump(mode="json"):
-            updated = await self.api.patch_status(namespace, name, new_status)
-            current = self.entries.get(key)
-            if updated is not None and current is not None and _rv(updated) >= current.rv:
-                current.replace(updated)
+            entry.pending = new_status
+        for delete in decision.delete:
+            entry.deletes.setdefault(delete.name, delete.why)
+        entry.events += decision.events
+        if entry.pending is not None or entry.deletes or entry.events:
+            self._flush_soon(key, entry)
         seen = {(r.run, r.attempt, r.result) for r in status.runs}
         for record in decision.status.runs:
             if (record.run, record.attempt, record.result) not in seen:
                 metrics.RUNS.labels(result=record.result.value).inc()
-        ref = {
-            "metadata": {k: meta.get(k) for k in ("name", "namespace", "uid", "resourceVersion")}
-        }
-        for event in decision.events:
-            self._post(ref, event)
         metrics.ACTIVE_RUNS.labels(namespace=namespace, task=name).set(decision.status.activeCount)
         if decision.wake_at is not None:
             self.wake_at(key, decision.wake_at)

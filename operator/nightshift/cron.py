@@ -109,7 +109,15 @@ def parse_cron(expr: str, *, seed: str = "") -> CronExpr:
     the same task on every host and different minutes for different tasks.
     Raises :class:`CronError` with a message that says what is wrong.
     """
-    if not isinstance(expr, str) or not expr.strip():
+    if not isinstance(expr, str):
+        raise CronError("schedule must not be empty; write e.g. '0 3 * * *' or '@daily'")
+    # Every sync parses its task's schedule; many tasks share one. The seed only matters with H.
+    return _parse_cached(expr, seed if "H" in expr else "")
+
+
+@lru_cache(maxsize=512)
+def _parse_cached(expr: str, seed: str) -> CronExpr:
+    if not expr.strip():
         raise CronError("schedule must not be empty; write e.g. '0 3 * * *' or '@daily'")
     text = " ".join(expr.split())
     if text.startswith("@"):

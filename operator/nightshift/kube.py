@@ -7,9 +7,10 @@ delays the calls queued behind it, never the scheduler's clock or the watch stre
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
@@ -26,6 +27,7 @@ __all__ = ["ApiError", "KubeApi", "load_config"]
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 MESSAGE_LIMIT = 1024
+PAGE = 500
 
 
 class ApiError(Exception):
@@ -59,6 +61,8 @@ class KubeApi:
         self._coordination = client.CoordinationV1Api(api_client)
         self._identity = identity
         self.calls: dict[str, int] = {}
+        # Called (on the event loop) when a request could not reach the API server.
+        self.on_unreachable: Callable[[], None] = lambda: None
         self.errors: dict[str, int] = {}
 
     async def _call(self, verb: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -70,12 +74,26 @@ class KubeApi:
         except (urllib3.exceptions.HTTPError, OSError) as error:
             # The API server is unreachable: a condition to log and retry, not a bug to trace.
             metrics.API_ERRORS.labels(call=verb).inc()
+            self.on_unreachable()
             raise ApiError(f"{verb}: API server unreachable ({type(error).__name__})") from None
         except ApiException as error:
             if error.status not in (404, 409):
                 self.errors[verb] = self.errors.get(verb, 0) + 1
                 metrics.API_ERRORS.labels(call=verb).inc()
             raise
+
+    async def _json(self, verb: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Like _call, but the response is plain JSON: building the client's model objects for
+        every Job, pod and Event costs CPU the scheduler needs when many tasks are due at once."""
+
+        def raw() -> Any:
+            response = fn(*args, **kwargs, _preload_content=False)
+            try:
+                return json.loads(response.data)
+            finally:
+                response.release_conn()
+
+        return await self._call(verb, raw)
 
     def close(self) -> None:
         """Stop the worker threads."""
@@ -87,18 +105,17 @@ class KubeApi:
         """Create a Job; AlreadyExists is adopted only if this task controls the existing Job."""
         name = manifest["metadata"]["name"]
         try:
-            created = await self._call(
+            created = await self._json(
                 "create_job", self._batch.create_namespaced_job, namespace, manifest
             )
-            return "created", "", self._to_dict(created)
+            return "created", "", created
         except ApiException as error:
             if error.status != 409:
                 return "error", _reason(error), None
         try:
-            existing = await self._call("get_job", self._batch.read_namespaced_job, name, namespace)
+            body = await self._json("get_job", self._batch.read_namespaced_job, name, namespace)
         except ApiException as error:
             return "error", _reason(error), None
-        body = self._to_dict(existing)
         for ref in body.get("metadata", {}).get("ownerReferences") or []:
             if ref.get("controller") and ref.get("uid") == owner_uid:
                 return "adopted", "", body
@@ -142,7 +159,7 @@ class KubeApi:
     async def pod_outcome(self, namespace: str, job: str) -> tuple[int | None, str | None]:
         """Exit code and termination message of a finished Job's (latest) pod."""
         try:
-            pods = await self._call(
+            pods = await self._json(
                 "list_pods",
                 self._core.list_namespaced_pod,
                 namespace,
@@ -151,22 +168,71 @@ class KubeApi:
         except ApiException as error:
             log.warning("cannot read pods of Job %s/%s: %s", namespace, job, _reason(error))
             return None, None
+        # RFC 3339 timestamps in UTC sort as text.
         items = sorted(
-            pods.items,
-            key=lambda p: (
-                (p.metadata and p.metadata.creation_timestamp) or datetime.min.replace(tzinfo=UTC)
-            ),
+            pods.get("items") or [],
+            key=lambda p: str((p.get("metadata") or {}).get("creationTimestamp") or ""),
         )
         for pod in reversed(items):
-            statuses = (pod.status and pod.status.container_statuses) or []
-            terminated = [s.state.terminated for s in statuses if s.state and s.state.terminated]
+            statuses = (pod.get("status") or {}).get("containerStatuses") or []
+            terminated = [
+                t for s in statuses if (t := (s.get("state") or {}).get("terminated")) is not None
+            ]
             if not terminated:
                 continue
             # The first container that failed explains the failure; otherwise the first one.
-            chosen = next((t for t in terminated if t.exit_code), terminated[0])
-            message = (chosen.message or "").strip() or None
-            return chosen.exit_code, message[:MESSAGE_LIMIT] if message else None
+            chosen = next((t for t in terminated if t.get("exitCode")), terminated[0])
+            message = str(chosen.get("message") or "").strip() or None
+            code = chosen.get("exitCode")
+            return (
+                code if isinstance(code, int) else None,
+                message[:MESSAGE_LIMIT] if message else None,
+            )
         return None, None
+
+    async def list_tasks(self, namespace: str | None) -> AsyncIterator[list[dict[str, Any]]]:
+        """Every ScheduledTask in ``namespace`` (None: all), a page at a time."""
+        if namespace is None:
+            fn: Callable[..., Any] = self._custom.list_cluster_custom_object
+            args: tuple[Any, ...] = (GROUP, VERSION, PLURAL)
+        else:
+            fn = self._custom.list_namespaced_custom_object
+            args = (GROUP, VERSION, namespace, PLURAL)
+        async for page in self._pages("list_tasks", fn, *args):
+            yield page
+
+    async def list_jobs(
+        self, namespace: str | None, selector: str
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """Every Job matching ``selector`` in ``namespace`` (None: all), a page at a time."""
+        if namespace is None:
+            fn: Callable[..., Any] = self._batch.list_job_for_all_namespaces
+            args: tuple[Any, ...] = ()
+        else:
+            fn, args = self._batch.list_namespaced_job, (namespace,)
+        async for page in self._pages("list_jobs", fn, *args, label_selector=selector):
+            yield page
+
+    async def _pages(
+        self, verb: str, fn: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """A list, PAGE items at a time (one response with 10,000 tasks is tens of MB at once).
+        Items carry apiVersion/kind like watch events do. ApiError if a page fails."""
+        token: str | None = None
+        while True:
+            try:
+                listed = await self._json(verb, fn, *args, **kwargs, limit=PAGE, _continue=token)
+            except ApiException as error:
+                raise ApiError(f"{verb}: {_reason(error)}") from None
+            kind = str(listed.get("kind") or "").removesuffix("List")
+            items: list[dict[str, Any]] = listed.get("items") or []
+            for item in items:
+                item.setdefault("apiVersion", listed.get("apiVersion"))
+                item.setdefault("kind", kind)
+            yield items
+            token = (listed.get("metadata") or {}).get("continue")
+            if not token:
+                return
 
     async def post_event(
         self,
@@ -201,7 +267,7 @@ class KubeApi:
             "count": 1,
         }
         try:
-            await self._call(
+            await self._json(
                 "create_event", self._core.create_namespaced_event, meta["namespace"], body
             )
         except ApiException as error:
@@ -254,8 +320,6 @@ class KubeApi:
 
 
 def _reason(error: ApiException) -> str:
-    import json  # noqa: PLC0415 - only on the error path
-
     try:
         body = json.loads(error.body or "{}")
         return str(body.get("message") or error.reason)

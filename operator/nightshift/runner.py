@@ -17,6 +17,7 @@ from typing import Any
 import kopf
 from prometheus_client import start_http_server
 
+from nightshift import memory
 from nightshift.controller import Controller
 from nightshift.jobs import LABEL_MANAGED
 from nightshift.kube import KubeApi, load_config
@@ -41,6 +42,8 @@ async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.enabled = False
     # Only Jobs we labelled are streamed: the filter runs in the API server, not here.
     settings.watching.label_selectors["batch", "jobs"] = f"{LABEL_MANAGED}=true"
+    # Lists come in pages: one response with every task is a memory peak that never goes away.
+    settings.watching.chunk_size = 500
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     # Resolve our two resources from API discovery once instead of watching CRDs and namespaces
@@ -110,10 +113,14 @@ async def _main(args: argparse.Namespace) -> None:
             name=args.leader_election_name,
             identity=identity,
         )
-        _controller = Controller(api, is_leader=lambda: elector is not None and elector.is_leader)
+        _controller = Controller(
+            api,
+            is_leader=lambda: elector is not None and elector.is_leader,
+            namespaces=args.namespaces or (),
+        )
         elector.on_started = _controller.resync_all
     else:
-        _controller = Controller(api)
+        _controller = Controller(api, namespaces=args.namespaces or ())
     if args.metrics_port:
         start_http_server(args.metrics_port, addr="0.0.0.0")  # noqa: S104 - scraped in-cluster
     scheduler = asyncio.create_task(_controller.run(), name="nightshift-controller")
@@ -144,6 +151,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.verbose:
         # kopf logs every handler call per object; at 10,000 tasks that is noise, not signal.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    # Before any thread exists: a malloc arena per thread multiplies what freed lists leave behind.
+    memory.limit_arenas(2)
     asyncio.run(_main(args))
     return 0
 

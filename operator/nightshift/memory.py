@@ -1,0 +1,47 @@
+"""glibc malloc tuning: fewer arenas and giving freed memory back after large lists.
+
+A list of 10,000 tasks decodes to ~180 MB of short-lived Python objects. glibc keeps the freed
+pages (one arena per thread that touched them) unless told otherwise, so without this the
+operator's RSS stays near its peak. Elsewhere than glibc both calls do nothing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+
+__all__ = ["limit_arenas", "trim"]
+
+log = logging.getLogger(__name__)
+_M_ARENA_MAX = -8  # from glibc's malloc.h
+
+
+def _libc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    try:
+        libc = ctypes.CDLL(name)
+    except OSError:
+        return None
+    if not hasattr(libc, "mallopt") or not hasattr(libc, "malloc_trim"):
+        return None  # not glibc (e.g. musl)
+    return libc
+
+
+_LIBC = _libc()
+
+
+def limit_arenas(count: int) -> bool:
+    """Cap malloc arenas (as MALLOC_ARENA_MAX does); call before threads start. True if done."""
+    if _LIBC is None:
+        return False
+    return bool(_LIBC.mallopt(_M_ARENA_MAX, count))
+
+
+def trim() -> bool:
+    """Return free heap pages to the system; True if any were released."""
+    if _LIBC is None:
+        return False
+    return bool(_LIBC.malloc_trim(0))
