@@ -52,6 +52,8 @@ async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.scanning.disabled = True
     # No kopf state is stored on our objects: handlers are event handlers only.
     settings.persistence.finalizer = "nightshift.dev/unused"
+    # kopf deep-copies every object on every event to diff it for change handlers; we have none.
+    settings.persistence.diffbase_storage = _NoDiffBase()
     args = _args
     if args is not None and args.webhook_port:
         settings.admission.server = kopf.WebhookServer(
@@ -65,6 +67,19 @@ async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         if args.webhook_manage:
             # Development and tests: the operator registers itself (the chart ships its own).
             settings.admission.managed = args.webhook_manage
+
+
+class _NoDiffBase(kopf.DiffBaseStorage):
+    """No "last handled state": on.event handlers never read it (on.update/on.field would)."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
