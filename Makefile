@@ -42,19 +42,19 @@ dev-down: ## Stop the operator that `make dev` started (the cluster keeps runnin
 	$(PYTHON) hack/dev.py down
 
 .PHONY: test
-test: venv lint typecheck verify unit integration ## Every check CI runs
+test: venv lint typecheck verify unit integration chaos-short ## Every check CI runs (chaos in its short form)
 
 # --- Checks
 .PHONY: lint
 lint: venv binaries ## ruff lint and format check, helm lint --strict
-	$(BIN)/ruff check operator tests hack jobimages
-	$(BIN)/ruff format --check operator tests hack jobimages
+	$(BIN)/ruff check operator tests hack jobimages bench
+	$(BIN)/ruff format --check operator tests hack jobimages bench
 	"$$(bash hack/build-binaries.sh)/helm" lint --strict charts/nightshift
 
 .PHONY: fmt
 fmt: venv ## Format and autofix with ruff
-	$(BIN)/ruff format operator tests hack jobimages
-	$(BIN)/ruff check --fix operator tests hack jobimages
+	$(BIN)/ruff format operator tests hack jobimages bench
+	$(BIN)/ruff check --fix operator tests hack jobimages bench
 
 .PHONY: typecheck
 typecheck: venv ## mypy --strict on operator/
