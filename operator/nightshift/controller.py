@@ -540,8 +540,9 @@ class Controller:
                         if updated is None:
                             # 404: deleted while a watch was down (the DELETED event would have
                             # removed the entry). Its Events must not be posted.
-                            log.info("task %s/%s no longer exists; forgetting it", *key)
-                            self._forget(key)
+                            if self.entries.get(key) is entry:  # not a re-created namesake
+                                log.info("task %s/%s no longer exists; forgetting it", *key)
+                                self._forget(key)
                             return
                         if _rv(updated) >= entry.rv:
                             entry.replace(updated)
