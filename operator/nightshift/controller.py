@@ -1,8 +1,9 @@
 """The scheduler: one heap of wake-up times for all tasks, and workers that sync one task at a time.
 
 Watch events (tasks and our Jobs) update an in-memory view and queue the task; the heap queues it
-again when its next slot or retry comes due. A sync reads only memory, then makes the API calls the
-pure reconciler asked for, concurrently, and writes status once.
+again when its next slot or retry comes due. A sync reads only memory and creates the Jobs the pure
+reconciler asked for; a per-task writer then writes the status, deletes and Events behind the
+creates. A resync lists everything afresh after re-lists and outages.
 """
 
 from __future__ import annotations
@@ -566,7 +567,8 @@ class Controller:
             entry.flushing = False
 
     async def sync(self, key: Key) -> None:
-        """Reconcile one task: decide, create/delete Jobs, post Events, write status once."""
+        """Reconcile one task: decide, create Jobs, and hand the status, deletes and Events to
+        the task's writer (_flush)."""
         entry = self.entries.get(key)
         if entry is None:
             return
