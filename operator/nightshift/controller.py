@@ -159,6 +159,7 @@ class Controller:
         self._last_listing = 0.0
         self._fresh = asyncio.Event()  # cleared while the API server was unreachable
         self._fresh.set()
+        self._frozen = False
         api.on_unreachable = self._unreachable
         self._heap: list[tuple[float, int, Key]] = []
         self._next_wake: dict[Key, float] = {}  # the one wake-up per task that is current
@@ -298,6 +299,9 @@ class Controller:
                 self._fresh.set()
             # A list of many tasks leaves many MB freed; give them back.
             memory.trim()
+            if not self._frozen:
+                self._frozen = True
+                memory.freeze()  # after the first full load: see memory.freeze
 
     async def resync(self) -> tuple[int, int]:
         """List every task and Job afresh: take in what changed, forget what no longer exists.
