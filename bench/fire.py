@@ -106,6 +106,9 @@ def say(text: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
 
+WRITE_VERBS = ("create", "patch", "update", "delete")
+
+
 def utc(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
 
@@ -709,6 +712,38 @@ def start_watcher(watcher: JobWatcher) -> None:
         raise RuntimeError(f"the Job watch did not start: {watcher.error}")
 
 
+def audit_per_run(audit: dict[str, int] | None, runs: float) -> dict[str, Any]:
+    """One user's audit-log requests ("verb resource" -> count) per successful run."""
+    if audit is None or not runs:
+        return {}
+    writes = sum(v for k, v in audit.items() if k.split()[0] in WRITE_VERBS)
+    return {
+        "audit_writes_per_run": round(writes / runs, 2),
+        "audit_total_per_run": round(sum(audit.values()) / runs, 2),
+        "audit_per_run": {k: round(v / runs, 2) for k, v in audit.items()},
+    }
+
+
+def await_every_job(watcher: JobWatcher, n: int, due: float, what: str) -> None:
+    """Until the watcher has seen a Job for each of n owners, or MISS_AFTER past the slot."""
+    wait_for(
+        lambda: len({j["task"] for j in watcher.snapshot()}) >= n or time.time() > due + MISS_AFTER,
+        timeout=due - time.time() + MISS_AFTER + 5,
+        what=what,
+        interval=0.05,
+    )
+
+
+def reported_skew(label: str, watcher: JobWatcher, names: list[str], due: float) -> dict[str, Any]:
+    """The skew report of what the watcher saw, also said on the terminal."""
+    report = skew_report(watcher.snapshot(), names, due)
+    say(
+        "{}: p50 {p50_ms} ms, p90 {p90_ms} ms, p99 {p99_ms} ms, max {max_ms} ms, "
+        "misses {m}, duplicates {duplicates}".format(label, m=len(report["misses"]), **report)
+    )
+    return report
+
+
 def skew_report(added: list[dict[str, Any]], tasks: list[str], due: float) -> dict[str, Any]:
     first: dict[str, float] = {}
     for job in added:
@@ -954,16 +989,18 @@ class Bench:
 
     # -- phase 1 and 2 ----------------------------------------------------------------------
 
-    def fire(self, run: int) -> dict[str, Any]:
+    def _slot_phase(
+        self, kind: str, run: int
+    ) -> tuple[str, JobWatcher, float, str, list[str], dict[str, Any]]:
+        """A fresh namespace with the Job watcher running, and the minute T that N objects (named
+        t-00000...) will be due at: far enough away to create them (and, for Nightshift, for the
+        operator's first pass)."""
         n = self.args.tasks
-        ns = fresh_namespace(self.admin, f"bench-fire{run}")
+        ns = fresh_namespace(self.admin, f"bench-{kind}{run}")
         watcher = JobWatcher(self.admin, ns)
         start_watcher(watcher)
-        # Time to create the tasks (~500/s) and for the operator's first pass (~5 s at 1,000, ~60 s
-        # at 10,000), then the next minute boundary.
         due = minute_slot(n / 50 + 15)
         schedule = daily_cron(due)
-        say(f"fire #{run}: {n} tasks due at {utc(due)} ({schedule!r}, UTC), namespace {ns}")
         names = [f"t-{i:05d}" for i in range(n)]
         result: dict[str, Any] = {
             "namespace": ns,
@@ -972,6 +1009,14 @@ class Bench:
             "schedule": schedule,
             "load_before": loadavg(),
         }
+        return ns, watcher, due, schedule, names, result
+
+    def fire(self, run: int) -> dict[str, Any]:
+        n = self.args.tasks
+        # Time to create the tasks (~500/s) and for the operator's first pass (~5 s at 1,000, ~60 s
+        # at 10,000), then the next minute boundary.
+        ns, watcher, due, schedule, names, result = self._slot_phase("fire", run)
+        say(f"fire #{run}: {n} tasks due at {utc(due)} ({schedule!r}, UTC), namespace {ns}")
         spec = {"schedule": schedule, "timeZone": "UTC"}
         result["create"] = {
             "seconds": create_tasks(self.admin, ns, [task_body(x, spec) for x in names])["seconds"]
@@ -1008,25 +1053,11 @@ class Bench:
             pids = self.cluster.pids() | {"operator": op.pid, "bench": os.getpid()}
             sleep_until(due)
             cpu0 = cpu_snapshot(pids)
-            wait_for(
-                lambda: (
-                    len({j["task"] for j in watcher.snapshot()}) >= n
-                    or time.time() > due + MISS_AFTER
-                ),
-                timeout=due - time.time() + MISS_AFTER + 5,
-                what="a Job for every task",
-                interval=0.05,
-            )
+            await_every_job(watcher, n, due, "a Job for every task")
             result["cpu_during_fire"] = cpu_window(cpu0, cpu_snapshot(pids), time.time() - due)
             if spy is not None:
                 spy.wait()
-            result["skew"] = skew_report(watcher.snapshot(), names, due)
-            say(
-                "fire #{}: p50 {p50_ms} ms, p90 {p90_ms} ms, p99 {p99_ms} ms, max {max_ms} ms, "
-                "misses {m}, duplicates {duplicates}".format(
-                    run, m=len(result["skew"]["misses"]), **result["skew"]
-                )
-            )
+            result["skew"] = reported_skew(f"fire #{run}", watcher, names, due)
             result["api"] = self.runs_succeeded(op, ns, n, before_op, before_srv)
             result["cpu_until_settled"] = cpu_window(cpu0, cpu_snapshot(pids), time.time() - due)
             after_op = op.metrics() or {}
@@ -1074,15 +1105,7 @@ class Bench:
             "operator_writes_per_run": round(writes / runs, 2) if runs else None,
             "server": server,
         }
-        audit = server["audit_operator_user"]
-        if audit is not None and runs:
-            audit_writes = sum(
-                v
-                for k, v in audit.items()
-                if k.split()[0] in ("create", "patch", "update", "delete")
-            )
-            report["audit_writes_per_run"] = round(audit_writes / runs, 2)
-            report["audit_total_per_run"] = round(sum(audit.values()) / runs, 2)
+        report |= audit_per_run(server["audit_operator_user"], runs)
         if runs:
             report["flowschema_per_run"] = round(server["operator_flowschema_dispatched"] / runs, 2)
         say(
@@ -1180,22 +1203,10 @@ class Bench:
         """N equivalent CronJobs due at the same minute T, fired by kube-controller-manager's
         CronJob controller; watched and counted like the fire phase."""
         n = self.args.tasks
-        ns = fresh_namespace(self.admin, f"bench-cronjob{run}")
-        watcher = JobWatcher(self.admin, ns)
-        start_watcher(watcher)
         # The CronJobs must exist (creationTimestamp, 1 s resolution) before T, or the controller
         # never considers the slot; they are created at several hundred per second.
-        due = minute_slot(n / 50 + 15)
-        schedule = daily_cron(due)
+        ns, watcher, due, schedule, names, result = self._slot_phase("cronjob", run)
         say(f"cronjob #{run}: {n} CronJobs due at {utc(due)} ({schedule!r}), namespace {ns}")
-        names = [f"t-{i:05d}" for i in range(n)]
-        result: dict[str, Any] = {
-            "namespace": ns,
-            "tasks": n,
-            "due": utc(due),
-            "schedule": schedule,
-            "load_before": loadavg(),
-        }
         created = create_cronjobs(self.admin, ns, [cronjob_body(x, due) for x in names])
         result["create"] = {"seconds": created["seconds"]}
         margin = due - time.time()
@@ -1210,23 +1221,9 @@ class Bench:
             say(f"cronjob #{run}: {n} CronJobs exist {margin:.1f} s before T; waiting for the slot")
             sleep_until(due)
             cpu0 = cpu_snapshot(pids)
-            wait_for(
-                lambda: (
-                    len({j["task"] for j in watcher.snapshot()}) >= n
-                    or time.time() > due + MISS_AFTER
-                ),
-                timeout=due - time.time() + MISS_AFTER + 5,
-                what="a Job for every CronJob",
-                interval=0.05,
-            )
+            await_every_job(watcher, n, due, "a Job for every CronJob")
             result["cpu_during_fire"] = cpu_window(cpu0, cpu_snapshot(pids), time.time() - due)
-            result["skew"] = skew_report(watcher.snapshot(), names, due)
-            say(
-                "cronjob #{}: p50 {p50_ms} ms, p90 {p90_ms} ms, p99 {p99_ms} ms, max {max_ms} ms, "
-                "misses {m}, duplicates {duplicates}".format(
-                    run, m=len(result["skew"]["misses"]), **result["skew"]
-                )
-            )
+            result["skew"] = reported_skew(f"cronjob #{run}", watcher, names, due)
             result["api"] = self.cronjobs_succeeded(ns, n, due, before_srv)
             result["cpu_until_settled"] = cpu_window(cpu0, cpu_snapshot(pids), time.time() - due)
             result["skew"]["duplicates_after_runs"] = skew_report(watcher.snapshot(), names, due)[
@@ -1285,20 +1282,12 @@ class Bench:
             "server_writes_per_run_without_events": round(writes / runs, 2) if runs else None,
             "server": server,
         }
-        audit = server["audit_cronjob_controller_user"]
-        if audit is not None and runs:
-            audit_writes = sum(
-                v
-                for k, v in audit.items()
-                if k.split()[0] in ("create", "patch", "update", "delete")
-            )
-            report["audit_writes_per_run"] = round(audit_writes / runs, 2)
-            report["audit_total_per_run"] = round(sum(audit.values()) / runs, 2)
-            report["audit_per_run"] = {k: round(v / runs, 2) for k, v in audit.items()}
+        report |= audit_per_run(server["audit_cronjob_controller_user"], runs)
         say(
             f"api: {runs} successful CronJob runs; controller writes/run (audit) "
             f"{report.get('audit_writes_per_run')}, server writes/run without Events "
-            f"{report['server_writes_per_run_without_events']}: {audit}"
+            f"{report['server_writes_per_run_without_events']}: "
+            f"{server['audit_cronjob_controller_user']}"
         )
         return report
 
