@@ -559,10 +559,12 @@ class Controller:
                             await self.api.delete_job(namespace, job)
                         except ApiError as problem:
                             log.warning("%s", problem)
-                    meta = json.loads(entry.raw).get("metadata") or {}
                     ref = {
                         "metadata": {
-                            k: meta.get(k) for k in ("name", "namespace", "uid", "resourceVersion")
+                            "name": name,
+                            "namespace": namespace,
+                            "uid": entry.uid,
+                            "resourceVersion": str(entry.rv),
                         }
                     }
                     for event in events:
