@@ -1,12 +1,17 @@
 """The one module that talks to the Kubernetes API (the official client, off the event loop).
 
 The official client is synchronous, so every call runs in a bounded thread pool: a slow API server
-delays the calls queued behind it, never the scheduler's clock or the watch streams.
+delays the calls queued behind it, never the scheduler's clock or the watch streams. Every request
+has a connect and a read timeout, so a connection that a load balancer or NAT silently forgot
+frees its thread instead of holding it forever; after a timeout every pooled connection is
+dropped, since the others may be just as dead. The Lease has a pool and connections of its own:
+its renewals never wait behind a burst of Job creates, and never slow them down.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -20,18 +25,23 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from nightshift import metrics
+from nightshift.api import ApiError, Conflict, CreateResult, Unreachable
 from nightshift.models import GROUP, PLURAL, VERSION
 
-__all__ = ["ApiError", "KubeApi", "load_config"]
+__all__ = ["KubeClient", "classify", "load_config"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 MESSAGE_LIMIT = 1024
 PAGE = 500
-
-
-class ApiError(Exception):
-    """An API call failed in a way the caller should record (not a bug)."""
+# (connect, read) seconds. A list page of 500 tasks takes well under a second to serve; a Job create
+# waits for admission webhooks (at most 30 s each, by their own timeouts).
+TIMEOUT = (5.0, 30.0)
+# The Lease must be renewed within the renew deadline (7 s): a renewal stuck on a dead connection
+# gives up in time for a retry on a new one.
+LEASE_TIMEOUT = (2.0, 4.0)
+# 5xx answers and throttling say nothing about the request itself: try again later.
+TRANSIENT = frozenset({429, 500, 502, 503, 504})
 
 
 def load_config(kubeconfig: str | None) -> None:
@@ -45,37 +55,66 @@ def load_config(kubeconfig: str | None) -> None:
         config.load_kube_config()
 
 
-class KubeApi:
-    """Async facade over the calls the operator makes; counts them for the metrics."""
+class KubeClient:
+    """The operator's API calls (:class:`~nightshift.api.KubeApi`), counted for the metrics."""
 
-    def __init__(self, *, max_workers: int = 16, identity: str = "nightshift") -> None:
+    def __init__(
+        self,
+        *,
+        max_workers: int = 16,
+        identity: str = "nightshift",
+        timeout: tuple[float, float] = TIMEOUT,
+        lease_timeout: tuple[float, float] = LEASE_TIMEOUT,
+    ) -> None:
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="kube")
-        configuration = client.Configuration.get_default_copy()
-        configuration.retries = 0  # the reconciler retries; urllib3 must not hang
-        # One pooled connection per worker thread (the default is 5 per CPU).
-        configuration.connection_pool_maxsize = max_workers
-        api_client = client.ApiClient(configuration)
-        self._batch = client.BatchV1Api(api_client)
-        self._core = client.CoreV1Api(api_client)
-        self._custom = client.CustomObjectsApi(api_client)
-        self._coordination = client.CoordinationV1Api(api_client)
+        self._lease_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kube-lease")
+        self._api_client = _client(max_workers)
+        self._batch = client.BatchV1Api(self._api_client)
+        self._core = client.CoreV1Api(self._api_client)
+        self._custom = client.CustomObjectsApi(self._api_client)
+        self._lease_client = _client(1)
+        self._coordination = client.CoordinationV1Api(self._lease_client)
+        self._timeout = timeout
+        self._lease_timeout = lease_timeout
         self._identity = identity
         self.calls: dict[str, int] = {}
+        self.errors: dict[str, int] = {}
         # Called (on the event loop) when a request could not reach the API server.
         self.on_unreachable: Callable[[], None] = lambda: None
-        self.errors: dict[str, int] = {}
 
-    async def _call(self, verb: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    async def _call(
+        self,
+        verb: str,
+        fn: Callable[..., T],
+        *args: Any,
+        _lease: bool = False,
+        **kwargs: Any,
+    ) -> T:
+        """Run ``fn`` in the pool with the timeouts; ApiException stays, the rest is ApiError."""
         self.calls[verb] = self.calls.get(verb, 0) + 1
         metrics.API_REQUESTS.labels(call=verb).inc()
         loop = asyncio.get_running_loop()
+        pool = self._lease_pool if _lease else self._pool
+        timeout = self._lease_timeout if _lease else self._timeout
         try:
-            return await loop.run_in_executor(self._pool, lambda: fn(*args, **kwargs))
+            return await loop.run_in_executor(
+                pool, lambda: fn(*args, _request_timeout=timeout, **kwargs)
+            )
         except (urllib3.exceptions.HTTPError, OSError) as error:
-            # The API server is unreachable: a condition to log and retry, not a bug to trace.
+            # No answer: a condition to log and retry, not a bug to trace.
             metrics.API_ERRORS.labels(call=verb).inc()
+            self.errors[verb] = self.errors.get(verb, 0) + 1
+            if isinstance(
+                error, urllib3.exceptions.TimeoutError | urllib3.exceptions.ProtocolError
+            ):
+                # The connections in the pool may be dead alike (a NAT forgot them): start afresh.
+                (
+                    self._lease_client if _lease else self._api_client
+                ).rest_client.pool_manager.clear()
             self.on_unreachable()
-            raise ApiError(f"{verb}: API server unreachable ({type(error).__name__})") from None
+            raise Unreachable(
+                f"{verb}: no answer from the API server ({_describe(error)})"
+            ) from None
         except ApiException as error:
             if error.status not in (404, 409):
                 self.errors[verb] = self.errors.get(verb, 0) + 1
@@ -86,8 +125,8 @@ class KubeApi:
         """Like _call, but the response is plain JSON: building the client's model objects for
         every Job, pod and Event costs CPU the scheduler needs when many tasks are due at once."""
 
-        def raw() -> Any:
-            response = fn(*args, **kwargs, _preload_content=False)
+        def raw(**extra: Any) -> Any:
+            response = fn(*args, **kwargs, **extra, _preload_content=False)
             try:
                 return json.loads(response.data)
             finally:
@@ -98,10 +137,11 @@ class KubeApi:
     def close(self) -> None:
         """Stop the worker threads."""
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._lease_pool.shutdown(wait=False, cancel_futures=True)
 
     async def create_job(
         self, namespace: str, manifest: dict[str, Any], owner_uid: str
-    ) -> tuple[Literal["created", "adopted", "conflict", "error"], str, dict[str, Any] | None]:
+    ) -> CreateResult:
         """Create a Job; AlreadyExists is adopted only if this task controls the existing Job."""
         name = manifest["metadata"]["name"]
         try:
@@ -111,36 +151,63 @@ class KubeApi:
             return "created", "", created
         except ApiException as error:
             if error.status != 409:
+                problem = classify(f"create Job {namespace}/{name}", error)
+                if problem.transient:
+                    raise problem from None
                 return "error", _reason(error), None
         try:
             body = await self._json("get_job", self._batch.read_namespaced_job, name, namespace)
         except ApiException as error:
-            return "error", _reason(error), None
+            raise classify(f"read Job {namespace}/{name}", error) from None
         for ref in body.get("metadata", {}).get("ownerReferences") or []:
             if ref.get("controller") and ref.get("uid") == owner_uid:
                 return "adopted", "", body
         return "conflict", f"Job {name} exists and is controlled by someone else", None
 
-    async def delete_job(self, namespace: str, name: str) -> None:
-        """Delete a Job and, in the background, its pods. A missing Job is fine."""
+    async def delete_job(self, namespace: str, name: str, uid: str | None = None) -> None:
+        """Delete a Job and, in the background, its pods. A missing Job is fine; with ``uid``,
+        a Job of that name that is another object (re-created since) is left alone."""
+        options: dict[str, Any] = {"propagationPolicy": "Background"}
+        if uid:
+            options["preconditions"] = {"uid": uid}
         try:
             await self._call(
-                "delete_job",
-                self._batch.delete_namespaced_job,
-                name,
-                namespace,
-                propagation_policy="Background",
+                "delete_job", self._batch.delete_namespaced_job, name, namespace, body=options
             )
         except ApiException as error:
-            if error.status != 404:
-                raise ApiError(f"delete Job {namespace}/{name}: {_reason(error)}") from None
+            if error.status == 404:
+                return
+            if error.status == 409 and uid:
+                log.info("Job %s/%s is no longer the one to delete (uid %s)", namespace, name, uid)
+                return
+            raise classify(f"delete Job {namespace}/{name}", error) from None
+
+    async def get_task(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The ScheduledTask as stored now, or None when it does not exist."""
+        try:
+            body: dict[str, Any] = await self._json(
+                "get_task",
+                self._custom.get_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                name,
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise classify(f"read task {namespace}/{name}", error) from None
+        return body
 
     async def patch_status(
-        self, namespace: str, name: str, status: dict[str, Any]
+        self, namespace: str, name: str, status: dict[str, Any], resource_version: str
     ) -> dict[str, Any] | None:
-        """Merge-patch the task's status subresource; returns the updated object (None if gone)."""
+        """Merge-patch the task's status subresource, only if the task is still at
+        ``resource_version``; returns the updated object (None if gone), Conflict if changed."""
+        patch = {"metadata": {"resourceVersion": resource_version}, "status": status}
         try:
-            result = await self._call(
+            result = await self._json(
                 "patch_status",
                 self._custom.patch_namespaced_custom_object_status,
                 GROUP,
@@ -148,16 +215,24 @@ class KubeApi:
                 namespace,
                 PLURAL,
                 name,
-                {"status": status},
+                patch,
             )
         except ApiException as error:
             if error.status == 404:
                 return None
-            raise ApiError(f"patch status of {namespace}/{name}: {_reason(error)}") from None
+            if error.status == 409:
+                raise Conflict(f"status of {namespace}/{name}: {_reason(error)}") from None
+            raise classify(f"patch status of {namespace}/{name}", error) from None
         return result if isinstance(result, dict) else None
 
-    async def pod_outcome(self, namespace: str, job: str) -> tuple[int | None, str | None]:
-        """Exit code and termination message of a finished Job's (latest) pod."""
+    async def pod_outcome(
+        self, namespace: str, job: str, job_uid: str
+    ) -> tuple[int | None, str | None]:
+        """Exit code and termination message of a finished Job's latest pod.
+
+        Pods are found by the Job's name label but count only if the Job (by uid) controls them:
+        anyone who may create pods in the namespace can give one that label.
+        """
         try:
             pods = await self._json(
                 "list_pods",
@@ -166,14 +241,18 @@ class KubeApi:
                 label_selector=f"batch.kubernetes.io/job-name={job}",
             )
         except ApiException as error:
-            log.warning("cannot read pods of Job %s/%s: %s", namespace, job, _reason(error))
-            return None, None
+            raise classify(f"read pods of Job {namespace}/{job}", error) from None
+        owned = [
+            p
+            for p in pods.get("items") or []
+            if any(
+                r.get("controller") and r.get("uid") == job_uid
+                for r in (p.get("metadata") or {}).get("ownerReferences") or []
+            )
+        ]
         # RFC 3339 timestamps in UTC sort as text.
-        items = sorted(
-            pods.get("items") or [],
-            key=lambda p: str((p.get("metadata") or {}).get("creationTimestamp") or ""),
-        )
-        for pod in reversed(items):
+        owned.sort(key=lambda p: str((p.get("metadata") or {}).get("creationTimestamp") or ""))
+        for pod in reversed(owned):
             statuses = (pod.get("status") or {}).get("containerStatuses") or []
             terminated = [
                 t for s in statuses if (t := (s.get("state") or {}).get("terminated")) is not None
@@ -223,7 +302,7 @@ class KubeApi:
             try:
                 listed = await self._json(verb, fn, *args, **kwargs, limit=PAGE, _continue=token)
             except ApiException as error:
-                raise ApiError(f"{verb}: {_reason(error)}") from None
+                raise classify(verb, error) from None
             kind = str(listed.get("kind") or "").removesuffix("List")
             items: list[dict[str, Any]] = listed.get("items") or []
             for item in items:
@@ -236,13 +315,13 @@ class KubeApi:
 
     async def post_event(
         self,
-        task: dict[str, Any],
+        ref: dict[str, Any],
         kind: Literal["Normal", "Warning"],
         reason: str,
         message: str,
     ) -> None:
-        """Post one core/v1 Event about the task (best effort: failures are logged)."""
-        meta = task["metadata"]
+        """Post one core/v1 Event about the task ``ref``."""
+        meta = ref["metadata"]
         now = datetime.now(UTC)
         body = {
             "apiVersion": "v1",
@@ -271,30 +350,38 @@ class KubeApi:
                 "create_event", self._core.create_namespaced_event, meta["namespace"], body
             )
         except ApiException as error:
-            log.warning("cannot post Event %s on %s: %s", reason, meta["name"], _reason(error))
+            raise classify(f"post Event {reason} on {meta['name']}", error) from None
 
     async def read_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The Lease, or None when it does not exist."""
         try:
             lease = await self._call(
-                "get_lease", self._coordination.read_namespaced_lease, name, namespace
+                "get_lease",
+                self._coordination.read_namespaced_lease,
+                name,
+                namespace,
+                _lease=True,
             )
         except ApiException as error:
             if error.status == 404:
                 return None
-            raise ApiError(f"read Lease {namespace}/{name}: {_reason(error)}") from None
-        return self._to_dict(lease)
+            raise classify(f"read Lease {namespace}/{name}", error) from None
+        return dict(self._lease_client.sanitize_for_serialization(lease))
 
     async def create_lease(self, namespace: str, body: dict[str, Any]) -> bool:
         """Create the Lease; False if someone else created it first."""
         try:
             await self._call(
-                "create_lease", self._coordination.create_namespaced_lease, namespace, body
+                "create_lease",
+                self._coordination.create_namespaced_lease,
+                namespace,
+                body,
+                _lease=True,
             )
         except ApiException as error:
             if error.status == 409:
                 return False
-            raise ApiError(f"create Lease in {namespace}: {_reason(error)}") from None
+            raise classify(f"create Lease in {namespace}", error) from None
         return True
 
     async def replace_lease(self, namespace: str, name: str, body: dict[str, Any]) -> bool:
@@ -306,17 +393,48 @@ class KubeApi:
                 name,
                 namespace,
                 body,
+                _lease=True,
             )
         except ApiException as error:
             if error.status == 409:
                 return False
-            raise ApiError(f"update Lease {namespace}/{name}: {_reason(error)}") from None
+            raise classify(f"update Lease {namespace}/{name}", error) from None
         return True
 
-    def _to_dict(self, obj: Any) -> dict[str, Any]:
-        if isinstance(obj, dict):
-            return obj
-        return dict(client.ApiClient().sanitize_for_serialization(obj))
+
+def _client(connections: int) -> client.ApiClient:
+    configuration = client.Configuration.get_default_copy()
+    configuration.retries = 0  # the callers retry, with back-off; urllib3 must not
+    # One pooled connection per worker thread (the default is 5 per CPU).
+    configuration.connection_pool_maxsize = connections
+    return client.ApiClient(configuration)
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, urllib3.exceptions.MaxRetryError) and error.reason is not None:
+        error = error.reason
+    return type(error).__name__
+
+
+def classify(what: str, error: ApiException) -> ApiError:
+    """An ApiException as the ApiError callers act on: transient or not, with Retry-After."""
+    status = error.status
+    reason = _reason(error)
+    # RBAC refusing the operator itself ("... cannot create resource ...") is transient: an admin
+    # fixes the role, and nothing about the task is wrong. Other 403s (quota, admission, a
+    # terminating namespace) are answers about the request.
+    rbac = status == 403 and " cannot " in reason
+    retry_after: float | None = None
+    headers = getattr(error, "headers", None) or {}
+    hint = headers.get("Retry-After")
+    with contextlib.suppress(TypeError, ValueError):
+        retry_after = float(str(hint)) if hint else None
+    return ApiError(
+        f"{what}: {reason} (HTTP {status})",
+        status=status,
+        transient=status in TRANSIENT or rbac,
+        retry_after=retry_after,
+    )
 
 
 def _reason(error: ApiException) -> str:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from nightshift.kube import ApiError, KubeApi
+from nightshift.api import ApiError, KubeApi
 
 __all__ = ["LeaderElector", "LeaseTiming", "lease_body", "may_acquire"]
 

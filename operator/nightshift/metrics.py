@@ -8,11 +8,14 @@ __all__ = [
     "ACTIVE_RUNS",
     "API_ERRORS",
     "API_REQUESTS",
+    "EVENTS_DROPPED",
     "FIRE_SKEW",
     "QUEUE_DEPTH",
+    "RESTARTS",
     "RETRIES",
     "RUNS",
     "SCHEDULER_LAG",
+    "STATUS_CONFLICTS",
     "SYNC_ERRORS",
     "TASKS",
 ]
@@ -48,4 +51,17 @@ API_ERRORS = Counter(
     "nightshift_api_errors_total",
     "Kubernetes API requests that failed (other than NotFound/AlreadyExists), by call.",
     ["call"],
+)
+STATUS_CONFLICTS = Counter(
+    "nightshift_status_conflicts_total",
+    "Status writes refused because the task changed since the decision (then decided again).",
+)
+EVENTS_DROPPED = Counter(
+    "nightshift_events_dropped_total",
+    "Events not posted because too many were waiting (the posting queue is bounded).",
+)
+RESTARTS = Counter(
+    "nightshift_internal_restarts_total",
+    "Internal tasks (timer, workers, resync, ...) restarted after they crashed.",
+    ["task"],
 )

@@ -1,8 +1,10 @@
 """``nightshift run``: wire kopf's watches to the controller and run until interrupted.
 
 kopf gives us watch streams with reconnects, 410 handling and server-side label selectors; the
-handlers only hand bodies to the controller. No finalizers, no progress annotations, no per-object
-daemons: one scheduler serves every task.
+handlers only hand bodies to the controller, which reaches them through kopf's ``memo``. No
+finalizers, no progress annotations, no per-object daemons: one scheduler serves every task.
+The liveness and readiness endpoints are our own (see ``nightshift.health``): liveness reports the
+scheduler's heartbeat, which kopf's probe endpoint cannot.
 """
 
 from __future__ import annotations
@@ -12,61 +14,40 @@ import asyncio
 import logging
 import os
 import socket
+from collections.abc import Iterator
 from typing import Any
 
 import kopf
 from prometheus_client import start_http_server
 
-from nightshift import memory
+from nightshift import faults, health, memory
 from nightshift.controller import Controller
 from nightshift.jobs import LABEL_MANAGED
-from nightshift.kube import KubeApi, load_config
+from nightshift.kube import KubeClient, load_config
 from nightshift.leader import LeaderElector
 from nightshift.models import GROUP, PLURAL, VERSION, SpecError, parse_spec
+from nightshift.supervise import Supervisor
 
-__all__ = ["run"]
+__all__ = ["registry", "run"]
 
 log = logging.getLogger("nightshift")
-_controller: Controller | None = None
-_args: argparse.Namespace | None = None
+
+# Timeouts of kopf's own requests (seconds). A watch that has sent nothing, not even a bookmark
+# (the API server sends one about every minute), for INACTIVITY is presumed dead and replaced.
+CONNECT_TIMEOUT = 5.0
+REQUEST_TIMEOUT = 30.0
+INACTIVITY = 70.0
 
 
-def _get() -> Controller:
-    assert _controller is not None, "the controller starts before the watches"
-    return _controller
+class _Backoffs:
+    """kopf's delays between retries of a failed request, for ever: its default gives up after
+    about a minute, and a watch that gives up ends the operator (e.g. RBAC removed for a while).
+    A fresh iterator per request, so that every request starts from the short delays."""
 
-
-@kopf.on.startup()
-async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
-    # Our own Events describe transitions; kopf's handler-log Events would be noise.
-    settings.posting.enabled = False
-    # Only Jobs we labelled are streamed: the filter runs in the API server, not here.
-    settings.watching.label_selectors["batch", "jobs"] = f"{LABEL_MANAGED}=true"
-    # Lists come in pages: one response with every task is a memory peak that never goes away.
-    settings.watching.chunk_size = 500
-    settings.watching.server_timeout = 300
-    settings.watching.client_timeout = 330
-    # Resolve our two resources from API discovery once instead of watching CRDs and namespaces
-    # cluster-wide, which would need RBAC we do not otherwise use. A CRD installed after start-up
-    # (crds.enabled=false in the chart) is picked up on the next restart.
-    settings.scanning.disabled = True
-    # No kopf state is stored on our objects: handlers are event handlers only.
-    settings.persistence.finalizer = "nightshift.dev/unused"
-    # kopf deep-copies every object on every event to diff it for change handlers; we have none.
-    settings.persistence.diffbase_storage = _NoDiffBase()
-    args = _args
-    if args is not None and args.webhook_port:
-        settings.admission.server = kopf.WebhookServer(
-            addr=args.webhook_addr,
-            port=args.webhook_port,
-            host=args.webhook_host,
-            certfile=args.webhook_cert,
-            pkeyfile=args.webhook_key,
-            cafile=args.webhook_ca or args.webhook_cert,
-        )
-        if args.webhook_manage:
-            # Development and tests: the operator registers itself (the chart ships its own).
-            settings.admission.managed = args.webhook_manage
+    def __iter__(self) -> Iterator[float]:
+        yield from (1, 2, 4, 8)
+        while True:
+            yield 15
 
 
 class _NoDiffBase(kopf.DiffBaseStorage):
@@ -82,44 +63,84 @@ class _NoDiffBase(kopf.DiffBaseStorage):
         return None
 
 
-@kopf.on.event(GROUP, VERSION, PLURAL)
-async def _task_event(*, type: str | None, body: kopf.Body, **_: Any) -> None:
-    # async: kopf runs sync handlers in a thread pool, and the controller's queue is not
-    # thread-safe; on the event loop a wake-up cannot be lost.
-    _get().task_event(type, dict(body))
+def registry(args: argparse.Namespace) -> kopf.OperatorRegistry:
+    """The kopf handlers of one operator: the watches feed the controller kept in ``memo``."""
+    reg = kopf.OperatorRegistry()
 
+    @kopf.on.startup(registry=reg)
+    async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+        # Our own Events describe transitions; kopf's handler-log Events would be noise.
+        settings.posting.enabled = False
+        # Only Jobs we labelled are streamed: the filter runs in the API server, not here.
+        settings.watching.label_selectors["batch", "jobs"] = f"{LABEL_MANAGED}=true"
+        # Lists come in pages: one response with every task is a memory peak that never goes.
+        settings.watching.chunk_size = 500
+        settings.watching.server_timeout = 300
+        settings.watching.client_timeout = 330
+        settings.watching.connect_timeout = CONNECT_TIMEOUT
+        settings.watching.inactivity_timeout = INACTIVITY
+        settings.networking.connect_timeout = CONNECT_TIMEOUT
+        settings.networking.request_timeout = REQUEST_TIMEOUT
+        settings.networking.error_backoffs = _Backoffs()
+        # Resolve our two resources from API discovery once instead of watching CRDs and
+        # namespaces cluster-wide, which would need RBAC we do not otherwise use. A CRD installed
+        # after start-up (crds.enabled=false in the chart) is picked up on the next restart.
+        settings.scanning.disabled = True
+        # No kopf state is stored on our objects: handlers are event handlers only.
+        settings.persistence.finalizer = "nightshift.dev/unused"
+        # kopf deep-copies every object on every event to diff it for change handlers; we have
+        # none.
+        settings.persistence.diffbase_storage = _NoDiffBase()
+        if args.webhook_port:
+            settings.admission.server = kopf.WebhookServer(
+                addr=args.webhook_addr,
+                port=args.webhook_port,
+                host=args.webhook_host,
+                certfile=args.webhook_cert,
+                pkeyfile=args.webhook_key,
+                cafile=args.webhook_ca or args.webhook_cert,
+            )
+            if args.webhook_manage:
+                # Development and tests: the operator registers itself (the chart ships its own).
+                settings.admission.managed = args.webhook_manage
 
-@kopf.on.event("batch", "v1", "jobs", labels={LABEL_MANAGED: "true"})
-async def _job_event(*, type: str | None, body: kopf.Body, **_: Any) -> None:
-    _get().job_event(type, dict(body))
+    @kopf.on.login(registry=reg)
+    def _login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # The same credentials as the official client (kubeconfig or in-cluster account); kopf's
+        # own registry would add this handler, a registry of our own has to.
+        return kopf.login_via_client(**kwargs)
 
+    @kopf.on.event(GROUP, VERSION, PLURAL, registry=reg)
+    async def _task_event(*, type: str | None, body: kopf.Body, memo: Any, **_: Any) -> None:
+        # async: kopf runs sync handlers in a thread pool, and the controller's queue is not
+        # thread-safe; on the event loop a wake-up cannot be lost.
+        memo.controller.task_event(type, dict(body))
 
-def _validate(*, spec: kopf.Spec, operation: str | None = None, **_: Any) -> None:
-    if operation == "DELETE":
-        return
-    try:
-        parse_spec(dict(spec))
-    except SpecError as error:
-        raise kopf.AdmissionError(str(error), code=422) from None
+    @kopf.on.event("batch", "v1", "jobs", labels={LABEL_MANAGED: "true"}, registry=reg)
+    async def _job_event(*, type: str | None, body: kopf.Body, memo: Any, **_: Any) -> None:
+        memo.controller.job_event(type, dict(body))
 
+    if args.webhook_port:
+        # Only with a webhook server (kopf refuses admission handlers without one).
+        # failurePolicy Ignore: while the operator is down, writes are not blocked; what slips
+        # through is caught by the operator itself (Ready=False, one Warning Event, no Jobs).
+        @kopf.on.validate(GROUP, VERSION, PLURAL, id="validate", ignore_failures=True, registry=reg)
+        def _validate(*, spec: kopf.Spec, operation: str | None = None, **_: Any) -> None:
+            if operation == "DELETE":
+                return
+            try:
+                parse_spec(dict(spec))
+            except SpecError as error:
+                raise kopf.AdmissionError(str(error), code=422) from None
 
-@kopf.on.probe(id="scheduler")
-def _probe(**_: Any) -> dict[str, int]:
-    controller = _get()
-    return {"tasks": len(controller.entries), "queue": controller.queue_depth}
+    return reg
 
 
 async def _main(args: argparse.Namespace) -> None:
-    global _controller, _args  # noqa: PLW0603 - kopf handlers are module-level functions
-    _args = args
-    if args.webhook_port:
-        # Registered only with a webhook server (kopf refuses admission handlers without one).
-        # failurePolicy Ignore: while the operator is down, writes are not blocked; what slips
-        # through is caught by the operator itself (Ready=False, one Warning Event, no Jobs).
-        kopf.on.validate(GROUP, VERSION, PLURAL, id="validate", ignore_failures=True)(_validate)
     load_config(args.kubeconfig)
     identity = os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
-    api = KubeApi(identity=identity)
+    api = KubeClient(identity=identity)
+    supervisor = Supervisor(faults=faults.from_env())
     elector: LeaderElector | None = None
     if args.leader_elect:
         elector = LeaderElector(
@@ -128,33 +149,34 @@ async def _main(args: argparse.Namespace) -> None:
             name=args.leader_election_name,
             identity=identity,
         )
-        _controller = Controller(
-            api,
-            is_leader=lambda: elector is not None and elector.is_leader,
-            namespaces=args.namespaces or (),
-        )
-        elector.on_started = _controller.resync_all
-    else:
-        _controller = Controller(api, namespaces=args.namespaces or ())
+    controller = Controller(
+        api,
+        is_leader=(lambda: elector.is_leader) if elector else (lambda: True),
+        namespaces=args.namespaces or (),
+        supervisor=supervisor,
+    )
+    if elector is not None:
+        elector.on_started = controller.resync_all
+        supervisor.start("leader-election", elector.run)
     if args.metrics_port:
         start_http_server(args.metrics_port, addr="0.0.0.0")  # noqa: S104 - scraped in-cluster
-    scheduler = asyncio.create_task(_controller.run(), name="nightshift-controller")
-    election = asyncio.create_task(elector.run(), name="nightshift-leader") if elector else None
+    probes = await health.serve(args.health_port, controller) if args.health_port else None
+    scheduler = asyncio.create_task(controller.run(), name="nightshift-controller")
     try:
         await kopf.operator(
+            registry=registry(args),
+            memo=kopf.Memo(controller=controller),
             clusterwide=not args.namespaces,
             namespaces=args.namespaces,
             standalone=True,
-            liveness_endpoint=f"http://0.0.0.0:{args.health_port}/healthz"
-            if args.health_port
-            else None,
         )
     finally:
         scheduler.cancel()
-        if election is not None:
-            election.cancel()
+        await asyncio.gather(scheduler, return_exceptions=True)
         if elector is not None:
             await elector.release()
+        if probes is not None:
+            await probes.cleanup()
         api.close()
 
 

@@ -61,6 +61,7 @@ class Operator:
         self.name = name
         self.proc: subprocess.Popen[bytes] | None = None
         self.metrics_port = free_port()
+        self.health_port = free_port()
         self.starts = 0
 
     @property
@@ -71,7 +72,7 @@ class Operator:
         self.starts += 1
         args = [
             sys.executable, "-m", "nightshift", "run", "--kubeconfig", str(self.kubeconfig),
-            "--health-port", "0", "--metrics-port", str(self.metrics_port),
+            "--health-port", str(self.health_port), "--metrics-port", str(self.metrics_port),
         ]  # fmt: skip
         for namespace in self.namespaces:
             args += ["--namespace", namespace]
@@ -130,6 +131,19 @@ class Operator:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/") as response:
             text: str = response.read().decode()
             return text
+
+    def health(self, path: str = "/healthz") -> tuple[int, dict[str, Any]]:
+        """(HTTP status, JSON body) of the operator's liveness (or readiness) endpoint."""
+        import json
+        import urllib.error
+        import urllib.request
+
+        url = f"http://127.0.0.1:{self.health_port}{path}"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"{}")
 
     def logs(self) -> str:
         return "\n".join(

@@ -6,6 +6,7 @@ kill and restart it. Schedules use second-level intervals to keep the suite fast
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Iterator
@@ -535,16 +536,84 @@ def test_foreign_job_with_our_name_is_neither_adopted_nor_deleted(
 # --- crashes and downtime ------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def status_writes_refused(cluster: Any, namespace: str) -> Iterator[None]:
+    """The API server refuses every status write of ScheduledTasks in NAMESPACE (a
+    ValidatingAdmissionPolicy), until the block ends."""
+    name = f"refuse-status-{namespace}"[:63]
+    policy = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": name},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {
+                "resourceRules": [
+                    {
+                        "apiGroups": ["nightshift.dev"],
+                        "apiVersions": ["*"],
+                        "operations": ["UPDATE"],
+                        "resources": ["scheduledtasks/status"],
+                    }
+                ]
+            },
+            "validations": [{"expression": "false", "message": "status writes refused by a test"}],
+        },
+    }
+    binding = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": name},
+        "spec": {
+            "policyName": name,
+            "validationActions": ["Deny"],
+            "matchResources": {
+                "namespaceSelector": {
+                    "matchLabels": {"kubernetes.io/metadata.name": namespace},
+                }
+            },
+        },
+    }
+    probe = task("status-probe", interval="1h", suspend=True)
+    cluster.apply(probe, namespace)
+    try:
+        cluster.kubectl("apply", "-f", "-", input=json.dumps({"kind": "List", "apiVersion": "v1",
+                        "items": [policy, binding]}))  # fmt: skip
+
+        def refused() -> bool:
+            res = cluster.kubectl(
+                "patch", "stask", "status-probe", "-n", namespace, "--subresource=status",
+                "--type=merge", "-p", '{"status": {"runCount": 0}}', check=False,
+            )  # fmt: skip
+            return res.returncode != 0 and "status writes refused" in res.stderr
+
+        poll(refused, timeout=30, what="the policy to refuse status writes")
+        yield
+    finally:
+        cluster.kubectl("delete", "validatingadmissionpolicybinding,validatingadmissionpolicy",
+                        name, "--ignore-not-found", check=False)  # fmt: skip
+        cluster.kubectl("delete", "stask", "status-probe", "-n", namespace, check=False)
+
+
 def test_crash_between_create_and_status_write_adopts_the_job(
     cluster: Any, namespace: str, operator: Operator
 ) -> None:
-    operator.kill()
-    operator.start(NIGHTSHIFT_FAULT="exit-after-create")
-    cluster.apply(task("crashy", interval="1h"), namespace)
-    cluster.kubectl("annotate", "stask", "crashy", "-n", namespace, "nightshift.dev/run-now=once")
-    assert operator.wait_exit(timeout=30) == 137  # died right after creating the Job
-    assert len(jobs(cluster, namespace, "crashy")) == 1
-    assert not status(cluster, namespace, "crashy").get("active")
+    # The API server refuses the status write after the Job create; the operator is then killed
+    # (kill -9) and restarted with status writes allowed again: it adopts the Job it created.
+    with status_writes_refused(cluster, namespace):
+        cluster.apply(task("crashy", interval="1h"), namespace)
+        cluster.kubectl(
+            "annotate", "stask", "crashy", "-n", namespace, "nightshift.dev/run-now=once"
+        )
+        poll(lambda: jobs(cluster, namespace, "crashy"), timeout=30, what="the Job")
+        poll(
+            lambda: "status writes refused" in operator.logs(),
+            timeout=30,
+            what="a refused status write",
+        )
+        operator.kill()
+        assert len(jobs(cluster, namespace, "crashy")) == 1
+        assert not status(cluster, namespace, "crashy").get("active")
     operator.start()
 
     def adopted() -> dict[str, Any] | None:

@@ -1,0 +1,345 @@
+"""The operator's memory of the cluster: every task's latest object and the facts of its Jobs.
+
+Watch events and resync lists feed it; each returns the task to sync, if any. It does no I/O and
+holds no clock: the sync reads it, and an ordering counter (``tick``) tells a list that is older
+than an event from one that is newer, so a resync only forgets what nothing has mentioned since
+the list began.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from nightshift.jobs import ANNOTATION_RUN_NOW, ANNOTATION_SLOT, job_identity
+from nightshift.models import KIND, parse_time
+from nightshift.reconcile import JobView
+
+__all__ = [
+    "RESYNC",
+    "Entry",
+    "JobRecord",
+    "Key",
+    "ResyncResult",
+    "Store",
+    "resource_version",
+    "to_time",
+]
+
+Key = tuple[str, str]  # (namespace, name)
+RESYNC = "RESYNC"  # the kind of the events a resync feeds in
+Outcome = tuple[int | None, str | None]  # exit code, termination message
+
+
+def resource_version(obj: dict[str, Any]) -> int:
+    """An object's resourceVersion as a number (0 when absent or not a number).
+
+    Kubernetes calls resourceVersions opaque, but etcd-backed ones are its revision, which only
+    grows: comparing them is how an event older than our own write is recognised.
+    """
+    try:
+        return int((obj.get("metadata") or {}).get("resourceVersion") or 0)
+    except ValueError:
+        return 0
+
+
+def to_time(value: Any) -> datetime | None:
+    """A timestamp from an object (RFC 3339 text or a datetime) as an aware datetime, or None."""
+    if not value:
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    try:
+        return parse_time(str(value))
+    except ValueError:
+        return None
+
+
+def _finished(job: dict[str, Any]) -> tuple[Any, str | None, datetime | None]:
+    """("Succeeded" | "Failed" | None, reason, finish time) from a Job's terminal condition."""
+    for cond in (job.get("status") or {}).get("conditions") or []:
+        if cond.get("status") != "True":
+            continue
+        if cond.get("type") == "Complete":
+            return "Succeeded", cond.get("reason"), to_time(cond.get("lastTransitionTime"))
+        if cond.get("type") == "Failed":
+            return "Failed", cond.get("reason"), to_time(cond.get("lastTransitionTime"))
+    return None, None, None
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """The few facts about a Job the operator keeps (a full Job body is ~5 KB).
+
+    The reconciler sees a :class:`JobView` of it; the record also knows who controls the Job,
+    whether it is being deleted, and its pod's outcome once that has been read.
+    """
+
+    name: str
+    uid: str
+    owner_uid: str
+    run: str | None
+    attempt: int | None
+    slot: datetime | None
+    created: datetime | None
+    finished: Literal["Succeeded", "Failed"] | None
+    reason: str | None
+    finished_at: datetime | None
+    deleting: bool
+    run_now_token: str | None
+    outcome: Outcome | None = None  # read from the pod once the Job finished; None: not yet
+
+    @classmethod
+    def of(cls, body: dict[str, Any]) -> JobRecord:
+        meta = body.get("metadata") or {}
+        refs: list[dict[str, Any]] = meta.get("ownerReferences") or []
+        owner = next((r for r in refs if r.get("controller")), {})
+        identity = job_identity(body)
+        annotations = meta.get("annotations") or {}
+        finished, reason, finished_at = _finished(body)
+        return cls(
+            name=meta.get("name", ""),
+            uid=meta.get("uid", ""),
+            owner_uid=owner.get("uid", ""),
+            run=identity[0] if identity else None,
+            attempt=identity[1] if identity else None,
+            slot=to_time(annotations.get(ANNOTATION_SLOT)),
+            created=to_time(meta.get("creationTimestamp")),
+            finished=finished,
+            reason=reason,
+            finished_at=finished_at,
+            deleting=bool(meta.get("deletionTimestamp")),
+            run_now_token=annotations.get(ANNOTATION_RUN_NOW),
+        )
+
+    def belongs_to(self, task_uid: str) -> bool:
+        """Whether the reconciler should see this Job as one of the task's runs."""
+        return not self.deleting and self.owner_uid == task_uid and self.run is not None
+
+    def view(self) -> JobView:
+        """What the reconciler reads (call only when :meth:`belongs_to` holds)."""
+        assert self.run is not None
+        assert self.attempt is not None
+        exit_code, message = self.outcome or (None, None)
+        return JobView(
+            name=self.name,
+            run=self.run,
+            attempt=self.attempt,
+            slot=self.slot,
+            created=self.created,
+            finished=self.finished,
+            reason=self.reason,
+            finished_at=self.finished_at,
+            exit_code=exit_code,
+            message=message,
+            run_now_token=self.run_now_token,
+        )
+
+
+def _pack(body: dict[str, Any]) -> bytes:
+    meta = dict(body.get("metadata") or {})
+    meta.pop("managedFields", None)  # large and never read
+    return json.dumps({**body, "metadata": meta}, separators=(",", ":")).encode()
+
+
+@dataclass(slots=True)
+class Entry:
+    """One task: its latest object as compact JSON (parsed per sync) and its Jobs' records.
+
+    Keeping JSON text instead of parsed dicts and models is what keeps 10,000 tasks in budget.
+    """
+
+    raw: bytes
+    uid: str
+    rv: int
+    seen: int = 0  # the store's tick when the task was last heard of
+    jobs: dict[str, JobRecord] = field(default_factory=dict)
+    job_seen: dict[str, int] = field(default_factory=dict)  # the same, per Job
+
+    @classmethod
+    def of(cls, body: dict[str, Any]) -> Entry:
+        meta = body.get("metadata") or {}
+        return cls(raw=_pack(body), uid=meta.get("uid", ""), rv=resource_version(body))
+
+    def replace(self, body: dict[str, Any]) -> None:
+        """Take a newer version of the same task."""
+        self.raw, self.rv = _pack(body), resource_version(body)
+
+    @property
+    def body(self) -> dict[str, Any]:
+        """The stored object, freshly parsed (callers may change it)."""
+        value: dict[str, Any] = json.loads(self.raw)
+        return value
+
+    def drop_job(self, name: str) -> None:
+        self.jobs.pop(name, None)
+        self.job_seen.pop(name, None)
+
+
+@dataclass(frozen=True, slots=True)
+class ResyncResult:
+    """What a resync changed: the tasks it forgot, and the tasks whose Jobs it forgot."""
+
+    gone_tasks: tuple[Key, ...]
+    changed: tuple[Key, ...]
+    gone_jobs: int
+
+
+class Store:
+    """Every task the operator knows, by (namespace, name), and Jobs seen before their task."""
+
+    def __init__(self) -> None:
+        self.entries: dict[Key, Entry] = {}
+        self._orphans: dict[str, dict[str, JobRecord]] = {}  # task uid -> Jobs
+        self._orphan_seen: dict[str, int] = {}
+        self._tick = itertools.count(1)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def get(self, key: Key) -> Entry | None:
+        return self.entries.get(key)
+
+    def tick(self) -> int:
+        """The next value of the ordering counter."""
+        return next(self._tick)
+
+    # --- watch input --------------------------------------------------------------------------
+
+    def task_event(self, kind: str | None, body: dict[str, Any]) -> Key | None:
+        """A task was listed (``None``), added, modified, deleted or resynced; the key to sync."""
+        meta = body.get("metadata") or {}
+        key = (meta.get("namespace", ""), meta.get("name", ""))
+        if kind == "DELETED":
+            self.forget(key)
+            return None
+        entry = self.entries.get(key)
+        if entry is not None and entry.uid != meta.get("uid"):
+            entry = None  # deleted and re-created under the same name
+        rv = resource_version(body)
+        if entry is None:
+            entry = Entry.of(body)
+            self.entries[key] = entry
+            entry.jobs.update(self._orphans.pop(entry.uid, {}))
+            seen = self._orphan_seen.pop(entry.uid, 0)
+            entry.job_seen.update(dict.fromkeys(entry.jobs, seen))
+        elif kind == RESYNC and rv <= entry.rv:
+            entry.seen = self.tick()
+            return None  # nothing new
+        elif rv >= entry.rv:
+            entry.replace(body)
+        else:
+            entry.seen = self.tick()
+            return None  # an older event than the status we wrote ourselves
+        entry.seen = self.tick()
+        return key
+
+    def job_event(self, kind: str | None, body: dict[str, Any]) -> Key | None:
+        """A Job carrying our label changed; file it under its controlling task."""
+        meta = body.get("metadata") or {}
+        owner = next(
+            (
+                ref
+                for ref in meta.get("ownerReferences") or []
+                if ref.get("controller") and ref.get("kind") == KIND
+            ),
+            None,
+        )
+        if owner is None:
+            return None
+        key = (meta.get("namespace", ""), owner.get("name", ""))
+        entry = self.entries.get(key)
+        name = meta.get("name", "")
+        if entry is None or entry.uid != owner.get("uid"):
+            # Jobs can be listed before their task; keep them until the task arrives.
+            uid = owner.get("uid", "")
+            bucket = self._orphans.setdefault(uid, {})
+            self._orphan_seen[uid] = self.tick()
+            if kind == "DELETED":
+                bucket.pop(name, None)
+                if not bucket:
+                    self._orphans.pop(uid, None)
+                    self._orphan_seen.pop(uid, None)
+            else:
+                bucket[name] = JobRecord.of(body)
+            return None
+        if kind == "DELETED":
+            entry.drop_job(name)
+            return key
+        previous = entry.jobs.get(name)
+        current = JobRecord.of(body)
+        if previous is not None and previous.uid == current.uid and current.finished:
+            current = replace(current, outcome=previous.outcome)  # read once, kept
+        entry.jobs[name] = current
+        entry.job_seen[name] = self.tick()
+        if previous == current:
+            return None  # nothing the reconciler cares about changed
+        return key
+
+    def job_created(self, key: Key, body: dict[str, Any]) -> None:
+        """Record a Job this operator just created (or adopted) without waiting for the watch."""
+        entry = self.entries.get(key)
+        if entry is None:
+            return
+        record = JobRecord.of(body)
+        if record.name not in entry.jobs:
+            entry.jobs[record.name] = record
+            entry.job_seen[record.name] = self.tick()
+
+    def set_outcome(self, key: Key, job: JobRecord, outcome: Outcome) -> None:
+        """Remember the exit code and message read from a finished Job's pod."""
+        entry = self.entries.get(key)
+        record = entry.jobs.get(job.name) if entry is not None else None
+        if entry is not None and record is not None and record.uid == job.uid:
+            entry.jobs[job.name] = replace(record, outcome=outcome)
+
+    def stored(self, key: Key, entry: Entry, body: dict[str, Any]) -> None:
+        """Our own write of the task came back as ``body``."""
+        if self.entries.get(key) is entry and resource_version(body) >= entry.rv:
+            entry.replace(body)
+            entry.seen = self.tick()
+
+    def forget(self, key: Key) -> bool:
+        """Drop a task (deleted); True if it was known."""
+        return self.entries.pop(key, None) is not None
+
+    # --- resync -------------------------------------------------------------------------------
+
+    def resync_done(
+        self, mark: int, tasks: set[tuple[str, str, str]], jobs: set[tuple[str, str]]
+    ) -> ResyncResult:
+        """Forget what a full list (begun at tick ``mark``) no longer shows.
+
+        ``tasks`` holds (namespace, name, uid) and ``jobs`` (namespace, name) of everything listed;
+        the listed objects themselves were fed in as RESYNC events. Only what was last heard of
+        before the lists began can be forgotten: anything newer has had an event since, so a list
+        that lacks it is merely older.
+        """
+        gone_tasks = tuple(
+            key
+            for key, entry in self.entries.items()
+            if entry.seen < mark and (*key, entry.uid) not in tasks
+        )
+        for key in gone_tasks:
+            self.forget(key)
+        changed: list[Key] = []
+        gone_jobs = 0
+        for key, entry in self.entries.items():
+            stale = [
+                name
+                for name, seen in entry.job_seen.items()
+                if seen < mark and (key[0], name) not in jobs
+            ]
+            for name in stale:
+                entry.drop_job(name)
+            if stale:
+                gone_jobs += len(stale)
+                changed.append(key)
+        live = {uid for *_, uid in tasks}
+        for uid in [u for u, seen in self._orphan_seen.items() if seen < mark and u not in live]:
+            self._orphans.pop(uid, None)
+            self._orphan_seen.pop(uid, None)
+        return ResyncResult(gone_tasks, tuple(changed), gone_jobs)

@@ -1,0 +1,179 @@
+"""The work queue: which tasks to sync now, and a heap of wake-ups for the ones due later.
+
+Like client-go's workqueue: a key is queued at most once, is never handed to two workers at once
+(a key added while it is being synced is synced again afterwards), and ``add_after`` only ever
+moves a key's wake-up earlier, so no later request (an error back-off, say) can push a due slot
+back. Failures back off per key, exponentially, until the key succeeds once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import random
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+__all__ = ["Backoff", "WorkQueue"]
+
+K = TypeVar("K", bound=Hashable)
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Delay before retrying a key that failed ``failures`` times in a row."""
+
+    initial: float = 1.0
+    factor: float = 2.0
+    maximum: float = 30.0
+    jitter: float = 0.1  # +/- this fraction, so that keys that failed together spread out
+
+    def delay(self, failures: int, rand: float = 0.5) -> float:
+        """``rand`` in [0, 1) picks the jitter (0.5: none)."""
+        base = min(self.maximum, self.initial * self.factor ** max(0, failures - 1))
+        return base * (1 + self.jitter * (2 * rand - 1))
+
+
+class WorkQueue(Generic[K]):
+    """Keys waiting for a worker, and wake-ups (wall-clock seconds) waiting for their time."""
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] = time.time,
+        backoff: Backoff | None = None,
+        on_change: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.clock = clock
+        self.backoff = backoff or Backoff()
+        self.on_change = on_change  # called whenever the number of queued keys changes
+        self._ready: asyncio.Queue[K] = asyncio.Queue()
+        self._queued: set[K] = set()
+        self._busy: set[K] = set()
+        self._again: set[K] = set()
+        self._heap: list[tuple[float, int, K]] = []
+        self._wake: dict[K, float] = {}  # the current (earliest) wake-up of each key
+        self._seq = itertools.count()
+        self._timer = asyncio.Event()
+        self._failures: dict[K, int] = {}
+        self.last_taken = time.monotonic()  # when a worker last took a key (liveness)
+
+    # --- now --------------------------------------------------------------------------------
+
+    def add(self, key: K) -> None:
+        """Sync ``key`` soon (once, however often it is added before a worker takes it)."""
+        if key in self._busy:
+            self._again.add(key)
+            return
+        if key in self._queued:
+            return
+        self._queued.add(key)
+        self._ready.put_nowait(key)
+        self.on_change()
+
+    async def get(self) -> K:
+        """The next key to sync; the caller must call :meth:`done` with it afterwards."""
+        key = await self._ready.get()
+        self._queued.discard(key)
+        self._busy.add(key)
+        self.last_taken = time.monotonic()
+        self.on_change()
+        return key
+
+    def done(self, key: K) -> None:
+        """The worker finished ``key``; if it was added meanwhile, it is queued again."""
+        self._busy.discard(key)
+        if key in self._again:
+            self._again.discard(key)
+            self.add(key)
+
+    def __len__(self) -> int:
+        """Keys queued for a worker (not those being synced)."""
+        return self._ready.qsize()
+
+    # --- later ------------------------------------------------------------------------------
+
+    def add_after(self, key: K, when: float) -> None:
+        """Sync ``key`` at ``when`` (wall clock) unless it already has an earlier wake-up."""
+        current = self._wake.get(key)
+        if current is not None and current <= when:
+            return
+        self._wake[key] = when
+        heapq.heappush(self._heap, (when, next(self._seq), key))
+        self._timer.set()
+
+    def wake_of(self, key: K) -> float | None:
+        """The key's pending wake-up, if any."""
+        return self._wake.get(key)
+
+    def forget(self, key: K) -> None:
+        """Drop the key's wake-up and failure count (the task is gone)."""
+        self._wake.pop(key, None)
+        self._failures.pop(key, None)
+
+    def pop_due(self, now: float) -> list[tuple[K, float]]:
+        """Queue every key whose wake-up is at or before ``now``; returns them with their times."""
+        due: list[tuple[K, float]] = []
+        while self._heap and self._heap[0][0] <= now:
+            when, _, key = heapq.heappop(self._heap)
+            if self._wake.get(key) != when:
+                continue  # superseded by an earlier wake-up, or forgotten
+            del self._wake[key]
+            due.append((key, when))
+            self.add(key)
+        return due
+
+    def next_wake(self) -> float | None:
+        """The earliest pending wake-up."""
+        while self._heap and self._wake.get(self._heap[0][2]) != self._heap[0][0]:
+            heapq.heappop(self._heap)  # stale entries first: they would wake the timer for nothing
+        return self._heap[0][0] if self._heap else None
+
+    @property
+    def scheduled(self) -> int:
+        """Keys with a pending wake-up."""
+        return len(self._wake)
+
+    async def run_timer(
+        self,
+        *,
+        tick: float = 5.0,
+        on_due: Callable[[K, float, float], None] = lambda key, when, now: None,
+        beat: Callable[[], None] = lambda: None,
+    ) -> None:
+        """Move wake-ups into the queue as they come due, forever; ``beat`` at least every
+        ``tick`` seconds, so that a stopped timer is noticed (liveness)."""
+        while True:
+            self._timer.clear()
+            now = self.clock()
+            for key, when in self.pop_due(now):
+                on_due(key, when, now)
+            beat()
+            upcoming = self.next_wake()
+            delay = tick if upcoming is None else min(tick, max(0.0, upcoming - now))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._timer.wait(), timeout=delay)
+
+    # --- failures ---------------------------------------------------------------------------
+
+    def retry(self, key: K, *, at_least: float | None = None) -> float:
+        """The key failed: sync it again after its back-off (or the server's ``at_least``
+        seconds, if longer). Returns the delay."""
+        failures = self._failures.get(key, 0) + 1
+        self._failures[key] = failures
+        delay = self.backoff.delay(failures, random.random())
+        if at_least is not None:
+            delay = max(delay, at_least)
+        self.add_after(key, self.clock() + delay)
+        return delay
+
+    def succeeded(self, key: K) -> None:
+        """The key synced without error: its next failure starts the back-off afresh."""
+        self._failures.pop(key, None)
+
+    def failures(self, key: K) -> int:
+        return self._failures.get(key, 0)

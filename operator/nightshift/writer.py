@@ -1,0 +1,320 @@
+"""The write-behind: each task's status, Job deletes and Events, written after the Job creates.
+
+A sync decides and creates Jobs at once; what it wants written goes here. Writes wait (at most
+``YIELD_MAX`` s) while creates are queued or in flight, so that when many tasks are due together
+the API server spends its time on the Jobs first. A task's writes go in order: the status, then
+the deletes (a Job is pruned only once the status recording its run is stored), then the Events.
+
+Every status write carries the resourceVersion its decision started from. If the task changed
+since, the write fails instead of landing: a deposed leader cannot overwrite its successor's
+status, and a task re-created under the same name never inherits the old one's. On such a
+conflict the task is read again; the decision is kept and redone on the new spec when only the
+spec or metadata changed, and dropped when someone else wrote the status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from nightshift import metrics
+from nightshift.api import ApiError, Conflict, KubeApi
+from nightshift.reconcile import Event
+from nightshift.store import RESYNC, Entry, Key, Store, resource_version
+from nightshift.workqueue import WorkQueue
+
+__all__ = ["EVENT_QUEUE", "WRITERS", "YIELD_MAX", "CreateGate", "Writer", "canonical"]
+
+log = logging.getLogger(__name__)
+
+WRITERS = 8  # status writes in flight at once
+YIELD_MAX = 5.0  # seconds a write waits for the creates at most
+EVENT_QUEUE = 2000  # Events waiting to be posted; beyond that they are dropped (and counted)
+EVENT_POSTERS = 8
+
+
+def canonical(status: Any) -> bytes:
+    """A status as comparable text: keys sorted, and null fields left out (a merge patch's null
+    deletes the field, so what the API server stores never has them)."""
+
+    def strip(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if v is not None}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+
+    return json.dumps(strip(status or {}), sort_keys=True, separators=(",", ":")).encode()
+
+
+class CreateGate:
+    """Knows whether Job creates are queued or in flight; writes wait until they are not."""
+
+    def __init__(self, queued: Callable[[], int]) -> None:
+        self._queued = queued
+        self.creating = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def update(self) -> None:
+        """Call whenever the queue's length or the creates in flight change."""
+        if self.creating or self._queued():
+            self._idle.clear()
+        else:
+            self._idle.set()
+
+    @contextlib.contextmanager
+    def creating_jobs(self, count: int) -> Iterator[None]:
+        self.creating += count
+        self.update()
+        try:
+            yield
+        finally:
+            self.creating -= count
+            self.update()
+
+    async def wait_idle(self, limit: float) -> None:
+        """Return once nothing is being created, or after ``limit`` seconds."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), timeout=limit)
+
+
+@dataclass(slots=True)
+class _Pending:
+    """What syncs of one task decided and is not written yet."""
+
+    entry: Entry  # the stored task it was decided for (a namesake is another entry)
+    base_rv: str  # the resourceVersion the first unwritten decision started from
+    base_status: bytes  # that version's status (canonical): whose write a conflict was
+    status: dict[str, Any] | None = None
+    deletes: dict[str, tuple[str, str | None]] = field(default_factory=dict)  # name: (why, uid)
+    events: list[Event] = field(default_factory=list)
+    flushing: bool = False
+
+    def empty(self) -> bool:
+        return self.status is None and not self.deletes and not self.events
+
+
+class Writer:
+    """Per-task write-behind of status, deletes and Events, with optimistic concurrency."""
+
+    def __init__(
+        self,
+        api: KubeApi,
+        store: Store,
+        queue: WorkQueue[Key],
+        gate: CreateGate,
+        *,
+        is_leader: Callable[[], bool] = lambda: True,
+        on_gone: Callable[[Key], None] = lambda key: None,
+        writers: int = WRITERS,
+        event_queue: int = EVENT_QUEUE,
+    ) -> None:
+        self.api = api
+        self.store = store
+        self.queue = queue
+        self.gate = gate
+        self.is_leader = is_leader
+        self.on_gone = on_gone  # the task no longer exists: forget it everywhere
+        self._pending: dict[Key, _Pending] = {}
+        self._writes = asyncio.Semaphore(writers)
+        self._events: asyncio.Queue[tuple[dict[str, Any], Event]] = asyncio.Queue(event_queue)
+        self._flushes: set[asyncio.Task[None]] = set()
+
+    # --- what syncs read and hand over -----------------------------------------------------
+
+    def status_for(self, key: Key, entry: Entry) -> dict[str, Any] | None:
+        """The status decided for the task but not yet written: a sync must start from it, not
+        from the older status in the stored object."""
+        pending = self._pending.get(key)
+        if pending is None or pending.entry is not entry:
+            return None
+        return pending.status
+
+    def submit(
+        self,
+        key: Key,
+        entry: Entry,
+        body: dict[str, Any],
+        *,
+        status: dict[str, Any] | None,
+        deletes: dict[str, tuple[str, str | None]],
+        events: list[Event],
+    ) -> None:
+        """Queue a sync's writes; ``body`` is the stored object that sync started from."""
+        pending = self._pending.get(key)
+        if pending is not None and pending.entry is not entry:
+            pending = None  # decided for a task that has since been re-created
+        if pending is None:
+            if status is None and not deletes and not events:
+                return
+            pending = _Pending(
+                entry=entry,
+                base_rv=str((body.get("metadata") or {}).get("resourceVersion") or ""),
+                base_status=canonical(body.get("status")),
+            )
+            self._pending[key] = pending
+        if status is not None:
+            pending.status = status
+        for name, what in deletes.items():
+            pending.deletes.setdefault(name, what)
+        pending.events += events
+        if not pending.flushing and not pending.empty():
+            pending.flushing = True
+            flush = asyncio.create_task(self._flush(key, pending), name="nightshift-flush")
+            self._flushes.add(flush)
+            flush.add_done_callback(self._flushes.discard)
+
+    def drop(self, key: Key) -> None:
+        """Forget what was decided for the task (it is gone)."""
+        self._pending.pop(key, None)
+
+    def drop_all(self) -> None:
+        """Forget every unwritten decision (a new term as leader: another leader may have acted
+        since, and the stored objects, kept current by the watches, say what it did)."""
+        self._pending.clear()
+
+    @property
+    def backlog(self) -> int:
+        """Tasks with writes waiting."""
+        return len(self._pending)
+
+    # --- writing ----------------------------------------------------------------------------
+
+    async def _flush(self, key: Key, pending: _Pending) -> None:
+        try:
+            await self.gate.wait_idle(YIELD_MAX)
+            async with self._writes:
+                await self._write(key, pending)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # A bug here must not lose the task: log it and let a later sync write again.
+            log.exception("writing %s/%s failed", *key)
+            metrics.SYNC_ERRORS.inc()
+            self.queue.retry(key)
+        finally:
+            pending.flushing = False
+
+    def _current(self, key: Key, pending: _Pending) -> bool:
+        return (
+            self._pending.get(key) is pending
+            and self.store.get(key) is pending.entry
+            and self.is_leader()
+        )
+
+    async def _write(self, key: Key, pending: _Pending) -> None:
+        namespace, name = key
+        while self._current(key, pending):
+            if pending.empty():
+                del self._pending[key]
+                return
+            status, deletes, events = pending.status, pending.deletes, pending.events
+            pending.deletes, pending.events = {}, []
+            if status is not None:
+                try:
+                    updated = await self.api.patch_status(namespace, name, status, pending.base_rv)
+                except Conflict:
+                    pending.deletes = deletes | pending.deletes
+                    pending.events = events + pending.events
+                    await self._conflict(key, pending)
+                    return
+                except ApiError as error:
+                    # Keep it all; a later sync (after the back-off) writes it again.
+                    pending.deletes = deletes | pending.deletes
+                    pending.events = events + pending.events
+                    delay = self.queue.retry(key, at_least=error.retry_after)
+                    log.warning("%s; retrying in %.1f s", error, delay)
+                    metrics.SYNC_ERRORS.inc()
+                    return
+                if updated is None:
+                    # 404: deleted while a watch was down (a DELETED event would have dropped
+                    # the entry). Its Events must not be posted.
+                    log.info("task %s/%s no longer exists; forgetting it", *key)
+                    self._pending.pop(key, None)
+                    self.on_gone(key)
+                    return
+                self.store.stored(key, pending.entry, updated)
+                pending.base_rv = str(resource_version(updated))
+                pending.base_status = canonical(updated.get("status"))
+                if pending.status is status:
+                    pending.status = None  # written, and no sync has changed it since
+            failed: dict[str, tuple[str, str | None]] = {}
+            for job, (why, uid) in deletes.items():
+                try:
+                    await self.api.delete_job(namespace, job, uid)
+                except ApiError as problem:
+                    log.warning("deleting Job %s/%s (%s): %s", namespace, job, why, problem)
+                    failed[job] = (why, uid)
+            if failed:
+                pending.deletes = failed | pending.deletes
+                self.queue.retry(key)
+            ref = {
+                "metadata": {
+                    "name": name,
+                    "namespace": namespace,
+                    "uid": pending.entry.uid,
+                    "resourceVersion": str(pending.entry.rv),
+                }
+            }
+            for event in events:
+                self.post(ref, event)
+            if failed:
+                return
+
+    async def _conflict(self, key: Key, pending: _Pending) -> None:
+        """The task changed since the decision started: read it again, and decide again."""
+        namespace, name = key
+        try:
+            fresh = await self.api.get_task(namespace, name)
+        except ApiError as error:
+            delay = self.queue.retry(key, at_least=error.retry_after)
+            log.warning("%s; retrying in %.1f s", error, delay)
+            return
+        if fresh is None:
+            log.info("task %s/%s no longer exists; forgetting it", *key)
+            self._pending.pop(key, None)
+            self.on_gone(key)
+            return
+        metrics.STATUS_CONFLICTS.inc()
+        if (fresh.get("metadata") or {}).get("uid") != pending.entry.uid:
+            # Re-created under the same name: the new task starts from its own (empty) status.
+            log.info("task %s/%s was re-created; its old status is not carried over", *key)
+            self._pending.pop(key, None)
+        elif canonical(fresh.get("status")) == pending.base_status:
+            # Only the spec or metadata changed: decide again on them, from what we decided.
+            pending.base_rv = str(resource_version(fresh))
+        else:
+            log.warning(
+                "the status of %s/%s was written by someone else (another replica?); "
+                "deciding again from it",
+                *key,
+            )
+            self._pending.pop(key, None)
+        queued = self.store.task_event(RESYNC, fresh)
+        self.queue.add(queued or key)
+
+    # --- Events -----------------------------------------------------------------------------
+
+    def post(self, ref: dict[str, Any], event: Event) -> None:
+        """Post an Event in the background; when too many wait, drop it (and count that)."""
+        try:
+            self._events.put_nowait((ref, event))
+        except asyncio.QueueFull:
+            metrics.EVENTS_DROPPED.inc()
+
+    async def post_events(self) -> None:
+        """Post queued Events, forever (run EVENT_POSTERS of these)."""
+        while True:
+            ref, event = await self._events.get()
+            try:
+                await self.api.post_event(ref, event.type, event.reason, event.message)
+            except ApiError as error:
+                log.warning("cannot post Event %s on %s: %s", event.reason, ref, error)
+            finally:
+                self._events.task_done()
