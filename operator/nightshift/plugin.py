@@ -9,10 +9,8 @@ line and exit 1; usage errors exit 2.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
-import secrets
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -24,9 +22,16 @@ import yaml
 
 from nightshift import __version__
 from nightshift.durations import DurationError, format_duration, parse_duration
-from nightshift.jobs import ANNOTATION_RUN_NOW, PREFIX, job_name, manual_run_id
+from nightshift.jobs import (
+    ANNOTATION_RUN_NOW,
+    PREFIX,
+    job_name,
+    manual_run_id,
+    new_token,
+    token_key,
+)
 from nightshift.models import GROUP, PLURAL, VERSION, SpecError, TaskSpec, parse_spec
-from nightshift.schedule import describe, fire_time, iter_slots, plan_for
+from nightshift.schedule import describe, format_fire_time, next_fire_times, plan_for
 
 __all__ = [
     "ANNOTATION_SUSPEND_REASON",
@@ -85,20 +90,6 @@ class PluginError(Exception):
 
 
 # --- pure helpers ---------------------------------------------------------------------------------
-
-
-def new_token(now: datetime, suffix: str | None = None) -> str:
-    """A fresh run-now token: the UTC time and a random suffix (``20261124T073000Z-1a2b3c``)."""
-    tail = suffix if suffix is not None else secrets.token_hex(3)
-    return f"{now.astimezone(UTC):%Y%m%dT%H%M%SZ}-{tail}"
-
-
-def token_key(token: str) -> str:
-    """How status.runNowToken records a token (as nightshift.reconcile does): the token itself,
-    or a digest of one longer than the field's 128 characters."""
-    if len(token) <= 128:
-        return token
-    return "sha256:" + hashlib.sha256(token.encode()).hexdigest()
 
 
 def parse_ts(value: Any) -> datetime | None:
@@ -305,27 +296,13 @@ def history_rows(
 def upcoming(
     task: TaskSpec, namespace: str, name: str, now: datetime, count: int, *, runs_so_far: int = 0
 ) -> list[datetime]:
-    """The next ``count`` fire times (slot + jitter) after ``now``, honouring maxRuns."""
+    """The next ``count`` fire times after ``now`` (nightshift.schedule.next_fire_times)."""
     plan = plan_for(task, namespace, name)
-    if task.maxRuns:
-        count = min(count, max(0, task.maxRuns - runs_so_far))
-    found: list[datetime] = []
-    if count <= 0:
-        return found
-    # A slot just before now may still fire after now when jitter delays it.
-    for slot in iter_slots(plan, now - plan.jitter):
-        moment = fire_time(plan, slot)
-        if moment <= now:
-            continue
-        found.append(moment)
-        if len(found) >= count:
-            break
-    return found
+    return next_fire_times(plan, now, count, max_runs=task.maxRuns, runs_so_far=runs_so_far)
 
 
 def _iso(moment: datetime, zone: Any) -> str:
-    local = moment.astimezone(zone)
-    text = local.isoformat(timespec="seconds" if local.microsecond == 0 else "milliseconds")
+    text = format_fire_time(moment, zone)
     return text.replace("+00:00", "Z") if zone is UTC else text
 
 

@@ -33,7 +33,6 @@ from nightshift.plugin import (
     history_rows,
     list_table,
     namespace_from_contexts,
-    new_token,
     newest_pod,
     one_line,
     parse_args,
@@ -42,11 +41,8 @@ from nightshift.plugin import (
     run_progress,
     select_attempt,
     task_row,
-    token_key,
     upcoming,
 )
-from nightshift.reconcile import _token_key
-from nightshift.timezones import load_zone
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 23, 10, 0, 0, tzinfo=UTC)
@@ -62,22 +58,6 @@ def record(run: str, attempt: int = 1, result: str = "Succeeded", **extra: Any) 
 
 
 # --- small helpers --------------------------------------------------------------------------------
-
-
-def test_token_is_utc_time_plus_suffix_and_names_a_valid_job() -> None:
-    zurich = NOW.astimezone(load_zone("Europe/Zurich"))
-    token = new_token(zurich, "1a2b3c")
-    assert token == "20261123T100000Z-1a2b3c"
-    assert new_token(NOW) != new_token(NOW)  # random suffix
-    assert re.fullmatch(r"\d{8}T\d{6}Z-[0-9a-f]{6}", new_token(NOW))
-    name = job_name("x" * 80, manual_run_id(token), 1)
-    assert len(name) <= 63
-    assert name.endswith(f"-m{manual_run_id(token).removeprefix('manual-')}-1")
-
-
-@pytest.mark.parametrize("token", ["short", "x" * 128, "y" * 129, "z" * 5000])
-def test_token_key_matches_the_operator(token: str) -> None:
-    assert token_key(token) == _token_key(token)
 
 
 @pytest.mark.parametrize(
