@@ -141,7 +141,7 @@ def build_job(
     pod_template = job_spec.setdefault("template", {})
     pod_spec = pod_template.setdefault("spec", {})
     pod_spec.setdefault("restartPolicy", "Never")
-    # Retries are ours, one Job per attempt (DESIGN rule 3).
+    # Retries are ours, one Job per attempt (docs/architecture.md#retries-are-the-operators).
     job_spec.setdefault("backoffLimit", 0)
     if spec.timeout is not None:
         job_spec["activeDeadlineSeconds"] = max(1, math.ceil(spec.timeout.total_seconds()))

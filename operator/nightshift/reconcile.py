@@ -47,7 +47,8 @@ __all__ = [
 GRACE = timedelta(seconds=60)
 _TICK = timedelta(microseconds=1)
 _FIRST_INSTANT = datetime.min.replace(tzinfo=UTC)
-MESSAGE_LIMIT = 1024  # bytes of a termination message kept in a run record (DESIGN: first 1 KiB)
+# Bytes of a termination message kept in a run record (docs/architecture.md#status-and-events).
+MESSAGE_LIMIT = 1024
 CONDITION_MESSAGE_LIMIT = 4096  # characters; Condition.message's bound
 # status.active and status.pendingRetries hold at most 100 entries each (and the CRD says so): under
 # Allow, a slot that would go beyond that is Skipped rather than making the status unwritable.
