@@ -152,19 +152,25 @@ def _wait_for_run(
         time.sleep(POLL_SECONDS)
 
 
-def cmd_suspend(args: argparse.Namespace, session: Session, out: TextIO, err: TextIO) -> int:
-    """Set spec.suspend=true and the reason annotation."""
-    task = session.get_task(args.task)
-    already = bool((task.get("spec") or {}).get("suspend"))
-    # A suspend without --reason clears an older reason rather than leaving a stale one.
-    reason = args.reason if args.reason else None
+def _set_suspend(session: Session, name: str, suspend: bool, reason: str | None) -> bool:
+    """Merge-patch spec.suspend and the reason annotation (None removes it); True when the task
+    was suspended before."""
+    task = session.get_task(name)
+    was = bool((task.get("spec") or {}).get("suspend"))
     session.patch_task(
-        args.task,
+        name,
         {
             "metadata": {"annotations": {ANNOTATION_SUSPEND_REASON: reason}},
-            "spec": {"suspend": True},
+            "spec": {"suspend": suspend},
         },
     )
+    return was
+
+
+def cmd_suspend(args: argparse.Namespace, session: Session, out: TextIO, err: TextIO) -> int:
+    """Set spec.suspend=true and the reason annotation."""
+    # A suspend without --reason clears an older reason rather than leaving a stale one.
+    already = _set_suspend(session, args.task, True, args.reason if args.reason else None)
     note = " (was already suspended)" if already else ""
     out.write(f"{_ref(args.task)} suspended{note}\n")
     return 0
@@ -172,15 +178,7 @@ def cmd_suspend(args: argparse.Namespace, session: Session, out: TextIO, err: Te
 
 def cmd_resume(args: argparse.Namespace, session: Session, out: TextIO, err: TextIO) -> int:
     """Set spec.suspend=false and drop the reason annotation."""
-    task = session.get_task(args.task)
-    was = bool((task.get("spec") or {}).get("suspend"))
-    session.patch_task(
-        args.task,
-        {
-            "metadata": {"annotations": {ANNOTATION_SUSPEND_REASON: None}},
-            "spec": {"suspend": False},
-        },
-    )
+    was = _set_suspend(session, args.task, False, None)
     note = "" if was else " (was not suspended)"
     out.write(f"{_ref(args.task)} resumed{note}\n")
     return 0
