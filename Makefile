@@ -46,9 +46,10 @@ test: venv lint typecheck verify unit integration chaos-short ## Every check CI 
 
 # --- Checks
 .PHONY: lint
-lint: venv binaries ## ruff lint and format check, helm lint --strict
+lint: venv binaries ## ruff lint and format check, import-linter layer contracts, helm lint --strict
 	$(BIN)/ruff check operator tests hack jobimages bench
 	$(BIN)/ruff format --check operator tests hack jobimages bench
+	$(BIN)/lint-imports --no-logo
 	"$$(bash hack/build-binaries.sh)/helm" lint --strict charts/nightshift
 
 .PHONY: fmt

@@ -6,7 +6,7 @@
 
 A block is `<!-- BEGIN HELP: <command> -->` ... `<!-- END HELP -->`, where <command> is
 `kubectl nightshift` (the top-level help) or a command name (`run`, `history`, ...). Every command
-must have exactly one block. The help text comes from nightshift.plugin.help_texts(), which uses a
+must have exactly one block. The help text comes from nightshift.kubectl.help_texts(), which uses a
 fixed width, so the result does not depend on the terminal.
 """
 
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    from nightshift.plugin import help_texts  # noqa: PLC0415 - after the sys.path set-up
+    from nightshift.kubectl import help_texts  # noqa: PLC0415 - after the sys.path set-up
 
     current = args.file.read_text(encoding="utf-8")
     try:

@@ -13,7 +13,7 @@ import yaml
 
 from nightshift import __version__
 from nightshift.models import API_VERSION, KIND, SpecError, parse_spec, parse_time
-from nightshift.schedule import fire_time, iter_slots, plan_for
+from nightshift.schedule import format_fire_time, next_fire_times, plan_for
 
 __all__ = ["main"]
 
@@ -55,14 +55,17 @@ def _select(docs: list[dict[str, Any]], path: str, name: str | None) -> dict[str
     return task
 
 
-def _format(moment: datetime, zone: Any) -> str:
-    local = moment.astimezone(zone)
-    spec = "seconds" if local.microsecond == 0 else "milliseconds"
-    return local.isoformat(timespec=spec)
+def _runs_so_far(task: dict[str, Any]) -> int:
+    """status.runCount when the manifest carries it (``kubectl get -o yaml``), else 0."""
+    status = task.get("status")
+    count = status.get("runCount") if isinstance(status, dict) else None
+    # A hand-written manifest may hold anything here; bool is an int to Python.
+    return count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else 0
 
 
 def preview(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> int:
-    """Print the next fire times of a manifest, one RFC 3339 timestamp per line."""
+    """Print the next fire times of a manifest, one RFC 3339 timestamp per line: the instants the
+    operator would start runs at after --from (jitter included, up to endAt and maxRuns)."""
     task = _select(_load_documents(args.file, stdin), args.file, args.name)
     metadata = task.get("metadata") or {}
     spec = parse_spec(task.get("spec"))
@@ -76,13 +79,11 @@ def preview(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> int:
             raise UsageError(f"--from: {error}") from None
     if spec.suspend:
         print("note: spec.suspend is true; these run only once it is resumed", file=sys.stderr)
-    count = args.count
-    if spec.maxRuns:
-        count = min(count, spec.maxRuns)
-    for printed, slot in enumerate(iter_slots(plan, start)):
-        if printed >= count:
-            break
-        out.write(_format(fire_time(plan, slot), plan.tz) + "\n")
+    times = next_fire_times(
+        plan, start, args.count, max_runs=spec.maxRuns, runs_so_far=_runs_so_far(task)
+    )
+    for moment in times:
+        out.write(format_fire_time(moment, plan.tz) + "\n")
     return 0
 
 

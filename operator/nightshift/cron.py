@@ -2,7 +2,7 @@
 
 croniter parses the fields (names, ranges, steps, lists and ``H`` hashing); this module owns the
 iteration and, above all, the daylight-saving rule, because croniter is known to fire twice around
-fall-back transitions. The rule is ISC cron's, as fixed in DESIGN.md:
+fall-back transitions. The rule is ISC cron's (docs/architecture.md#time-zones-and-dst):
 
 * A schedule whose hour field names fixed hours (``0 3 * * *``, ``30 1,13 * * *``, ``H 2 * * *``)
   fires once per matching local wall time and local date. A wall time skipped by spring-forward

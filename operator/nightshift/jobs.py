@@ -1,7 +1,8 @@
 """Job naming and manifests: a deterministic name per (task, run, attempt) and the Job for each.
 
 The name is the last line of defence against double runs: every replica and every restart computes
-the same name for the same attempt, so a second create fails with AlreadyExists.
+the same name for the same attempt, so a second create fails with AlreadyExists. Run-now tokens
+live here too, because a token names its run (``manual_run_id``) and so its Jobs.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ import copy
 import hashlib
 import math
 import re
-from datetime import datetime
+import secrets
+from datetime import UTC, datetime
 from typing import Any
 
 from nightshift.models import API_VERSION, KIND, TaskSpec, format_time
@@ -23,11 +25,14 @@ __all__ = [
     "LABEL_MANAGED",
     "LABEL_TASK",
     "PREFIX",
+    "TOKEN_LIMIT",
     "build_job",
     "job_identity",
     "job_name",
     "manual_run_id",
+    "new_token",
     "run_id_for_slot",
+    "token_key",
 ]
 
 PREFIX = "nightshift.dev/"
@@ -38,6 +43,8 @@ ANNOTATION_ATTEMPT = PREFIX + "attempt"
 ANNOTATION_RUN = PREFIX + "run"
 ANNOTATION_RUN_NOW = PREFIX + "run-now"
 ANNOTATION_TASK_UID = PREFIX + "task-uid"
+
+TOKEN_LIMIT = 128  # characters; status.runNowToken's bound
 
 _MAX_NAME = 63
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
@@ -51,6 +58,21 @@ def run_id_for_slot(slot: datetime) -> str:
 def manual_run_id(token: str) -> str:
     """The run identity of a run-now request: stable per token, safe in names."""
     return "manual-" + hashlib.sha256(token.encode()).hexdigest()[:10]
+
+
+def new_token(now: datetime, suffix: str | None = None) -> str:
+    """A fresh run-now token: the UTC time and a random suffix (``20261124T073000Z-1a2b3c``)."""
+    tail = suffix if suffix is not None else secrets.token_hex(3)
+    return f"{now.astimezone(UTC):%Y%m%dT%H%M%SZ}-{tail}"
+
+
+def token_key(token: str) -> str:
+    """What status.runNowToken records for a run-now token: the token, or a digest of a long one
+    (annotations are unbounded; the status field is not). The operator writes it, and
+    ``kubectl nightshift run`` compares against it to tell whether a request was taken."""
+    if len(token) <= TOKEN_LIMIT:
+        return token
+    return "sha256:" + hashlib.sha256(token.encode()).hexdigest()
 
 
 def _run_slug(run: str) -> str:
@@ -119,7 +141,7 @@ def build_job(
     pod_template = job_spec.setdefault("template", {})
     pod_spec = pod_template.setdefault("spec", {})
     pod_spec.setdefault("restartPolicy", "Never")
-    # Retries are ours, one Job per attempt (DESIGN rule 3).
+    # Retries are ours, one Job per attempt (docs/architecture.md#retries-are-the-operators).
     job_spec.setdefault("backoffLimit", 0)
     if spec.timeout is not None:
         job_spec["activeDeadlineSeconds"] = max(1, math.ceil(spec.timeout.total_seconds()))

@@ -49,6 +49,7 @@ __all__ = [
     "format_time",
     "parse_spec",
     "parse_time",
+    "read_time",
 ]
 
 GROUP = "nightshift.dev"
@@ -61,21 +62,50 @@ PLURAL = "scheduledtasks"
 DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d))+$"
 
 
-def parse_time(text: str) -> datetime:
-    """Parse an RFC 3339 timestamp that carries a UTC offset (``Z`` or ``+02:00``)."""
+def _from_iso(text: str) -> datetime:
     try:
-        value = datetime.fromisoformat(text.strip().replace("z", "Z"))
+        return datetime.fromisoformat(text.strip().replace("z", "Z"))
     except ValueError:
         raise ValueError(
             f"invalid time {text!r}; write RFC 3339 with an offset, e.g. 2026-12-01T03:00:00Z"
         ) from None
-    if value.tzinfo is None:
-        raise ValueError(f"time {text!r} needs a UTC offset, e.g. 2026-12-01T03:00:00+01:00")
+
+
+def _in_range(value: datetime, text: str) -> datetime:
     try:
         value.astimezone(UTC)
     except OverflowError:
         raise ValueError(f"time {text!r} is outside the years 1 to 9999 in UTC") from None
     return value
+
+
+def parse_time(text: str) -> datetime:
+    """Parse an RFC 3339 timestamp that carries a UTC offset (``Z`` or ``+02:00``)."""
+    value = _from_iso(text)
+    if value.tzinfo is None:
+        raise ValueError(f"time {text!r} needs a UTC offset, e.g. 2026-12-01T03:00:00+01:00")
+    return _in_range(value, text)
+
+
+def read_time(value: object) -> datetime | None:
+    """A timestamp read back from the API (status, annotations, Job conditions): an aware
+    datetime, or None when it is absent or unreadable.
+
+    Where :func:`parse_time` judges what a user wrote, this one reads what a server (or the
+    operator itself) stored, so it never raises: Kubernetes writes UTC, so a time without an
+    offset is taken as UTC, and anything else that does not parse is treated as missing.
+    """
+    if isinstance(value, datetime):
+        return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = _from_iso(value)
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return _in_range(parsed, value)
+    except ValueError:
+        return None
 
 
 def format_time(value: datetime) -> str:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from nightshift.jobs import build_job, manual_run_id, run_id_for_slot
+from nightshift.jobs import build_job, manual_run_id, run_id_for_slot, token_key
 from nightshift.models import (
     ActiveRun,
     CatchUp,
@@ -47,9 +47,9 @@ __all__ = [
 GRACE = timedelta(seconds=60)
 _TICK = timedelta(microseconds=1)
 _FIRST_INSTANT = datetime.min.replace(tzinfo=UTC)
-MESSAGE_LIMIT = 1024  # bytes of a termination message kept in a run record (DESIGN: first 1 KiB)
+# Bytes of a termination message kept in a run record (docs/architecture.md#status-and-events).
+MESSAGE_LIMIT = 1024
 CONDITION_MESSAGE_LIMIT = 4096  # characters; Condition.message's bound
-TOKEN_LIMIT = 128  # characters; status.runNowToken's bound
 # status.active and status.pendingRetries hold at most 100 entries each (and the CRD says so): under
 # Allow, a slot that would go beyond that is Skipped rather than making the status unwritable.
 MAX_IN_FLIGHT = 100
@@ -142,14 +142,6 @@ class Decision:
 def _clip_bytes(text: str, limit: int) -> str:
     """The longest prefix of ``text`` that is at most ``limit`` bytes of UTF-8, whole characters."""
     return text.encode()[:limit].decode(errors="ignore")
-
-
-def _token_key(token: str) -> str:
-    """What status.runNowToken records for a run-now token: the token, or a digest of a long one
-    (annotations are unbounded; the status field is not)."""
-    if len(token) <= TOKEN_LIMIT:
-        return token
-    return "sha256:" + hashlib.sha256(token.encode()).hexdigest()
 
 
 def backoff_delay(spec: TaskSpec, attempt: int, *, seed: str) -> timedelta:
@@ -491,7 +483,7 @@ def _track_jobs(w: _Work, spec: TaskSpec) -> None:
         known_active.add(job.name)
         w.pending = [p for p in w.pending if (p.run, p.attempt) != (job.run, job.attempt)]
         if job.run_now_token is not None and job.run_now_token == view.run_now:
-            w.set("runNowToken", _token_key(job.run_now_token))
+            w.set("runNowToken", token_key(job.run_now_token))
         if job.slot is not None and job.attempt == 1:
             last = w.get("lastSlotTime")
             if last is None or job.slot > last:
@@ -558,7 +550,7 @@ def _creation_unrecorded(view: TaskView, job: JobView) -> bool:
     if job.slot is not None:
         return status.lastSlotTime is None or job.slot > status.lastSlotTime
     token = job.run_now_token
-    return token is not None and token == view.run_now and _token_key(token) != status.runNowToken
+    return token is not None and token == view.run_now and token_key(token) != status.runNowToken
 
 
 def _due_slots(w: _Work, spec: TaskSpec, plan: Plan) -> datetime | None:
@@ -669,8 +661,8 @@ def decide(view: TaskView, now: datetime) -> Decision:
 
     # Run now: exactly one manual run per distinct token.
     token = view.run_now
-    if token and _token_key(token) != w.get("runNowToken"):
-        w.set("runNowToken", _token_key(token))
+    if token and token_key(token) != w.get("runNowToken"):
+        w.set("runNowToken", token_key(token))
         run = manual_run_id(token)
         if not any(a.run == run for a in w.active) and not any(r.run == run for r in w.runs):
             _start_run(w, spec, plan, run=run, slot=None, token=token)

@@ -1,8 +1,9 @@
 """When a task runs: slots for cron, interval and one-shot specs, with window, jitter and catch-up.
 
 A *slot* is the instant a run is due before jitter (aware UTC datetime); it names the run and its
-Jobs. The *fire time* is the slot plus the task's deterministic jitter. All functions are pure and
-take the current time as an argument.
+Jobs. The *fire time* is the slot plus the task's deterministic jitter: when the operator starts the
+run, and what ``kubectl nightshift next`` and ``nightshift preview`` print. All functions are pure
+and take the current time as an argument.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import hashlib
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import MAXYEAR, UTC, datetime, timedelta
+from datetime import MAXYEAR, UTC, datetime, timedelta, tzinfo
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -25,15 +26,18 @@ __all__ = [
     "Plan",
     "describe",
     "fire_time",
+    "format_fire_time",
     "iter_slots",
     "jitter_for",
     "latest_slot",
+    "next_fire_times",
     "next_slot",
     "plan_for",
     "slots_between",
 ]
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_FIRST_INSTANT = datetime.min.replace(tzinfo=UTC)
 _LAST_INSTANT = datetime.max.replace(tzinfo=UTC)
 # A cron search looks up to ~29 years ahead (nightshift.cron): starting this close to the end of
 # the calendar it may run past year 9999.
@@ -176,6 +180,39 @@ def fire_time(plan: Plan, slot: datetime) -> datetime:
     if _LAST_INSTANT - slot <= delay:
         return _LAST_INSTANT
     return slot + delay
+
+
+def next_fire_times(
+    plan: Plan, after: datetime, count: int, *, max_runs: int = 0, runs_so_far: int = 0
+) -> list[datetime]:
+    """The next ``count`` instants strictly after ``after`` at which the operator starts a
+    scheduled run, in slot order.
+
+    They are what the operator will really use: each slot plus its jitter (so a slot just before
+    ``after`` whose jitter has not passed yet is still ahead), inside the startAt/endAt window, and
+    no more than ``max_runs`` (0: unlimited) leaves after the ``runs_so_far`` already started.
+    """
+    if max_runs:
+        count = min(count, max(0, max_runs - runs_so_far))
+    found: list[datetime] = []
+    if count <= 0:
+        return found
+    # Comparing spans rather than subtracting first keeps a start in year 1 from underflowing.
+    lookback = min(plan.jitter, after - _FIRST_INSTANT)
+    for slot in iter_slots(plan, after - lookback):
+        moment = fire_time(plan, slot)
+        if moment <= after:
+            continue
+        found.append(moment)
+        if len(found) >= count:
+            break
+    return found
+
+
+def format_fire_time(moment: datetime, zone: tzinfo) -> str:
+    """RFC 3339 in ``zone``: to the second, or to the millisecond when jitter added a fraction."""
+    local = moment.astimezone(zone)
+    return local.isoformat(timespec="seconds" if local.microsecond == 0 else "milliseconds")
 
 
 def describe(spec: TaskSpec) -> str:

@@ -1,4 +1,4 @@
-"""DST tables for ``next_cron_fire``: the ISC cron rule of DESIGN.md, rule 4.
+"""DST tables for ``next_cron_fire``: the ISC cron rule of docs/architecture.md#time-zones-and-dst.
 
 * Fixed-hour schedules fire once per matching local wall time and date: a wall time skipped by
   spring-forward fires AT the transition instant, a repeated one fires at its FIRST occurrence.

@@ -5,7 +5,7 @@ The expectations come from independent oracles, never from the code under test:
 * expressions are generated together with the value sets they denote (a tiny grammar);
 * wall clocks and offsets come from ``zoneinfo`` directly;
 * around real transitions, a brute-force oracle walks every UTC minute and applies the ISC rule
-  (DESIGN.md rule 4) literally;
+  (docs/architecture.md#time-zones-and-dst) literally;
 * in UTC, croniter's own iteration (correct when there is no DST) is the reference.
 """
 

@@ -26,8 +26,10 @@ from nightshift.jobs import (
     job_identity,
     job_name,
     manual_run_id,
+    new_token,
     run_id_for_slot,
     task_label_value,
+    token_key,
 )
 from nightshift.models import SpecError, TaskSpec, TaskStatus, parse_spec
 from nightshift.reconcile import TaskView, decide
@@ -255,6 +257,29 @@ def test_decide_writes_the_task_zone_offset_on_the_job() -> None:
         "2026-11-23T04:00:00+01:00"
     )
     assert "namespace" not in create.manifest["metadata"]
+
+
+def test_token_is_utc_time_plus_suffix_and_names_a_valid_job() -> None:
+    now = datetime(2026, 11, 23, 10, 0, 0, tzinfo=UTC)
+    zurich = now.astimezone(load_zone("Europe/Zurich"))
+    token = new_token(zurich, "1a2b3c")
+    assert token == "20261123T100000Z-1a2b3c"
+    assert new_token(now) != new_token(now)  # random suffix
+    assert re.fullmatch(r"\d{8}T\d{6}Z-[0-9a-f]{6}", new_token(now))
+    name = job_name("x" * 80, manual_run_id(token), 1)
+    assert len(name) <= 63
+    assert name.endswith(f"-m{manual_run_id(token).removeprefix('manual-')}-1")
+
+
+@pytest.mark.parametrize("token", ["short", "x" * 128, "y" * 129, "z" * 5000])
+def test_token_key_fits_status_and_keeps_short_tokens_readable(token: str) -> None:
+    key = token_key(token)
+    if len(token) <= 128:
+        assert key == token
+    else:
+        assert key.startswith("sha256:")
+    assert token_key(token + "!") != key  # distinct tokens stay distinct
+    assert TaskStatus.model_validate({"runNowToken": key}).runNowToken == key
 
 
 def test_manual_run_manifest() -> None:

@@ -1,12 +1,14 @@
-"""Spec parsing: pod-template parts the CRD schema passes through unchecked get a message."""
+"""Spec parsing (pod-template parts the CRD schema passes through unchecked get a message) and
+reading timestamps back from the API."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 
-from nightshift.models import SpecError, parse_spec
+from nightshift.models import SpecError, parse_spec, read_time
 
 
 def spec_with_template(template: dict[str, Any]) -> dict[str, Any]:
@@ -46,3 +48,27 @@ def test_a_well_formed_pod_template_with_metadata_is_accepted() -> None:
         spec_with_template({"metadata": {"labels": {"team": "a"}}, "spec": CONTAINERS})
     )
     assert spec.jobTemplate.spec.template["metadata"]["labels"] == {"team": "a"}
+
+
+ZURICH_WINTER = timezone(timedelta(hours=1))
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2026-11-23T10:00:00Z", datetime(2026, 11, 23, 10, tzinfo=UTC)),
+        ("2026-11-23T10:00:00z", datetime(2026, 11, 23, 10, tzinfo=UTC)),
+        ("2026-11-23T11:00:00+01:00", datetime(2026, 11, 23, 11, tzinfo=ZURICH_WINTER)),
+        ("2026-11-23T10:00:00", datetime(2026, 11, 23, 10, tzinfo=UTC)),  # servers write UTC
+        (datetime(2026, 11, 23, 10), datetime(2026, 11, 23, 10, tzinfo=UTC)),
+        (datetime(2026, 11, 23, 10, tzinfo=UTC), datetime(2026, 11, 23, 10, tzinfo=UTC)),
+        (None, None),
+        ("", None),
+        ("garbage", None),
+        ("0001-01-01T00:00:00+01:00", None),  # before year 1 in UTC
+        (1700000000, None),
+    ],
+)
+def test_read_time_never_raises_on_what_the_api_holds(value: object, expected: object) -> None:
+    # An aware datetime never equals a naive one, so this also says the result is aware.
+    assert read_time(value) == expected

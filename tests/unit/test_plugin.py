@@ -1,5 +1,5 @@
 """`kubectl nightshift` without a cluster: the pure helpers, the command line and the commands
-against a fake API session (the real API is covered by tests/integration/test_plugin.py)."""
+against a fake API session (the real API is covered by tests/integration/test_kubectl_plugin.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -17,36 +17,36 @@ from typing import Any
 import pytest
 import yaml
 
-from nightshift import plugin
+from nightshift.cli import main as nightshift_main
 from nightshift.jobs import ANNOTATION_RUN_NOW, job_name, manual_run_id
-from nightshift.models import parse_spec
-from nightshift.plugin import (
+from nightshift.kubectl import commands as kubectl_commands
+from nightshift.kubectl import main
+from nightshift.kubectl import session as kubectl_session
+from nightshift.kubectl.commands import (
     ANNOTATION_SUSPEND_REASON,
-    HISTORY_HEADERS,
-    PluginError,
-    RunProgress,
-    Session,
-    api_error_message,
     choose_container,
+    newest_pod,
+    select_attempt,
+)
+from nightshift.kubectl.parser import help_texts, parse_args
+from nightshift.kubectl.render import (
+    HISTORY_HEADERS,
+    RunProgress,
     format_run_duration,
-    help_texts,
     history_rows,
     list_table,
-    namespace_from_contexts,
-    new_token,
-    newest_pod,
     one_line,
-    parse_args,
     render_table,
     result_line,
     run_progress,
-    select_attempt,
     task_row,
-    token_key,
-    upcoming,
 )
-from nightshift.reconcile import _token_key
-from nightshift.timezones import load_zone
+from nightshift.kubectl.session import (
+    PluginError,
+    Session,
+    api_error_message,
+    namespace_from_contexts,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 23, 10, 0, 0, tzinfo=UTC)
@@ -62,22 +62,6 @@ def record(run: str, attempt: int = 1, result: str = "Succeeded", **extra: Any) 
 
 
 # --- small helpers --------------------------------------------------------------------------------
-
-
-def test_token_is_utc_time_plus_suffix_and_names_a_valid_job() -> None:
-    zurich = NOW.astimezone(load_zone("Europe/Zurich"))
-    token = new_token(zurich, "1a2b3c")
-    assert token == "20261123T100000Z-1a2b3c"
-    assert new_token(NOW) != new_token(NOW)  # random suffix
-    assert re.fullmatch(r"\d{8}T\d{6}Z-[0-9a-f]{6}", new_token(NOW))
-    name = job_name("x" * 80, manual_run_id(token), 1)
-    assert len(name) <= 63
-    assert name.endswith(f"-m{manual_run_id(token).removeprefix('manual-')}-1")
-
-
-@pytest.mark.parametrize("token", ["short", "x" * 128, "y" * 129, "z" * 5000])
-def test_token_key_matches_the_operator(token: str) -> None:
-    assert token_key(token) == _token_key(token)
 
 
 @pytest.mark.parametrize(
@@ -250,44 +234,6 @@ def test_history_rows_show_running_pending_then_records() -> None:
     whole = history_rows(status, NOW, width=None)
     assert whole[2][6] == long_message
     assert history_rows({}, NOW) == []
-
-
-# --- next -----------------------------------------------------------------------------------------
-
-
-def test_upcoming_in_the_task_zone_across_dst() -> None:
-    task = parse_spec(spec(schedule="30 2 * * *", timeZone="America/New_York"))
-    start = datetime(2026, 3, 6, 12, 0, tzinfo=UTC)
-    times = upcoming(task, "ns", "t", start, 3)
-    assert [t.astimezone(UTC).isoformat() for t in times] == [
-        "2026-03-07T07:30:00+00:00",
-        "2026-03-08T07:00:00+00:00",  # 02:30 does not exist: fires at the jump to 03:00 EDT
-        "2026-03-09T06:30:00+00:00",
-    ]
-
-
-def test_upcoming_honours_max_runs_window_and_one_shots() -> None:
-    limited = parse_spec(spec(interval="1h", maxRuns=5))
-    assert len(upcoming(limited, "ns", "t", NOW, 10, runs_so_far=3)) == 2
-    assert upcoming(limited, "ns", "t", NOW, 10, runs_so_far=5) == []
-    window = parse_spec(spec(interval="1h", endAt="2026-11-23T13:00:00Z"))
-    assert len(upcoming(window, "ns", "t", NOW, 10)) == 2  # 11:00, 12:00 (13:00 is excluded)
-    past = parse_spec(spec(at="2026-11-01T00:00:00Z"))
-    assert upcoming(past, "ns", "t", NOW, 5) == []
-    future = parse_spec(spec(at="2026-12-01T00:00:00Z"))
-    assert upcoming(future, "ns", "t", NOW, 5) == [datetime(2026, 12, 1, tzinfo=UTC)]
-
-
-def test_upcoming_includes_jitter_and_a_slot_whose_jitter_has_not_passed() -> None:
-    task = parse_spec(spec(interval="1h", jitter="30m"))
-    times = upcoming(task, "ns", "t", NOW, 4)
-    assert len(times) == 4
-    assert all(t > NOW for t in times)
-    assert times == sorted(times)
-    just_after_slot = NOW + timedelta(seconds=1)  # slot 10:00 + jitter may still be ahead
-    later = upcoming(task, "ns", "t", just_after_slot, 4)
-    assert all(t > just_after_slot for t in later)
-    assert later[0] == times[0] or later[0] == times[1]
 
 
 # --- run --wait: when a run is over ---------------------------------------------------------------
@@ -486,7 +432,7 @@ def test_next_dash_n_is_a_count_when_numeric_else_a_namespace() -> None:
 )
 def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        plugin.main(argv)
+        main(argv)
     assert exit_info.value.code == 2
     assert "usage: kubectl nightshift" in capsys.readouterr().err
 
@@ -617,13 +563,13 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> FakeSession:
     session = FakeSession(
         {"t": {"metadata": {"name": "t", "namespace": "ns"}, "spec": spec(interval="1h")}}
     )
-    monkeypatch.setattr(plugin, "connect", lambda args: session)
-    monkeypatch.setattr(plugin, "POLL_SECONDS", 0)
+    monkeypatch.setattr(kubectl_session, "connect", lambda args: session)
+    monkeypatch.setattr(kubectl_commands, "POLL_SECONDS", 0)
     return session
 
 
 def run_main(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = plugin.main(list(argv))
+    code = main(list(argv))
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -769,6 +715,64 @@ def test_next_notes_a_suspended_task(fake: FakeSession, capsys: pytest.CaptureFi
     data = json.loads(run_main(capsys, "next", "t", "--count", "2", "-o", "json")[1])
     assert data["suspended"] is True
     assert len(data["times"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("task_spec", "status", "now"),
+    [
+        pytest.param(
+            spec(schedule="30 2 * * *", timeZone="America/New_York"),
+            {},
+            "2026-03-06T12:00:00Z",
+            id="dst-spring-forward",
+        ),
+        pytest.param(
+            spec(interval="1h", jitter="30m"),
+            {},
+            "2026-11-23T10:00:01Z",
+            id="jitter-of-a-slot-just-passed-still-ahead",
+        ),
+        pytest.param(
+            spec(schedule="H 3 * * *", timeZone="Europe/Zurich", jitter="90s"),
+            {},
+            "2026-10-24T00:00:00Z",
+            id="hash-jitter-and-fall-back",
+        ),
+        pytest.param(
+            spec(interval="1h", maxRuns=5), {"runCount": 3}, NOW.isoformat(), id="maxRuns-left"
+        ),
+        pytest.param(
+            spec(interval="1h", endAt="2026-11-23T13:00:00Z"), {}, NOW.isoformat(), id="endAt"
+        ),
+    ],
+)
+def test_next_and_preview_agree_on_the_same_task(
+    fake: FakeSession,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    task_spec: dict[str, Any],
+    status: dict[str, Any],
+    now: str,
+) -> None:
+    fake.tasks["t"]["spec"] = task_spec
+    fake.tasks["t"]["status"] = status
+    monkeypatch.setattr(
+        kubectl_commands, "utc_now", lambda: datetime.fromisoformat(now.replace("Z", "+00:00"))
+    )
+    code, out, _ = run_main(capsys, "next", "t", "--count", "5", "-o", "json")
+    assert code == 0
+    listed = [row["local"] for row in json.loads(out)["times"]]
+
+    # The same object as `kubectl get stask t -o yaml` would give it, previewed from the same time.
+    manifest = tmp_path / "t.yaml"
+    obj = {"apiVersion": "nightshift.dev/v1alpha1", "kind": "ScheduledTask", **fake.tasks["t"]}
+    manifest.write_text(yaml.safe_dump(obj))
+    assert nightshift_main(["preview", str(manifest), "--from", now, "--count", "5"]) == 0
+    previewed = capsys.readouterr().out.splitlines()
+
+    assert listed
+    assert listed == previewed
 
 
 def test_list_and_logs(fake: FakeSession, capsys: pytest.CaptureFixture[str]) -> None:

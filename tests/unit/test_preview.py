@@ -137,6 +137,27 @@ def test_max_runs_limits_the_listing(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert len(lines) == 2
 
 
+def test_runs_already_made_count_against_max_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A manifest saved with `kubectl get stask -o yaml` carries status.runCount.
+    path = tmp_path / "task.yaml"
+    path.write_text(TASK.format(spec="  interval: 1h\n  maxRuns: 5") + "status: {runCount: 3}\n")
+    _, lines, _ = preview(capsys, str(path), "--from", "2026-01-01T00:00:00Z", "-n", "5")
+    assert lines == ["2026-01-01T01:00:00+00:00", "2026-01-01T02:00:00+00:00"]
+
+
+def test_a_slot_before_from_whose_jitter_has_not_passed_is_listed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, "  interval: 1h\n  jitter: 59m")
+    _, hourly, _ = preview(capsys, str(path), "--from", "2026-01-01T00:00:00Z", "-n", "2")
+    assert hourly[0].startswith("2026-01-01T00:")  # the 00:00 slot fires after 00:00
+    # One second after that slot, its fire time is still ahead, so it is still listed.
+    _, later, _ = preview(capsys, str(path), "--from", "2026-01-01T00:00:01Z", "-n", "2")
+    assert later == hourly
+
+
 def test_suspended_task_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write(tmp_path, "  interval: 1h\n  suspend: true")
     code, lines, err = preview(capsys, str(path), "--from", "2026-01-01T00:00:00Z", "-n", "1")

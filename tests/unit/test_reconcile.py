@@ -31,7 +31,7 @@ from nightshift.reconcile import (
     decide,
     settle,
 )
-from nightshift.schedule import jitter_for, plan_for
+from nightshift.schedule import jitter_for, next_fire_times, plan_for
 
 NS = "school"
 NAME = "sync-ics"
@@ -850,6 +850,15 @@ def test_jitter_delays_the_job(
     else:
         assert decision.wake_at == t("05:00") + jitter_for(plan_for(spec, NS, NAME), t("05:00"))
         assert decision.status.lastScheduleTime == slot  # the slot, not the fire time
+
+
+@pytest.mark.parametrize("now", ["04:00", "04:00:01", "04:00:29", "04:00:30", "04:59:59"])
+def test_the_first_fire_time_next_and_preview_list_is_the_operators_next(now: str) -> None:
+    spec = make_spec(jitter="30s")
+    decision = decide(task(spec, status=ran("03:00")), t(now))
+    assert next_fire_times(plan_for(spec, NS, NAME), t(now), 1) == [
+        decision.status.nextScheduleTime
+    ]
 
 
 # --- run now --------------------------------------------------------------------------------------

@@ -1,0 +1,403 @@
+"""The verbs of ``kubectl nightshift``: one function per command, and how ``logs`` picks a pod.
+
+Each command takes the parsed arguments, a :class:`~nightshift.kubectl.session.Session` and the
+two output streams, and returns the exit code. The rules they rely on are the core's: the run-now
+token and Job names from ``nightshift.jobs``, the fire times from ``nightshift.schedule``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, TextIO
+
+from nightshift.durations import format_duration
+from nightshift.jobs import (
+    ANNOTATION_RUN_NOW,
+    PREFIX,
+    job_name,
+    manual_run_id,
+    new_token,
+    token_key,
+)
+from nightshift.kubectl.render import (
+    HISTORY_HEADERS,
+    RunProgress,
+    attempt_line,
+    emit,
+    fire_time_text,
+    history_rows,
+    list_table,
+    render_table,
+    result_line,
+    run_progress,
+    task_row,
+)
+from nightshift.kubectl.session import KIND_LOWER, RESOURCE, PluginError, Session
+from nightshift.models import GROUP, SpecError, parse_spec, read_time
+from nightshift.schedule import next_fire_times, plan_for
+
+__all__ = [
+    "ANNOTATION_SUSPEND_REASON",
+    "Attempt",
+    "choose_container",
+    "cmd_history",
+    "cmd_list",
+    "cmd_logs",
+    "cmd_next",
+    "cmd_resume",
+    "cmd_run",
+    "cmd_suspend",
+    "newest_pod",
+    "select_attempt",
+    "utc_now",
+]
+
+ANNOTATION_SUSPEND_REASON = PREFIX + "suspend-reason"
+DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
+POLL_SECONDS = 1.0
+
+
+def utc_now() -> datetime:
+    """The time the commands go by: the one place they read the clock (tests set it)."""
+    return datetime.now(UTC)
+
+
+def _ref(name: str) -> str:
+    return f"{KIND_LOWER}.{GROUP}/{name}"
+
+
+# --- run, suspend, resume -------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace, session: Session, out: TextIO, err: TextIO) -> int:
+    """Request a run now; with --wait follow it to its result."""
+    task = session.get_task(args.task)
+    previous = ((task.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_RUN_NOW)
+    if previous and token_key(str(previous)) != (task.get("status") or {}).get("runNowToken"):
+        # The operator acts on the annotation's latest value only.
+        err.write(
+            f"note: the previous run-now request ({previous}) has not been picked up yet; "
+            "this one replaces it\n"
+        )
+    token = new_token(utc_now())
+    run = manual_run_id(token)
+    job = job_name(args.task, run, 1)
+    session.patch_task(args.task, {"metadata": {"annotations": {ANNOTATION_RUN_NOW: token}}})
+    data: dict[str, Any] = {
+        "task": args.task,
+        "namespace": session.namespace,
+        "token": token,
+        "run": run,
+        "job": job,
+    }
+    if args.output == "table":
+        out.write(f"{_ref(args.task)}: run requested (token {token})\n")
+        out.write(f"run {run}: first attempt is Job {job}\n")
+        if (task.get("spec") or {}).get("suspend"):
+            err.write("note: the task is suspended; a run-now request still runs\n")
+        out.flush()
+    if not args.wait:
+        if args.output != "table":
+            emit(out, args.output, data, str)
+        return 0
+    progress = _wait_for_run(session, args.task, run, token, args.timeout, err)
+    data["result"] = (progress.final or {}).get("result") or "Unknown"
+    data["attempts"] = [dict(r) for r in progress.records]
+    if args.output == "table":
+        out.write(result_line(progress) + "\n")
+    else:
+        emit(out, args.output, data, str)
+    return 0 if progress.succeeded else 1
+
+
+def _wait_for_run(
+    session: Session, task: str, run: str, token: str, timeout: timedelta, err: TextIO
+) -> RunProgress:
+    deadline = time.monotonic() + timeout.total_seconds()
+    reported: set[int] = set()
+    waiting: set[int] = set()
+    while True:
+        obj = session.get_task(task)
+        progress = run_progress(obj.get("status") or {}, run, token)
+        for record in progress.records:
+            number = int(record.get("attempt") or 1)
+            if number not in reported:
+                reported.add(number)
+                err.write(attempt_line(record) + "\n")
+        for pending in progress.pending:
+            number = int(pending.get("attempt") or 2)
+            if number not in waiting:
+                waiting.add(number)
+                err.write(f"attempt {number}: retry not before {pending.get('notBefore')}\n")
+        err.flush()
+        if progress.done:
+            return progress
+        if progress.blocked:
+            raise PluginError(f"run {run} cannot start: {progress.blocked}")
+        if time.monotonic() >= deadline:
+            limit = format_duration(timeout)
+            if progress.acknowledged:
+                raise PluginError(f"timed out after {limit}: run {run} is still in progress")
+            current = ((obj.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_RUN_NOW)
+            why = "is the operator running and watching this namespace?"
+            if current != token:
+                why = f"the {ANNOTATION_RUN_NOW} annotation now holds another request ({current})"
+            raise PluginError(
+                f"timed out after {limit}: the operator has not picked up run {run} ({why})"
+            )
+        time.sleep(POLL_SECONDS)
+
+
+def _set_suspend(session: Session, name: str, suspend: bool, reason: str | None) -> bool:
+    """Merge-patch spec.suspend and the reason annotation (None removes it); True when the task
+    was suspended before."""
+    task = session.get_task(name)
+    was = bool((task.get("spec") or {}).get("suspend"))
+    session.patch_task(
+        name,
+        {
+            "metadata": {"annotations": {ANNOTATION_SUSPEND_REASON: reason}},
+            "spec": {"suspend": suspend},
+        },
+    )
+    return was
+
+
+def cmd_suspend(args: argparse.Namespace, session: Session, out: TextIO, err: TextIO) -> int:
+    """Set spec.suspend=true and the reason annotation."""
+    # A suspend without --reason clears an older reason rather than leaving a stale one.
+    already = _set_suspend(session, args.task, True, args.reason if args.reason else None)
+    note = " (was already suspended)" if already else ""
+    out.write(f"{_ref(args.task)} suspended{note}\n")
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace, session: Session, out: TextIO, err: TextIO) -> int:
+    """Set spec.suspend=false and drop the reason annotation."""
+    was = _set_suspend(session, args.task, False, None)
+    note = "" if was else " (was not suspended)"
+    out.write(f"{_ref(args.task)} resumed{note}\n")
+    return 0
+
+
+# --- next, history, list --------------------------------------------------------------------------
+
+
+def cmd_next(args: argparse.Namespace, session: Session, out: TextIO, err: TextIO) -> int:
+    """Print the next fire times, in the task's zone and in UTC."""
+    task = session.get_task(args.task)
+    status = task.get("status") or {}
+    try:
+        spec = parse_spec(task.get("spec"))
+    except SpecError as error:
+        raise PluginError(f"{KIND_LOWER} {args.task!r} has an invalid spec: {error}") from None
+    plan = plan_for(spec, session.namespace, args.task)
+    times = next_fire_times(
+        plan,
+        utc_now(),
+        args.count,
+        max_runs=spec.maxRuns,
+        runs_so_far=int(status.get("runCount") or 0),
+    )
+    if spec.suspend:
+        err.write("note: the task is suspended (spec.suspend); these times apply once resumed\n")
+    rows = [[fire_time_text(t, plan.tz), fire_time_text(t, UTC)] for t in times]
+    data = {
+        "task": args.task,
+        "namespace": session.namespace,
+        "timeZone": spec.timeZone,
+        "suspended": spec.suspend,
+        "times": [{"local": local, "utc": utc} for local, utc in rows],
+    }
+    if not times and args.output == "table":
+        err.write(f"{KIND_LOWER} {args.task!r} has no upcoming fire times\n")
+        return 0
+    header = [f"LOCAL ({spec.timeZone})", "UTC"]
+    emit(out, args.output, data, lambda: render_table(header, rows))
+    return 0
+
+
+def cmd_history(args: argparse.Namespace, session: Session, out: TextIO, err: TextIO) -> int:
+    """Print status.runs (and the attempts in flight) as a table, JSON or YAML."""
+    task = session.get_task(args.task)
+    status = task.get("status") or {}
+    data = {
+        "task": args.task,
+        "namespace": session.namespace,
+        "active": status.get("active") or [],
+        "pendingRetries": status.get("pendingRetries") or [],
+        "runs": status.get("runs") or [],
+    }
+    if args.output == "table":
+        rows = history_rows(status, utc_now())
+        if not rows:
+            out.write("no runs yet\n")
+            return 0
+        out.write(render_table(HISTORY_HEADERS, rows))
+        return 0
+    emit(out, args.output, data, str)
+    return 0
+
+
+def cmd_list(args: argparse.Namespace, session: Session, out: TextIO, err: TextIO) -> int:
+    """List the tasks in the namespace or everywhere."""
+    items = session.list_tasks(all_namespaces=args.all_namespaces)
+    rows = sorted(
+        (task_row(obj) for obj in items),
+        key=lambda r: (str(r["namespace"]), str(r["name"])),
+    )
+    if not rows and args.output == "table":
+        where = "any namespace" if args.all_namespaces else f'namespace "{session.namespace}"'
+        err.write(f"No {RESOURCE} found in {where}.\n")
+        return 0
+    emit(out, args.output, rows, lambda: list_table(rows, all_namespaces=args.all_namespaces))
+    return 0
+
+
+# --- logs: which attempt, which pod, which container ----------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One attempt of a run and its Job (None when no Job was created: Skipped, Missed)."""
+
+    run: str
+    attempt: int
+    job: str | None
+    result: str | None = None  # None while running
+    started: datetime | None = None
+
+
+def _attempts(status: Mapping[str, Any]) -> list[Attempt]:
+    found = [
+        Attempt(
+            str(a.get("run")),
+            int(a.get("attempt") or 1),
+            a.get("job"),
+            None,
+            read_time(a.get("startedAt")),
+        )
+        for a in status.get("active") or []
+    ]
+    found += [
+        Attempt(
+            str(r.get("run")),
+            int(r.get("attempt") or 1),
+            r.get("job"),
+            r.get("result"),
+            read_time(r.get("startedAt")) or read_time(r.get("finishedAt")),
+        )
+        for r in status.get("runs") or []
+    ]
+    return found
+
+
+def select_attempt(
+    status: Mapping[str, Any], task: str, run: str | None = None, attempt: int | None = None
+) -> Attempt:
+    """The attempt ``logs`` shows: the newest by default; ``run`` is a run identity or Job name.
+
+    A run no longer kept in status still has a deterministic Job name, so it is returned with the
+    name computed from (task, run, attempt) and the caller finds out whether its pod exists.
+    """
+    candidates = _attempts(status)
+    if run is None:
+        if not candidates:
+            raise PluginError(f'{KIND_LOWER} "{task}" has no runs yet')
+        latest = datetime.max.replace(tzinfo=UTC)
+        earliest = datetime.min.replace(tzinfo=UTC)
+        # Newest start wins; a running attempt wins a tie (and counts as newest without a start).
+        newest = max(
+            candidates,
+            key=lambda c: (
+                c.started or (latest if c.result is None else earliest),
+                c.result is None,
+            ),
+        )
+        run = newest.run
+    by_job = [c for c in candidates if c.job == run]
+    if by_job:
+        if attempt is not None and by_job[0].attempt != attempt:
+            raise PluginError(f"Job {run} is attempt {by_job[0].attempt}, not {attempt}")
+        chosen = by_job[0]
+    else:
+        same_run = [c for c in candidates if c.run == run]
+        if not same_run:
+            if run.startswith(f"{task}-") and attempt is None:
+                return Attempt(run, 1, run)  # a Job name no longer in status
+            return Attempt(run, attempt or 1, job_name(task, run, attempt or 1))
+        if attempt is None:
+            chosen = max(same_run, key=lambda c: c.attempt)
+        else:
+            matching = [c for c in same_run if c.attempt == attempt]
+            if not matching:
+                known = ", ".join(str(c.attempt) for c in sorted(same_run, key=lambda c: c.attempt))
+                raise PluginError(f"run {run} has no attempt {attempt} in status (known: {known})")
+            chosen = matching[0]
+    if chosen.job is None:
+        raise PluginError(
+            f"run {chosen.run} attempt {chosen.attempt} was {chosen.result or 'not started'}: "
+            "no Job was created, so there is no log"
+        )
+    return chosen
+
+
+def choose_container(
+    containers: Sequence[str],
+    annotations: Mapping[str, str],
+    requested: str | None,
+    init_containers: Sequence[str] = (),
+) -> tuple[str, str | None]:
+    """The container whose log to read, and a note for stderr when it was defaulted.
+
+    Like kubectl: the ``kubectl.kubernetes.io/default-container`` annotation, else the first.
+    """
+    if requested is not None:
+        if requested not in [*containers, *init_containers]:
+            known = ", ".join([*containers, *init_containers])
+            raise PluginError(f"container {requested!r} is not in the pod (containers: {known})")
+        return requested, None
+    if not containers:
+        raise PluginError("the pod has no containers")
+    preferred = annotations.get(DEFAULT_CONTAINER_ANNOTATION)
+    name = preferred if preferred is not None and preferred in containers else containers[0]
+    if len(containers) == 1:
+        return name, None
+    return name, f'Defaulted container "{name}" out of: {", ".join(containers)}'
+
+
+def newest_pod(pods: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The most recently created pod (a Job with backoffLimit 0 normally has one)."""
+    if not pods:
+        return None
+    return max(pods, key=lambda p: str((p.get("metadata") or {}).get("creationTimestamp") or ""))
+
+
+def cmd_logs(args: argparse.Namespace, session: Session, out: TextIO, err: TextIO) -> int:
+    """Print the pod log of one attempt's Job."""
+    task = session.get_task(args.task)
+    chosen = select_attempt(task.get("status") or {}, args.task, args.run, args.attempt)
+    assert chosen.job is not None
+    pod = newest_pod(session.pods_of_job(chosen.job))
+    if pod is None:
+        raise PluginError(
+            f"no pod found for Job {chosen.job} (run {chosen.run}, attempt {chosen.attempt}): "
+            "it has not started yet, or the Job was pruned under spec.history"
+        )
+    meta = pod.get("metadata") or {}
+    pod_spec = pod.get("spec") or {}
+    names = [str(c.get("name")) for c in pod_spec.get("containers") or []]
+    inits = [str(c.get("name")) for c in pod_spec.get("initContainers") or []]
+    container, note = choose_container(names, meta.get("annotations") or {}, args.container, inits)
+    if note:
+        err.write(note + "\n")
+    err.write(
+        f"pod {meta.get('name')} (Job {chosen.job}, run {chosen.run}, attempt {chosen.attempt})\n"
+    )
+    err.flush()
+    out.write(session.pod_log(str(meta.get("name")), container))
+    return 0

@@ -1,0 +1,357 @@
+"""The command line of ``kubectl nightshift``: the parser, its help texts, and ``main``.
+
+``main`` is the ``kubectl-nightshift`` console script, so ``kubectl nightshift ...`` finds it on
+$PATH. Usage errors exit 2 (argparse's convention); expected failures print one ``Error: ...``
+line and exit 1. docs/cli.md quotes the help texts (hack/gen_cli_docs.py, ``make verify``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from nightshift import __version__
+from nightshift.durations import DurationError, parse_duration
+from nightshift.kubectl.commands import (
+    cmd_history,
+    cmd_list,
+    cmd_logs,
+    cmd_next,
+    cmd_resume,
+    cmd_run,
+    cmd_suspend,
+)
+from nightshift.kubectl.render import OUTPUTS
+from nightshift.kubectl.session import PluginError, with_session
+
+__all__ = ["PROG", "build_parser", "help_texts", "main", "parse_args"]
+
+PROG = "kubectl nightshift"
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions and examples as written; a fixed width so --help (and docs/cli.md, which
+    quotes it) does not depend on the terminal."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=30, width=100)
+
+
+def _duration(text: str) -> timedelta:
+    try:
+        return parse_duration(text)
+    except DurationError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _add_globals(
+    parser: argparse.ArgumentParser,
+    *,
+    suppress: bool,
+    short_namespace: bool = True,
+    output: bool = False,
+    all_namespaces: bool = False,
+) -> None:
+    """The kubectl-style flags. On a command they use SUPPRESS defaults, so a flag given before
+    the command (on the top-level parser) is not reset by the command's parser."""
+
+    def default(value: Any) -> Any:
+        return argparse.SUPPRESS if suppress else value
+
+    group = parser.add_argument_group("global flags")
+    flags = ["-n", "--namespace"] if short_namespace else ["--namespace"]
+    group.add_argument(
+        *flags,
+        dest="namespace",
+        metavar="NAMESPACE",
+        default=default(None),
+        help="the task's namespace (default: the kubeconfig context's, else default)",
+    )
+    group.add_argument("--context", default=default(None), help="the kubeconfig context to use")
+    group.add_argument(
+        "--kubeconfig",
+        default=default(None),
+        help="path to the kubeconfig (default: $KUBECONFIG, else ~/.kube/config)",
+    )
+    if output:
+        group.add_argument(
+            "-o",
+            "--output",
+            choices=OUTPUTS,
+            default=default("table"),
+            metavar="FORMAT",
+            help="table, json or yaml (default: table)",
+        )
+    if all_namespaces:
+        group.add_argument(
+            "-A",
+            "--all-namespaces",
+            action="store_true",
+            default=default(False),
+            help="list tasks in every namespace",
+        )
+
+
+def _command(
+    commands: Any,
+    name: str,
+    *,
+    summary: str,
+    description: str,
+    examples: str,
+) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = commands.add_parser(
+        name,
+        help=summary,
+        description=description,
+        epilog="examples:\n" + examples,
+        formatter_class=_HelpFormatter,
+    )
+    return parser
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The top-level parser and one parser per command (for ``help_texts``)."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        formatter_class=_HelpFormatter,
+        description="""\
+Run, suspend, resume and inspect Nightshift ScheduledTasks (kubectl get stask) in a
+cluster. The global flags may go before or after the command, as with kubectl.""",
+        epilog="""\
+examples:
+  kubectl nightshift list -A
+  kubectl nightshift run backup --wait
+  kubectl nightshift -n prod history backup
+  kubectl nightshift <command> --help""",
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    _add_globals(parser, suppress=False, output=True, all_namespaces=True)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub: dict[str, argparse.ArgumentParser] = {}
+
+    p = sub["run"] = _command(
+        commands,
+        "run",
+        summary="run a task now, once (optionally wait for its result)",
+        description="""\
+Ask the operator to run TASK now, once, outside its schedule. The plugin sets a fresh
+nightshift.dev/run-now annotation (a UTC timestamp and a random suffix) with a merge patch
+and prints the token, the run's identity (manual-<hash>) and the name of the Job its first
+attempt gets. The run follows the task's concurrencyPolicy (under Forbid it is recorded as
+Skipped while another run is active) and retry policy, and it runs even when the task is
+suspended. With --wait the plugin follows the run through its retries until no attempt is
+active or waiting to be retried, prints the result and exits 0 if the run succeeded and 1
+otherwise (failed, timed out, skipped, replaced, or --timeout passed).""",
+        examples="""\
+  kubectl nightshift run backup
+  kubectl nightshift run backup --wait --timeout 30m
+  kubectl nightshift -n prod run backup --wait -o json""",
+    )
+    p.add_argument("task", metavar="TASK", help="the ScheduledTask's name")
+    p.add_argument("--wait", action="store_true", help="wait for the run's result")
+    p.add_argument(
+        "--timeout",
+        type=_duration,
+        default=timedelta(minutes=10),
+        metavar="DURATION",
+        help="how long --wait waits (default 10m)",
+    )
+    _add_globals(p, suppress=True, output=True)
+    p.set_defaults(handler=cmd_run)
+
+    p = sub["suspend"] = _command(
+        commands,
+        "suspend",
+        summary="stop scheduling new runs of a task",
+        description="""\
+Stop scheduling new runs of TASK: set spec.suspend=true with a merge patch and record
+--reason in the nightshift.dev/suspend-reason annotation, where kubectl describe shows it
+(without --reason an older reason is removed). Runs that are active continue, and run-now
+requests still run. Slots that pass while the task is suspended are not caught up later.""",
+        examples="""\
+  kubectl nightshift suspend backup --reason "storage migration, ticket OPS-1234"
+  kubectl nightshift -n prod suspend backup""",
+    )
+    p.add_argument("task", metavar="TASK", help="the ScheduledTask's name")
+    p.add_argument("--reason", metavar="TEXT", help="why, for whoever looks at the task next")
+    _add_globals(p, suppress=True)
+    p.set_defaults(handler=cmd_suspend)
+
+    p = sub["resume"] = _command(
+        commands,
+        "resume",
+        summary="resume scheduling a suspended task",
+        description="""\
+Resume scheduling TASK: set spec.suspend=false with a merge patch and remove the
+nightshift.dev/suspend-reason annotation. The next run is the first slot after now; the
+slots that passed while the task was suspended are not run.""",
+        examples="""\
+  kubectl nightshift resume backup
+  kubectl nightshift -n prod resume backup""",
+    )
+    p.add_argument("task", metavar="TASK", help="the ScheduledTask's name")
+    _add_globals(p, suppress=True)
+    p.set_defaults(handler=cmd_resume)
+
+    p = sub["next"] = _command(
+        commands,
+        "next",
+        summary="print a task's upcoming fire times",
+        description="""\
+Print the next fire times of TASK, computed locally from its spec as stored in the cluster
+(cron, interval or one-shot, time zone with DST, startAt/endAt, jitter and maxRuns), in the
+task's time zone and in UTC. The operator is not involved, so this works while it is down.
+A suspended task is noted on standard error: the times apply once it is resumed. Retries
+waiting for their back-off are not shown (see history). After the command, -n followed by
+a number is the count (as in nightshift preview); otherwise -n is the namespace.""",
+        examples="""\
+  kubectl nightshift next backup
+  kubectl nightshift next backup -n 3
+  kubectl nightshift -n prod next backup --count 10 -o json""",
+    )
+    p.add_argument("task", metavar="TASK", help="the ScheduledTask's name")
+    p.add_argument(
+        "--count",
+        type=_positive,
+        default=argparse.SUPPRESS,
+        metavar="N",
+        help="how many fire times (default 5)",
+    )
+    p.add_argument(
+        "-n",
+        dest="count_or_namespace",
+        default=argparse.SUPPRESS,
+        metavar="N|NAMESPACE",
+        help="a number: how many fire times; a name: the namespace",
+    )
+    _add_globals(p, suppress=True, short_namespace=False, output=True)
+    p.set_defaults(handler=cmd_next)
+
+    p = sub["history"] = _command(
+        commands,
+        "history",
+        summary="show a task's recent runs",
+        description="""\
+Show the runs of TASK as the operator records them in status: attempts that are running or
+waiting to be retried first, then the finished attempts kept in status.runs (newest first,
+as many as spec.history keeps). Each row has the run's identity (its slot time in UTC, or
+manual-<hash> for a run-now request), the attempt, the result, the container's exit code,
+when the attempt started, how long it took and its termination message (cut to 60
+characters in the table; -o json and -o yaml show everything).""",
+        examples="""\
+  kubectl nightshift history backup
+  kubectl nightshift history backup -o json | jq '.runs[0].exitCode'""",
+    )
+    p.add_argument("task", metavar="TASK", help="the ScheduledTask's name")
+    _add_globals(p, suppress=True, output=True)
+    p.set_defaults(handler=cmd_history)
+
+    p = sub["logs"] = _command(
+        commands,
+        "logs",
+        summary="print the pod log of a task's run",
+        description="""\
+Print the log of the pod of one attempt of TASK: by default the most recent attempt,
+running or finished; --run picks a run (its identity as history shows it, or a Job name)
+and --attempt one of its attempts (default: the latest). The pod is found by the
+batch.kubernetes.io/job-name label of the attempt's Job, so a log is there only while the
+Job and its pod exist (spec.history decides how many finished Jobs are kept). Which pod,
+Job, run and attempt were chosen is printed on standard error.""",
+        examples="""\
+  kubectl nightshift logs backup
+  kubectl nightshift logs backup --run 2026-11-24T07:30:00Z --attempt 2
+  kubectl nightshift logs backup --run backup-20261124073000-2 -c main""",
+    )
+    p.add_argument("task", metavar="TASK", help="the ScheduledTask's name")
+    p.add_argument("--run", metavar="RUN", help="a run identity or a Job name (default: newest)")
+    p.add_argument("--attempt", type=_positive, metavar="N", help="the attempt (default: latest)")
+    p.add_argument(
+        "-c", "--container", metavar="CONTAINER", help="the container (default: the first)"
+    )
+    _add_globals(p, suppress=True)
+    p.set_defaults(handler=cmd_logs)
+
+    p = sub["list"] = _command(
+        commands,
+        "list",
+        summary="list tasks with their schedule, next run and last result",
+        description="""\
+List the ScheduledTasks in the namespace, or in every namespace with -A, with the schedule
+summary, whether each is suspended, how many runs are active, the next fire time and the
+result of the last finished attempt, as the operator last reported them in status.""",
+        examples="""\
+  kubectl nightshift list
+  kubectl nightshift list -A
+  kubectl nightshift list -n prod -o yaml""",
+    )
+    _add_globals(p, suppress=True, output=True, all_namespaces=True)
+    p.set_defaults(handler=cmd_list)
+    return parser, sub
+
+
+def help_texts() -> dict[str, str]:
+    """Each command's ``--help`` text, keyed ``kubectl nightshift``, ``run``, ``suspend``, ..."""
+    parser, sub = build_parser()
+    texts = {PROG: parser.format_help()}
+    texts.update({name: p.format_help() for name, p in sub.items()})
+    return texts
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse and check the command line; usage errors exit 2 (argparse's convention)."""
+    parser, sub = build_parser()
+    args = parser.parse_args(argv)
+    command = str(args.command)
+    if command == "next":
+        value = getattr(args, "count_or_namespace", None)
+        count = getattr(args, "count", None)
+        if value is not None and value.isdigit():
+            if count is not None:
+                sub["next"].error("give the count once: -n N or --count N")
+            try:
+                count = _positive(value)
+            except argparse.ArgumentTypeError as error:
+                sub["next"].error(f"argument -n: {error}")
+        elif value is not None:
+            args.namespace = value
+        args.count = count or 5
+    if args.all_namespaces and command != "list":
+        sub[command].error("-A/--all-namespaces only applies to list")
+    if args.output != "table" and command not in ("run", "next", "history", "list"):
+        sub[command].error(f"-o/--output is not supported by {command}")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``kubectl-nightshift`` console script."""
+    args = parse_args(argv)
+    out, err = sys.stdout, sys.stderr
+    try:
+        code: int = with_session(args, lambda session: args.handler(args, session, out, err))
+    except PluginError as error:
+        out.flush()
+        print(f"Error: {error}", file=err)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader (head, less) went away: not an error worth a traceback.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    return code

@@ -1,0 +1,272 @@
+"""What ``kubectl nightshift`` prints: tables, history rows, fire times and the progress of a run.
+
+Everything here is pure: it turns a task object or its status (plain dicts, as the API returns
+them) into text, and reads no clock of its own.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Any, TextIO
+
+import yaml
+
+from nightshift.durations import format_duration
+from nightshift.models import SpecError, parse_spec, read_time
+from nightshift.schedule import describe, format_fire_time
+
+__all__ = [
+    "HISTORY_HEADERS",
+    "MESSAGE_WIDTH",
+    "OUTPUTS",
+    "RunProgress",
+    "attempt_line",
+    "emit",
+    "fire_time_text",
+    "format_run_duration",
+    "history_rows",
+    "list_table",
+    "one_line",
+    "render_table",
+    "result_line",
+    "run_progress",
+    "task_row",
+]
+
+OUTPUTS = ("table", "json", "yaml")
+MESSAGE_WIDTH = 60
+HISTORY_HEADERS = ("RUN", "ATTEMPT", "RESULT", "EXIT", "STARTED", "DURATION", "MESSAGE")
+
+
+def emit(out: TextIO, fmt: str, data: Any, table: Callable[[], str]) -> None:
+    """Write ``data`` as JSON or YAML, or the table ``table()`` renders (one of OUTPUTS)."""
+    if fmt == "json":
+        out.write(json.dumps(data, indent=2) + "\n")
+    elif fmt == "yaml":
+        out.write(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    else:
+        out.write(table())
+
+
+def format_run_duration(started: Any, finished: Any) -> str:
+    """``1m5s`` between two status timestamps (whole seconds), or ``-`` when one is missing."""
+    begin, end = read_time(started), read_time(finished)
+    if begin is None or end is None:
+        return "-"
+    seconds = max(0, round((end - begin).total_seconds()))
+    return format_duration(timedelta(seconds=seconds))
+
+
+def one_line(text: Any, width: int | None = None) -> str:
+    """``text`` on one line (whitespace collapsed), cut to ``width`` characters with ``...``."""
+    if text is None:
+        return ""
+    flat = " ".join(str(text).split())
+    if width is not None and len(flat) > width:
+        return flat[: max(0, width - 3)] + "..."
+    return flat
+
+
+def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A kubectl-style table: left-aligned columns three spaces apart, no trailing blanks."""
+    widths = [len(h) for h in headers]
+    for row in rows:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len(cell))
+    lines = []
+    for row in [list(headers), *rows]:
+        cells = [cell.ljust(widths[i]) for i, cell in enumerate(row)]
+        lines.append("   ".join(cells).rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def _text(value: Any) -> str:
+    return "-" if value is None or value == "" else str(value)
+
+
+def fire_time_text(moment: datetime, zone: tzinfo) -> str:
+    """A fire time in ``zone`` as ``next`` prints it; the UTC column ends in ``Z``."""
+    text = format_fire_time(moment, zone)
+    return text.replace("+00:00", "Z") if zone is UTC else text
+
+
+def task_row(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``list`` summary of one task object: what ``kubectl get stask`` shows, plus more."""
+    meta = obj.get("metadata") or {}
+    spec = obj.get("spec") or {}
+    status = obj.get("status") or {}
+    schedule = status.get("schedule")
+    if not schedule:
+        try:
+            schedule = describe(parse_spec(spec))
+        except SpecError:
+            schedule = "<invalid spec>"
+    active = status.get("activeCount")
+    if active is None:
+        active = len(status.get("active") or [])
+    return {
+        "namespace": meta.get("namespace"),
+        "name": meta.get("name"),
+        "schedule": schedule,
+        "suspend": bool(spec.get("suspend", False)),
+        "active": int(active),
+        "next": status.get("nextScheduleTime"),
+        "lastResult": status.get("lastResult"),
+    }
+
+
+def list_table(rows: Sequence[Mapping[str, Any]], *, all_namespaces: bool) -> str:
+    """The ``list`` table; NAMESPACE only across namespaces, as kubectl does."""
+    headers = ["NAME", "SCHEDULE", "SUSPEND", "ACTIVE", "NEXT", "LAST RESULT"]
+    if all_namespaces:
+        headers.insert(0, "NAMESPACE")
+    cells = []
+    for row in rows:
+        line = [
+            _text(row["name"]),
+            _text(row["schedule"]),
+            "true" if row["suspend"] else "false",
+            str(row["active"]),
+            _text(row["next"]),
+            _text(row["lastResult"]),
+        ]
+        if all_namespaces:
+            line.insert(0, _text(row["namespace"]))
+        cells.append(line)
+    return render_table(headers, cells)
+
+
+def _detail(record: Mapping[str, Any]) -> str | None:
+    """The termination message; else the Job's reason, unless it merely says it succeeded."""
+    if record.get("message"):
+        return str(record["message"])
+    if record.get("result") == "Succeeded":
+        return None
+    return record.get("reason")
+
+
+def history_rows(
+    status: Mapping[str, Any], now: datetime, *, width: int | None = MESSAGE_WIDTH
+) -> list[list[str]]:
+    """Rows for ``history``: running attempts, retries waiting, then status.runs (newest first)."""
+    rows: list[list[str]] = []
+    for active in status.get("active") or []:
+        started = active.get("startedAt")
+        running_for = format_run_duration(started, now.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        rows.append(
+            [
+                _text(active.get("run")),
+                _text(active.get("attempt")),
+                "Running",
+                "-",
+                _text(started),
+                running_for if running_for == "-" else running_for + "+",
+                one_line(f"Job {active.get('job')}", width),
+            ]
+        )
+    for pending in status.get("pendingRetries") or []:
+        rows.append(
+            [
+                _text(pending.get("run")),
+                _text(pending.get("attempt")),
+                "RetryPending",
+                "-",
+                "-",
+                "-",
+                one_line(f"retry not before {pending.get('notBefore')}", width),
+            ]
+        )
+    for record in status.get("runs") or []:
+        rows.append(
+            [
+                _text(record.get("run")),
+                _text(record.get("attempt")),
+                _text(record.get("result")),
+                _text(record.get("exitCode")),
+                _text(record.get("startedAt")),
+                format_run_duration(record.get("startedAt"), record.get("finishedAt")),
+                one_line(_detail(record), width),
+            ]
+        )
+    return rows
+
+
+@dataclass(frozen=True, slots=True)
+class RunProgress:
+    """Where one run stands in a task's status, for ``run --wait``."""
+
+    run: str
+    acknowledged: bool
+    records: tuple[Mapping[str, Any], ...] = ()  # finished attempts, oldest first
+    active: tuple[Mapping[str, Any], ...] = ()
+    pending: tuple[Mapping[str, Any], ...] = ()
+    blocked: str | None = None  # why the operator cannot act on the request
+
+    @property
+    def done(self) -> bool:
+        """The operator took the request and no attempt of the run is active or pending."""
+        return self.acknowledged and not self.active and not self.pending
+
+    @property
+    def final(self) -> Mapping[str, Any] | None:
+        """The last finished attempt (the run's result once done)."""
+        return self.records[-1] if self.records else None
+
+    @property
+    def succeeded(self) -> bool:
+        """True when the run is done and its last attempt succeeded."""
+        final = self.final
+        return self.done and final is not None and final.get("result") == "Succeeded"
+
+
+def run_progress(status: Mapping[str, Any], run: str, token: str | None = None) -> RunProgress:
+    """The state of ``run`` in ``status``; ``token`` is the run-now token that requested it."""
+    records = sorted(
+        (r for r in status.get("runs") or [] if r.get("run") == run),
+        key=lambda r: int(r.get("attempt") or 1),
+    )
+    active = tuple(a for a in status.get("active") or [] if a.get("run") == run)
+    pending = tuple(p for p in status.get("pendingRetries") or [] if p.get("run") == run)
+    acknowledged = bool(records or active or pending) or (
+        token is not None and status.get("runNowToken") == token
+    )
+    blocked = None
+    if not acknowledged:
+        for cond in status.get("conditions") or []:
+            if cond.get("type") == "Ready" and cond.get("reason") == "InvalidSpec":
+                blocked = f"the task's spec is invalid: {cond.get('message') or 'see its status'}"
+    return RunProgress(run, acknowledged, tuple(records), active, pending, blocked)
+
+
+def result_line(progress: RunProgress) -> str:
+    """The one line ``run --wait`` ends with."""
+    final = progress.final
+    if final is None:
+        return (
+            f"run {progress.run}: finished, but its result is no longer in status "
+            "(spec.history keeps none)"
+        )
+    result = final.get("result") or "Unknown"
+    attempts = int(final.get("attempt") or 1)
+    parts = []
+    if final.get("exitCode") is not None:
+        parts.append(f"exit {final['exitCode']}")
+    duration = format_run_duration(final.get("startedAt"), final.get("finishedAt"))
+    if duration != "-":
+        parts.append(duration)
+    tries = f"attempt {attempts}" if attempts == 1 else f"after {attempts} attempts"
+    head = f"run {progress.run}: {result} ({', '.join([tries, *parts])})"
+    detail = one_line(_detail(final))
+    return f"{head}: {detail}" if detail else head
+
+
+def attempt_line(record: Mapping[str, Any]) -> str:
+    """A progress line for one finished attempt."""
+    text = f"attempt {record.get('attempt')}: {record.get('result')}"
+    if record.get("exitCode") is not None:
+        text += f" (exit {record['exitCode']})"
+    detail = one_line(_detail(record), MESSAGE_WIDTH)
+    return f"{text}: {detail}" if detail else text
