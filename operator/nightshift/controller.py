@@ -22,10 +22,10 @@ from typing import Any
 from nightshift import memory, metrics
 from nightshift.api import ApiError, KubeApi
 from nightshift.jobs import ANNOTATION_RUN_NOW, ANNOTATION_SLOT, LABEL_MANAGED
-from nightshift.models import SpecError, TaskSpec, TaskStatus, parse_spec
+from nightshift.models import SpecError, TaskSpec, TaskStatus, parse_spec, read_time
 from nightshift.reconcile import JobView, Outcome, TaskView, decide, settle
 from nightshift.schedule import fire_time, plan_for
-from nightshift.store import RESYNC, Entry, Key, Store, to_time
+from nightshift.store import RESYNC, Entry, Key, Store
 from nightshift.supervise import Supervisor
 from nightshift.workqueue import WorkQueue
 from nightshift.writer import EVENT_POSTERS, CreateGate, Writer
@@ -326,7 +326,7 @@ class Controller:
             name=name,
             uid=meta.get("uid", ""),
             generation=int(meta.get("generation") or 0),
-            created=to_time(meta.get("creationTimestamp")) or self.clock(),
+            created=read_time(meta.get("creationTimestamp")) or self.clock(),
             spec=spec,
             spec_error=error,
             status=status,
@@ -393,7 +393,7 @@ class Controller:
                 continue
             if create.attempt > 1:
                 metrics.RETRIES.inc()
-            slot = to_time(create.manifest["metadata"]["annotations"].get(ANNOTATION_SLOT))
+            slot = read_time(create.manifest["metadata"]["annotations"].get(ANNOTATION_SLOT))
             if create.attempt == 1 and slot is not None and spec is not None:
                 due = fire_time(plan_for(spec, namespace, view.name), slot)
                 metrics.FIRE_SKEW.observe(max(0.0, (self.clock() - due).total_seconds()))

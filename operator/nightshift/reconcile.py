@@ -53,6 +53,9 @@ CONDITION_MESSAGE_LIMIT = 4096  # characters; Condition.message's bound
 # status.active and status.pendingRetries hold at most 100 entries each (and the CRD says so): under
 # Allow, a slot that would go beyond that is Skipped rather than making the status unwritable.
 MAX_IN_FLIGHT = 100
+# How long a Job the operator created may be missing from its memory (the watch lags) before its
+# absence means it was deleted.
+JOB_VISIBLE = timedelta(seconds=30)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +174,7 @@ class _Work:
         self.create: list[CreateJob] = []
         self.delete: list[DeleteJob] = []
         self.conflict: str | None = None
+        self.recheck: datetime | None = None  # look again then, though nothing is scheduled
 
     def get(self, name: str) -> Any:
         return self.fields.get(name, getattr(self.status, name))
@@ -494,8 +498,9 @@ def _track_jobs(w: _Work, spec: TaskSpec) -> None:
     for active in w.active:
         found = jobs.get(active.job)
         if found is None:
-            # Only trust absence for Jobs created before this sync; new ones are not in the cache.
-            if active.startedAt is not None and w.now - active.startedAt > timedelta(seconds=30):
+            # Only trust absence for Jobs created a while ago: one just created by another replica
+            # (before a failover) may not have reached this one's memory yet.
+            if active.startedAt is not None and w.now - active.startedAt > JOB_VISIBLE:
                 _record_plain(
                     w,
                     active.run,
@@ -512,6 +517,10 @@ def _track_jobs(w: _Work, spec: TaskSpec) -> None:
                     f"run {active.run} attempt {active.attempt}: Job {active.job} was deleted",
                 )
                 continue
+            if active.startedAt is not None:
+                # Look again once its absence can be trusted, instead of at the next slot.
+                recheck = active.startedAt + JOB_VISIBLE + timedelta(seconds=1)
+                w.recheck = recheck if w.recheck is None else min(w.recheck, recheck)
             still.append(active)
             continue
         job = found
@@ -767,7 +776,7 @@ def _finalize(
         create=w.create,
         delete=w.delete,
         events=w.events,
-        wake_at=shown_next,
+        wake_at=min((t for t in (shown_next, w.recheck) if t is not None), default=None),
     )
 
 

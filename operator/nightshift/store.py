@@ -11,11 +11,11 @@ from __future__ import annotations
 import itertools
 import json
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from nightshift.jobs import ANNOTATION_RUN_NOW, ANNOTATION_SLOT, job_identity
-from nightshift.models import KIND, parse_time
+from nightshift.models import KIND, read_time
 from nightshift.reconcile import JobView
 
 __all__ = [
@@ -26,7 +26,6 @@ __all__ = [
     "ResyncResult",
     "Store",
     "resource_version",
-    "to_time",
 ]
 
 Key = tuple[str, str]  # (namespace, name)
@@ -46,27 +45,15 @@ def resource_version(obj: dict[str, Any]) -> int:
         return 0
 
 
-def to_time(value: Any) -> datetime | None:
-    """A timestamp from an object (RFC 3339 text or a datetime) as an aware datetime, or None."""
-    if not value:
-        return None
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    try:
-        return parse_time(str(value))
-    except ValueError:
-        return None
-
-
 def _finished(job: dict[str, Any]) -> tuple[Any, str | None, datetime | None]:
     """("Succeeded" | "Failed" | None, reason, finish time) from a Job's terminal condition."""
     for cond in (job.get("status") or {}).get("conditions") or []:
         if cond.get("status") != "True":
             continue
         if cond.get("type") == "Complete":
-            return "Succeeded", cond.get("reason"), to_time(cond.get("lastTransitionTime"))
+            return "Succeeded", cond.get("reason"), read_time(cond.get("lastTransitionTime"))
         if cond.get("type") == "Failed":
-            return "Failed", cond.get("reason"), to_time(cond.get("lastTransitionTime"))
+            return "Failed", cond.get("reason"), read_time(cond.get("lastTransitionTime"))
     return None, None, None
 
 
@@ -106,8 +93,8 @@ class JobRecord:
             owner_uid=owner.get("uid", ""),
             run=identity[0] if identity else None,
             attempt=identity[1] if identity else None,
-            slot=to_time(annotations.get(ANNOTATION_SLOT)),
-            created=to_time(meta.get("creationTimestamp")),
+            slot=read_time(annotations.get(ANNOTATION_SLOT)),
+            created=read_time(meta.get("creationTimestamp")),
             finished=finished,
             reason=reason,
             finished_at=finished_at,

@@ -1127,11 +1127,21 @@ TRACKING = [
         runs=((at("03:00"), 1, "Cancelled"),),
     ),
     Row(
-        id="a Job created seconds ago is not in the cache yet: still active",
+        id="a Job created seconds ago is not in the cache yet: still active, looked at again "
+        "once its absence can be trusted (not at the next slot)",
         status=RUNNING_03,
         now=at("03:00:20"),
-        wake=at("04:00"),
+        wake=at("03:00:32"),  # started 03:00:01, plus 30 s, plus 1
         active=(J03,),
+    ),
+    Row(
+        id="looked at again: the Job is still missing, so it was deleted: Cancelled",
+        status=RUNNING_03,
+        now=at("03:00:32"),
+        events=("RunCancelled",),
+        wake=at("04:00"),
+        active=(),
+        runs=((at("03:00"), 1, "Cancelled"),),
     ),
 ]
 
