@@ -23,7 +23,7 @@ from nightshift import memory, metrics
 from nightshift.api import ApiError, KubeApi
 from nightshift.jobs import ANNOTATION_RUN_NOW, ANNOTATION_SLOT, LABEL_MANAGED
 from nightshift.models import SpecError, TaskSpec, TaskStatus, parse_spec, read_time
-from nightshift.reconcile import JobView, Outcome, TaskView, decide, settle
+from nightshift.reconcile import CreateJob, JobView, Outcome, TaskView, decide, settle
 from nightshift.schedule import fire_time, plan_for
 from nightshift.store import RESYNC, Entry, Key, Store
 from nightshift.supervise import Supervisor
@@ -313,14 +313,18 @@ class Controller:
             spec = parse_spec(body.get("spec"))
         except SpecError as problem:
             error = problem
-        pending = self.writer.status_for(key, entry)
+        start = self.writer.begin(key, entry, body)
         try:
             status = TaskStatus.model_validate(
-                pending if pending is not None else body.get("status") or {}
+                start.status if start.status is not None else body.get("status") or {}
             )
         except ValueError:
             log.warning("status of %s/%s is unreadable; starting from an empty one", *key)
             status = TaskStatus()
+        upcoming = status.nextScheduleTime
+        if upcoming is not None and upcoming > self.clock():
+            # Should reading the Jobs below fail, the next slot or retry still wakes the task.
+            self.queue.add_after(key, upcoming.timestamp())
         view = TaskView(
             namespace=namespace,
             name=name,
@@ -333,7 +337,12 @@ class Controller:
             run_now=(meta.get("annotations") or {}).get(ANNOTATION_RUN_NOW),
             jobs=await self._job_views(key, entry),
         )
-        decision = decide(view, self.clock())
+        now = self.clock()
+        decision = decide(view, now)
+        if decision.wake_at is not None:
+            # Now, not after the creates: if they fail, the back-off must not be all that is left
+            # (the work queue keeps whichever wake-up is earlier).
+            self.queue.add_after(key, decision.wake_at.timestamp())
         if not self.is_leader():
             return  # lost the lease while deciding: the new leader redoes this sync
         if decision.create:
@@ -347,8 +356,7 @@ class Controller:
         }
         self.writer.submit(
             key,
-            entry,
-            body,
+            start,
             status=new_status if new_status != status.model_dump(mode="json") else None,
             deletes=deletes,
             events=decision.events,
@@ -362,41 +370,31 @@ class Controller:
             self.queue.add_after(key, decision.wake_at.timestamp())
 
     async def _create(
-        self, key: Key, view: TaskView, creates: Sequence[Any], spec: TaskSpec | None
+        self, key: Key, view: TaskView, creates: Sequence[CreateJob], spec: TaskSpec | None
     ) -> list[Outcome]:
-        """Create the Jobs of a decision, all at once.
+        """Create the Jobs of a decision, in order (usually there is one).
 
         A transient error (throttled, unreachable, the operator's permissions gone) says nothing
         about the run: the decision is abandoned and the sync fails, to be retried after a
-        back-off. Jobs that were created meanwhile are adopted by that next sync, as after a crash
-        between create and status write.
+        back-off. The Jobs created before it are adopted by that next sync, as after a crash
+        between create and status write. Creating in order is what makes that safe: the created
+        ones are always the earliest slots, so adopting them never moves the schedule's cursor
+        past a slot that got no Job.
         """
         namespace = key[0]
-        with self.gate.creating_jobs(len(creates)):
-            results = await asyncio.gather(
-                *(self.api.create_job(namespace, c.manifest, view.uid) for c in creates),
-                return_exceptions=True,
-            )
         outcomes: list[Outcome] = []
-        transient: ApiError | None = None
-        for create, result in zip(creates, results, strict=True):
-            if isinstance(result, ApiError):
-                transient = transient or result
-                continue
-            if isinstance(result, BaseException):
-                raise result
-            kind, message, job = result
-            outcomes.append(Outcome(create.name, kind, message))
-            if job is not None:
-                self.store.job_created(key, job)  # do not wait for the watch
-            if kind != "created":
-                continue
-            if create.attempt > 1:
-                metrics.RETRIES.inc()
-            slot = read_time(create.manifest["metadata"]["annotations"].get(ANNOTATION_SLOT))
-            if create.attempt == 1 and slot is not None and spec is not None:
-                due = fire_time(plan_for(spec, namespace, view.name), slot)
-                metrics.FIRE_SKEW.observe(max(0.0, (self.clock() - due).total_seconds()))
-        if transient is not None:
-            raise transient
+        with self.gate.creating_jobs(len(creates)):
+            for create in creates:
+                kind, message, job = await self.api.create_job(namespace, create.manifest, view.uid)
+                outcomes.append(Outcome(create.name, kind, message))
+                if job is not None:
+                    self.store.job_created(key, job)  # do not wait for the watch
+                if kind != "created":
+                    continue
+                if create.attempt > 1:
+                    metrics.RETRIES.inc()
+                slot = read_time(create.manifest["metadata"]["annotations"].get(ANNOTATION_SLOT))
+                if create.attempt == 1 and slot is not None and spec is not None:
+                    due = fire_time(plan_for(spec, namespace, view.name), slot)
+                    metrics.FIRE_SKEW.observe(max(0.0, (self.clock() - due).total_seconds()))
         return outcomes

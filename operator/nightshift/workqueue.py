@@ -29,7 +29,7 @@ class Backoff:
 
     initial: float = 1.0
     factor: float = 2.0
-    maximum: float = 30.0
+    maximum: float = 16.0
     jitter: float = 0.1  # +/- this fraction, so that keys that failed together spread out
 
     def delay(self, failures: int, rand: float = 0.5) -> float:

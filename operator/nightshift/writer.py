@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,9 +27,17 @@ from nightshift import metrics
 from nightshift.api import ApiError, Conflict, KubeApi
 from nightshift.reconcile import Event
 from nightshift.store import RESYNC, Entry, Key, Store, resource_version
-from nightshift.workqueue import WorkQueue
+from nightshift.workqueue import Backoff, WorkQueue
 
-__all__ = ["EVENT_QUEUE", "WRITERS", "YIELD_MAX", "CreateGate", "Writer", "canonical"]
+__all__ = [
+    "EVENT_QUEUE",
+    "WRITERS",
+    "YIELD_MAX",
+    "CreateGate",
+    "Start",
+    "Writer",
+    "canonical",
+]
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +93,20 @@ class CreateGate:
             await asyncio.wait_for(self._idle.wait(), timeout=limit)
 
 
+@dataclass(frozen=True, slots=True)
+class Start:
+    """What a sync started from: the stored task, and the writer's unwritten decision if any."""
+
+    entry: Entry
+    body: dict[str, Any]
+    pending: _Pending | None
+
+    @property
+    def status(self) -> dict[str, Any] | None:
+        """The decided but unwritten status to start from; None: the stored one."""
+        return self.pending.status if self.pending is not None else None
+
+
 @dataclass(slots=True)
 class _Pending:
     """What syncs of one task decided and is not written yet."""
@@ -125,39 +148,48 @@ class Writer:
         self._writes = asyncio.Semaphore(writers)
         self._events: asyncio.Queue[tuple[dict[str, Any], Event]] = asyncio.Queue(event_queue)
         self._flushes: set[asyncio.Task[None]] = set()
+        # Write failures back off per task on their own: a sync that succeeds (it only reads
+        # memory) must not reset the back-off of a write that keeps failing.
+        self._failures: dict[Key, int] = {}
+        self.backoff = Backoff()
 
     # --- what syncs read and hand over -----------------------------------------------------
 
-    def status_for(self, key: Key, entry: Entry) -> dict[str, Any] | None:
-        """The status decided for the task but not yet written: a sync must start from it, not
-        from the older status in the stored object."""
+    def begin(self, key: Key, entry: Entry, body: dict[str, Any]) -> Start:
+        """Where a sync of the task starts: the status decided but not yet written, if any (a
+        sync must build on it, not on the older status in the stored object), else ``body``'s.
+        Hand the result back to :meth:`submit`."""
         pending = self._pending.get(key)
-        if pending is None or pending.entry is not entry:
-            return None
-        return pending.status
+        if pending is not None and pending.entry is not entry:
+            pending = None  # decided for a task that has since been re-created
+        return Start(entry, body, pending)
 
     def submit(
         self,
         key: Key,
-        entry: Entry,
-        body: dict[str, Any],
+        start: Start,
         *,
         status: dict[str, Any] | None,
         deletes: dict[str, tuple[str, str | None]],
         events: list[Event],
     ) -> None:
-        """Queue a sync's writes; ``body`` is the stored object that sync started from."""
+        """Queue a sync's writes (``status`` None: the status it started from stands)."""
+        entry = start.entry
         pending = self._pending.get(key)
         if pending is not None and pending.entry is not entry:
-            pending = None  # decided for a task that has since been re-created
+            pending = None
         if pending is None:
             if status is None and not deletes and not events:
                 return
-            pending = _Pending(
-                entry=entry,
-                base_rv=str((body.get("metadata") or {}).get("resourceVersion") or ""),
-                base_status=canonical(body.get("status")),
-            )
+            if start.pending is not None:
+                # The sync began from a decision that has been written since: it builds on that
+                # write, whose resourceVersion is where the earlier decision's writer left it.
+                base_rv, base_status = start.pending.base_rv, start.pending.base_status
+            else:
+                meta = start.body.get("metadata") or {}
+                base_rv = str(meta.get("resourceVersion") or "")
+                base_status = canonical(start.body.get("status"))
+            pending = _Pending(entry=entry, base_rv=base_rv, base_status=base_status)
             self._pending[key] = pending
         if status is not None:
             pending.status = status
@@ -170,9 +202,20 @@ class Writer:
             self._flushes.add(flush)
             flush.add_done_callback(self._flushes.discard)
 
+    def _retry(self, key: Key, *, at_least: float | None = None) -> float:
+        """Sync (and so write) the task again after its write back-off; returns the delay."""
+        failures = self._failures.get(key, 0) + 1
+        self._failures[key] = failures
+        delay = self.backoff.delay(failures, random.random())
+        if at_least is not None:
+            delay = max(delay, at_least)
+        self.queue.add_after(key, self.queue.clock() + delay)
+        return delay
+
     def drop(self, key: Key) -> None:
         """Forget what was decided for the task (it is gone)."""
         self._pending.pop(key, None)
+        self._failures.pop(key, None)
 
     def drop_all(self) -> None:
         """Forget every unwritten decision (a new term as leader: another leader may have acted
@@ -197,7 +240,7 @@ class Writer:
             # A bug here must not lose the task: log it and let a later sync write again.
             log.exception("writing %s/%s failed", *key)
             metrics.SYNC_ERRORS.inc()
-            self.queue.retry(key)
+            self._retry(key)
         finally:
             pending.flushing = False
 
@@ -219,16 +262,17 @@ class Writer:
             if status is not None:
                 try:
                     updated = await self.api.patch_status(namespace, name, status, pending.base_rv)
-                except Conflict:
+                except Conflict as conflict:
                     pending.deletes = deletes | pending.deletes
                     pending.events = events + pending.events
+                    log.info("%s (written at %s); reading it again", conflict, pending.base_rv)
                     await self._conflict(key, pending)
                     return
                 except ApiError as error:
                     # Keep it all; a later sync (after the back-off) writes it again.
                     pending.deletes = deletes | pending.deletes
                     pending.events = events + pending.events
-                    delay = self.queue.retry(key, at_least=error.retry_after)
+                    delay = self._retry(key, at_least=error.retry_after)
                     log.warning("%s; retrying in %.1f s", error, delay)
                     metrics.SYNC_ERRORS.inc()
                     return
@@ -239,6 +283,7 @@ class Writer:
                     self._pending.pop(key, None)
                     self.on_gone(key)
                     return
+                self._failures.pop(key, None)
                 self.store.stored(key, pending.entry, updated)
                 pending.base_rv = str(resource_version(updated))
                 pending.base_status = canonical(updated.get("status"))
@@ -253,7 +298,7 @@ class Writer:
                     failed[job] = (why, uid)
             if failed:
                 pending.deletes = failed | pending.deletes
-                self.queue.retry(key)
+                self._retry(key)
             ref = {
                 "metadata": {
                     "name": name,
@@ -273,7 +318,7 @@ class Writer:
         try:
             fresh = await self.api.get_task(namespace, name)
         except ApiError as error:
-            delay = self.queue.retry(key, at_least=error.retry_after)
+            delay = self._retry(key, at_least=error.retry_after)
             log.warning("%s; retrying in %.1f s", error, delay)
             return
         if fresh is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -12,7 +13,7 @@ import threading
 import time
 import urllib.request
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -407,3 +408,345 @@ def etcd_compact(state_dir: Path) -> int:
 
 def traceback_count(text: str) -> int:
     return sum(1 for line in text.splitlines() if "Traceback" in line)
+
+
+# --- the operator as the chart's ServiceAccount (faults aimed at its identity) -----------------
+
+REPO = Path(__file__).resolve().parents[2]
+RBAC_KINDS = {"ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"}
+
+
+@dataclass
+class Identity:
+    """The chart's ServiceAccount and RBAC for one watched namespace, and a token kubeconfig.
+
+    APF and RBAC faults need an operator that is not ``system:masters`` (which both exempt).
+    """
+
+    name: str  # the ServiceAccount
+    namespace: str
+    kubeconfig: Path
+    objects: list[dict[str, Any]]
+
+    @property
+    def bindings(self) -> list[dict[str, Any]]:
+        return [o for o in self.objects if o["kind"] in ("RoleBinding", "ClusterRoleBinding")]
+
+    @property
+    def user(self) -> str:
+        return f"system:serviceaccount:{self.namespace}:{self.name}"
+
+
+def _kubectl(cluster: Any, *args: str, input: str | None = None, check: bool = True) -> str:
+    result: subprocess.CompletedProcess[str] = cluster.kubectl(*args, input=input, check=check)
+    return result.stdout
+
+
+def _objects(items: list[dict[str, Any]]) -> str:
+    return json.dumps({"kind": "List", "apiVersion": "v1", "items": items})
+
+
+def chart_identity(cluster: Any, namespace: str, directory: Path) -> Identity:
+    """Render the chart (release ``chaos`` in ``namespace``, watching it), apply its RBAC, and
+    write a kubeconfig with a token of its ServiceAccount."""
+    import yaml
+
+    rendered = subprocess.run(
+        [str(cluster.bin_dir / "helm"), "template", "chaos", str(REPO / "charts" / "nightshift"),
+         "--namespace", namespace, "--set", f"watchNamespaces={{{namespace}}}"],
+        capture_output=True, text=True, check=True, env=cluster.env,
+    ).stdout  # fmt: skip
+    docs = [d for d in yaml.safe_load_all(rendered) if d and d.get("kind") in RBAC_KINDS]
+    _kubectl(cluster, "apply", "-f", "-", input=_objects(docs))
+    sa = next(d["metadata"]["name"] for d in docs if d["kind"] == "ServiceAccount")
+    token = _kubectl(cluster, "create", "token", sa, "-n", namespace, "--duration=2h").strip()
+    admin = json.loads(Path(cluster.kubeconfig).read_text())
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "local", "cluster": admin["clusters"][0]["cluster"]}],
+        "users": [{"name": sa, "user": {"token": token}}],
+        "contexts": [{"name": "sa", "context": {"cluster": "local", "user": sa}}],
+        "current-context": "sa",
+    }
+    path = directory / f"{sa}.kubeconfig"
+    path.write_text(json.dumps(config))
+    return Identity(sa, namespace, path, docs)
+
+
+def remove_objects(cluster: Any, objects: list[dict[str, Any]]) -> None:
+    _kubectl(cluster, "delete", "--ignore-not-found", "--wait=false", "-f", "-",
+             input=_objects(objects), check=False)  # fmt: skip
+
+
+def apply_objects(cluster: Any, objects: list[dict[str, Any]]) -> None:
+    _kubectl(cluster, "apply", "-f", "-", input=_objects(objects))
+
+
+# --- API Priority and Fairness that rejects the operator's requests ----------------------------
+
+
+class _SlowAdmission(threading.Thread):
+    """An HTTPS admission webhook on 127.0.0.1 that allows everything after ``delay`` s."""
+
+    def __init__(self, directory: Path, delay: float) -> None:
+        super().__init__(name="chaos-slow-webhook", daemon=True)
+        import http.server
+        import ssl
+
+        self.cert, self.key = directory / "slow.crt", directory / "slow.key"
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+             "-nodes", "-days", "1", "-keyout", str(self.key), "-out", str(self.cert),
+             "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        stopping = self.stopping = threading.Event()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                review = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                stopping.wait(delay)
+                body = json.dumps(
+                    {
+                        "apiVersion": "admission.k8s.io/v1",
+                        "kind": "AdmissionReview",
+                        "response": {"uid": review["request"]["uid"], "allowed": True},
+                    }
+                ).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(str(self.cert), str(self.key))
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.port: int = self.server.server_address[1]
+
+    def run(self) -> None:
+        self.server.serve_forever(poll_interval=0.2)
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@contextlib.contextmanager
+def apf_rejecting(cluster: Any, identity: Identity, directory: Path) -> Iterator[dict[str, int]]:
+    """While the block runs, API Priority and Fairness rejects the operator's requests (429).
+
+    Its FlowSchema sends every request of ``identity`` to a priority level with no nominal
+    concurrency whose limitResponse is Reject. Such a level still admits a request when it has
+    none executing, so a blocker (a second ServiceAccount in the same FlowSchema) keeps one
+    request executing all the time: dry-run ConfigMap creates held by a slow admission webhook.
+    Yields counters: ``blocked`` (blocker requests admitted), ``rejected`` (filled in at the end
+    from the API server's APF dump: requests the level rejected).
+    """
+    name = f"chaos-reject-{identity.namespace}"[:63]
+    blocker = "chaos-blocker"
+    _kubectl(cluster, "create", "serviceaccount", blocker, "-n", identity.namespace)
+    grant = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": blocker, "namespace": identity.namespace},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                    "name": "edit"},
+        "subjects": [{"kind": "ServiceAccount", "name": blocker,
+                      "namespace": identity.namespace}],
+    }  # fmt: skip
+    webhook = _SlowAdmission(directory, delay=20.0)
+    webhook.start()
+    level = {
+        "apiVersion": "flowcontrol.apiserver.k8s.io/v1",
+        "kind": "PriorityLevelConfiguration",
+        "metadata": {"name": name},
+        "spec": {
+            "type": "Limited",
+            "limited": {
+                "nominalConcurrencyShares": 0,
+                "lendablePercent": 0,
+                "borrowingLimitPercent": 0,
+                "limitResponse": {"type": "Reject"},
+            },
+        },
+    }
+    subjects = [
+        {"kind": "ServiceAccount", "serviceAccount": {"name": n, "namespace": identity.namespace}}
+        for n in (identity.name, blocker)
+    ]
+    schema = {
+        "apiVersion": "flowcontrol.apiserver.k8s.io/v1",
+        "kind": "FlowSchema",
+        "metadata": {"name": name},
+        "spec": {
+            "priorityLevelConfiguration": {"name": name},
+            "matchingPrecedence": 100,  # before every built-in schema but exempt (1)
+            "distinguisherMethod": {"type": "ByUser"},
+            "rules": [
+                {
+                    "subjects": subjects,
+                    "resourceRules": [
+                        {"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"],
+                         "clusterScope": True, "namespaces": ["*"]}
+                    ],
+                    "nonResourceRules": [{"nonResourceURLs": ["*"], "verbs": ["*"]}],
+                }
+            ],
+        },
+    }  # fmt: skip
+    hook = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": name},
+        "webhooks": [
+            {
+                "name": "slow.chaos.nightshift.dev",
+                "clientConfig": {
+                    "url": f"https://127.0.0.1:{webhook.port}/",
+                    "caBundle": base64.b64encode(webhook.cert.read_bytes()).decode(),
+                },
+                "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
+                           "resources": ["configmaps"], "scope": "Namespaced"}],
+                "objectSelector": {"matchLabels": {"chaos.nightshift.dev/slow": "true"}},
+                "sideEffects": "None",
+                "admissionReviewVersions": ["v1"],
+                "timeoutSeconds": 25,
+                "failurePolicy": "Ignore",
+            }
+        ],
+    }  # fmt: skip
+    made = [grant, hook]
+    apply_objects(cluster, made)
+    token = _kubectl(cluster, "create", "token", blocker, "-n", identity.namespace).strip()
+    server = json.loads(Path(cluster.kubeconfig).read_text())["clusters"][0]["cluster"]
+    ca = base64.b64decode(server["certificate-authority-data"])
+    ca_file = directory / "blocker-ca.crt"
+    ca_file.write_bytes(ca)
+    counts = {"blocked": 0, "rejected": 0}
+    stop = threading.Event()
+
+    def block() -> None:
+        import ssl
+
+        context = ssl.create_default_context(cafile=str(ca_file))
+        url = (f"{server['server']}/api/v1/namespaces/{identity.namespace}/configmaps"
+               "?dryRun=All")  # fmt: skip
+        body = json.dumps(
+            {"apiVersion": "v1", "kind": "ConfigMap",
+             "metadata": {"generateName": "blocker-",
+                          "labels": {"chaos.nightshift.dev/slow": "true"}}}
+        ).encode()  # fmt: skip
+        while not stop.is_set():
+            request = urllib.request.Request(
+                url, data=body, method="POST",
+                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            )  # fmt: skip
+            try:
+                with urllib.request.urlopen(request, timeout=40, context=context):
+                    counts["blocked"] += 1
+            except Exception:  # 429 while another blocker holds the seat: try again at once
+                stop.wait(0.005)
+
+    threads = [threading.Thread(target=block, daemon=True) for _ in range(3)]
+    try:
+        # The blockers first: the level must be busy before the operator is sent to it.
+        apply_objects(cluster, [level])
+        blocker_schema = json.loads(json.dumps(schema))
+        blocker_schema["spec"]["rules"][0]["subjects"] = subjects[1:]
+        apply_objects(cluster, [blocker_schema])
+        for thread in threads:
+            thread.start()
+        time.sleep(2)
+        apply_objects(cluster, [schema])
+        yield counts
+    finally:
+        dump = _kubectl(cluster, "get", "--raw", APF_DUMP, check=False)
+        for line in dump.splitlines():
+            cells = [c.strip() for c in line.split(",")]
+            if cells and cells[0] == name and len(cells) > 7:
+                counts["rejected"] = int(cells[7])
+        remove_objects(cluster, [schema, level])
+        stop.set()
+        webhook.close()
+        for thread in threads:
+            thread.join(timeout=45)
+        remove_objects(cluster, made)
+        _kubectl(cluster, "delete", "serviceaccount", blocker, "-n", identity.namespace,
+                 "--ignore-not-found", check=False)  # fmt: skip
+
+
+APF_DUMP = "/debug/api_priority_and_fairness/dump_priority_levels"
+
+
+# --- processes and connections ------------------------------------------------------------------
+
+
+def component_pid(state_dir: Path, component: str) -> int:
+    return int((state_dir / "pids" / f"{component}.pid").read_text().split()[0])
+
+
+def component_alive(state_dir: Path, component: str) -> bool:
+    """Whether the process recorded for ``component`` still runs (and is not a zombie)."""
+    try:
+        stat = Path(f"/proc/{component_pid(state_dir, component)}/stat").read_text()
+    except (OSError, ValueError):
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+@contextlib.contextmanager
+def stopped(pid: int) -> Iterator[None]:
+    """SIGSTOP the process for the block; SIGCONT afterwards, whatever happened."""
+    import signal
+
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+def established(pid: int, port: int) -> list[int]:
+    """Local ports of ``pid``'s established TCP connections to 127.0.0.1:``port``."""
+    out = subprocess.run(
+        ["ss", "-tnpH", "state", "established", f"dport = :{port}"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    ports = []
+    for line in out.splitlines():
+        if f"pid={pid}," not in line:
+            continue
+        local = line.split()[2]  # Recv-Q Send-Q Local Peer Process (no State column)
+        ports.append(int(local.rsplit(":", 1)[1]))
+    return sorted(ports)
+
+
+NFT_TABLE = "nightshift_chaos"
+
+
+@contextlib.contextmanager
+def connections_dropped(local_ports: list[int], server_port: int) -> Iterator[None]:
+    """Silently drop every packet of these TCP flows (127.0.0.1:<p> <-> 127.0.0.1:<server>), as a
+    NAT or load balancer that forgot them would; new connections are untouched. The nftables
+    table is removed afterwards, whatever happened."""
+    ports = ", ".join(str(p) for p in local_ports)
+    ruleset = f"""table inet {NFT_TABLE} {{
+    chain out {{
+        type filter hook output priority -150; policy accept;
+        tcp sport {{ {ports} }} tcp dport {server_port} drop
+        tcp sport {server_port} tcp dport {{ {ports} }} drop
+    }}
+}}
+"""
+    subprocess.run(["nft", "-f", "-"], input=ruleset, text=True, check=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["nft", "delete", "table", "inet", NFT_TABLE], check=False)

@@ -48,7 +48,7 @@ Rule = tuple[str, tuple[str, ...], frozenset[str]]
 # What the operator's ServiceAccount may do in a watched namespace, beyond what every
 # authenticated identity may do.
 OPERATOR_RULES: set[Rule] = {
-    ("scheduledtasks.nightshift.dev", (), frozenset({"list", "watch"})),
+    ("scheduledtasks.nightshift.dev", (), frozenset({"get", "list", "watch"})),
     ("scheduledtasks.nightshift.dev/status", (), frozenset({"patch"})),
     ("jobs.batch", (), frozenset({"create", "get", "list", "watch", "delete"})),
     ("pods", (), frozenset({"list"})),

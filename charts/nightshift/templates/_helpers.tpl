@@ -143,11 +143,12 @@ Nothing else: no Secrets, no wildcards, no namespaces, no CRDs (kopf's resource 
 scanning is switched off; it only reads API discovery, which needs no grant).
 */}}
 {{- define "nightshift.rbac.rules" -}}
-# Watch the tasks (kopf lists and watches them; nothing reads single objects).
+# Watch the tasks (kopf lists and watches them); read one again when a status write finds it
+# changed since the decision (optimistic concurrency).
 - apiGroups: ["nightshift.dev"]
   resources: ["scheduledtasks"]
-  verbs: ["list", "watch"]
-# Write what happened: one merge patch of the status subresource per sync.
+  verbs: ["get", "list", "watch"]
+# Write what happened: a merge patch of the status subresource, at the resourceVersion decided on.
 - apiGroups: ["nightshift.dev"]
   resources: ["scheduledtasks/status"]
   verbs: ["patch"]
