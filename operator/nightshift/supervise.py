@@ -39,7 +39,7 @@ class _State:
 class Supervisor:
     """Runs named coroutines, restarting each one that fails, and keeps heartbeats."""
 
-    backoff: Backoff = field(default_factory=lambda: Backoff(initial=1.0, maximum=30.0))
+    backoff: Backoff = field(default_factory=Backoff)
     clock: Callable[[], float] = time.monotonic
     faults: dict[str, Fault] = field(default_factory=dict)  # test seams (nightshift.faults)
     _tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)

@@ -340,6 +340,7 @@ def _check_common(docs: list[dict[str, Any]], release: str) -> None:
         assert sc["capabilities"] == {"drop": ["ALL"]}
         assert {"mountPath": "/tmp", "name": "tmp"} in container["volumeMounts"]
         assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
         env = {e["name"]: e.get("valueFrom") for e in container["env"]}
         assert env["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
         assert env["POD_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}

@@ -790,3 +790,12 @@ def test_metrics_are_scraped_after_real_runs(
     assert values["nightshift_tasks"] == 2
     assert values["nightshift_scheduler_lag_seconds_count"] >= 1
     assert values['nightshift_api_requests_total{call="create_job"}'] >= 2
+
+
+def test_liveness_and_readiness_answer_while_the_scheduler_runs(
+    cluster: Any, namespace: str, operator: Operator
+) -> None:
+    cluster.apply(task("alive", interval="2s"), namespace)
+    poll(lambda: jobs(cluster, namespace, "alive"), timeout=20, what="a Job")
+    assert operator.health("/healthz") == (200, {"status": "ok"})
+    assert operator.health("/readyz") == (200, {"status": "ready"})
