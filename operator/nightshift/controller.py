@@ -1,11 +1,12 @@
 """The controller: watch events in, Jobs and status out, one task sync at a time per task.
 
-Watch events (tasks and our Jobs) update the :class:`~nightshift.store.Store` and queue the task;
-the :class:`~nightshift.workqueue.WorkQueue`'s timer queues it again when its next slot or retry
+Two informers (``nightshift.informer``) list and watch the tasks and the Jobs the operator made,
+and feed the :class:`~nightshift.store.Store`, which queues the task; the
+:class:`~nightshift.workqueue.WorkQueue`'s timer queues it again when its next slot or retry
 comes due. A worker's sync reads only memory, lets the pure reconciler decide, creates the Jobs it
 asked for, and hands the status, deletes and Events to the :class:`~nightshift.writer.Writer`.
-A resync lists everything afresh after re-lists and outages. Every long-lived part runs under the
-:class:`~nightshift.supervise.Supervisor`, which also answers the liveness probe.
+Every long-lived part runs under the :class:`~nightshift.supervise.Supervisor`, which also
+answers the liveness probe.
 """
 
 from __future__ import annotations
@@ -21,23 +22,19 @@ from typing import Any
 
 from nightshift import memory, metrics
 from nightshift.api import ApiError, KubeApi
+from nightshift.informer import JOBS, TASKS, Informer
 from nightshift.jobs import ANNOTATION_RUN_NOW, ANNOTATION_SLOT, LABEL_MANAGED
 from nightshift.models import SpecError, TaskSpec, TaskStatus, parse_spec, read_time
 from nightshift.reconcile import CreateJob, JobView, Outcome, TaskView, decide, settle
 from nightshift.schedule import fire_time, plan_for
-from nightshift.store import RESYNC, Entry, Key, Store
+from nightshift.store import Entry, Key, Store
 from nightshift.supervise import Supervisor
 from nightshift.workqueue import WorkQueue
 from nightshift.writer import EVENT_POSTERS, CreateGate, Writer
 
-__all__ = ["RESYNC", "Controller", "Key"]
+__all__ = ["Controller", "Key"]
 
 log = logging.getLogger(__name__)
-# How often the operator re-lists tasks and Jobs itself (see Controller.resync), besides after
-# every kopf re-list and every time the API server was unreachable; and how long a kopf re-list
-# must be quiet before that.
-SWEEP_EVERY = 600.0
-SWEEP_QUIET = 2.0
 # A sync is a few requests, each with its own timeout; one that takes longer than this is stuck.
 SYNC_TIMEOUT = 60.0
 # Liveness: the timer beats at least every TICK s and must not miss TIMER_LIMIT s; queued work
@@ -45,6 +42,27 @@ SYNC_TIMEOUT = 60.0
 TICK = 5.0
 TIMER_LIMIT = 15.0
 STUCK = 30.0
+
+
+class _Feed:
+    """What one informer feeds the controller (tasks or Jobs), and whether its list is done."""
+
+    def __init__(self, controller: Controller, resource: str) -> None:
+        self.controller = controller
+        self.resource = resource
+        self.synced = False
+
+    def listing(self) -> int:
+        return self.controller.store.tick()
+
+    def event(self, kind: str, body: dict[str, Any]) -> None:
+        if self.resource == "tasks":
+            self.controller.task_event(kind, body)
+        else:
+            self.controller.job_event(kind, body)
+
+    def listed(self, mark: int, seen: set[tuple[str, str, str]]) -> None:
+        self.controller.listed(self, mark, seen)
 
 
 class Controller:
@@ -58,12 +76,11 @@ class Controller:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         is_leader: Callable[[], bool] = lambda: True,
         namespaces: Sequence[str] = (),
-        sweep_every: float = SWEEP_EVERY,
         supervisor: Supervisor | None = None,
+        shard: str = "",
     ) -> None:
         self.api = api
-        self.namespaces = tuple(namespaces)  # empty: cluster-wide, like the watches
-        self.sweep_every = sweep_every
+        self.namespaces = tuple(namespaces)  # empty: cluster-wide
         self.clock = clock
         self.is_leader = is_leader
         self.supervisor = supervisor or Supervisor()
@@ -76,20 +93,30 @@ class Controller:
             api, self.store, self.queue, self.gate, is_leader=is_leader, on_gone=self.forget
         )
         self._workers = workers
-        self._relisted = asyncio.Event()
-        self._last_listing = 0.0
-        self._fresh = asyncio.Event()  # cleared while the API server was unreachable
-        self._fresh.set()
+        # Syncs wait until every informer has listed: on start-up (a sync must see a task's Jobs),
+        # and after the API server was unreachable (a task deleted or suspended meanwhile must
+        # not fire on what was seen before).
+        self._fresh = asyncio.Event()
         self._frozen = False
         api.on_unreachable = self._unreachable
+        scopes: Sequence[str | None] = self.namespaces or (None,)
+        self._feeds: list[_Feed] = []
+        self.informers: list[Informer] = []
+        for resource, selector in ((TASKS, ""), (JOBS, f"{LABEL_MANAGED}=true")):
+            for namespace in scopes:
+                feed = _Feed(self, resource.name)
+                self._feeds.append(feed)
+                self.informers.append(
+                    Informer(
+                        api, resource, feed, namespace=namespace, selector=selector, shard=shard
+                    )
+                )
         self.ready = asyncio.Event()
 
     # --- watch input ------------------------------------------------------------------------
 
-    def task_event(self, kind: str | None, body: dict[str, Any]) -> None:
-        """A ScheduledTask was listed (kind None), added, modified, deleted or resynced."""
-        if kind is None:
-            self._listed()
+    def task_event(self, kind: str, body: dict[str, Any]) -> None:
+        """A ScheduledTask was listed ("RESYNC"), added, modified or deleted."""
         if kind == "DELETED":
             meta = body.get("metadata") or {}
             self.forget((meta.get("namespace", ""), meta.get("name", "")))
@@ -99,10 +126,8 @@ class Controller:
         if key is not None:
             self.queue.add(key)
 
-    def job_event(self, kind: str | None, body: dict[str, Any]) -> None:
-        """A Job carrying our label was listed, added, modified, deleted or resynced."""
-        if kind is None:
-            self._listed()
+    def job_event(self, kind: str, body: dict[str, Any]) -> None:
+        """A Job carrying our label was listed ("RESYNC"), added, modified or deleted."""
         key = self.store.job_event(kind, body)
         if key is not None:
             self.queue.add(key)
@@ -116,87 +141,39 @@ class Controller:
             metrics.ACTIVE_RUNS.remove(*key)
         metrics.TASKS.set(len(self.store))
 
-    def _listed(self) -> None:
-        """kopf re-lists after a watch expired (410 Gone) or broke; it reports what exists, but
-        not what was deleted meanwhile, so a resync follows once the listing is over."""
-        self._last_listing = time.monotonic()
-        self._relisted.set()
-
-    # --- resync -----------------------------------------------------------------------------
-
-    def _unreachable(self) -> None:
-        """A request did not reach the API server: what the watches delivered may be out of date
-        (a task deleted or suspended meanwhile), so no sync runs until a resync has succeeded."""
-        if self._fresh.is_set():
-            log.warning("the API server is unreachable; syncs wait for a resync")
-            self._fresh.clear()
-        self._relisted.set()
-
-    async def _resyncer(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._relisted.wait(), timeout=self.sweep_every)
-            # After a kopf re-list, wait for it to finish: no listed object for SWEEP_QUIET s.
-            # (A sleep, not an Event: "quiet for 2 s" is the absence of events.)
-            while (quiet := time.monotonic() - self._last_listing) < SWEEP_QUIET:  # noqa: ASYNC110
-                await asyncio.sleep(SWEEP_QUIET - quiet)
-            self._relisted.clear()
-            try:
-                await self.resync()
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                retry = 2.0 if not self._fresh.is_set() else 10.0
-                if isinstance(error, ApiError):
-                    log.warning("resync failed: %s; retrying in %.0f s", error, retry)
-                else:
-                    log.exception("resync failed; retrying in %.0f s", retry)
-                await asyncio.sleep(retry)
-                self._relisted.set()
-                continue
-            if not self._fresh.is_set():
-                log.info("resync done; syncs resume")
-                self._fresh.set()
-            # A list of many tasks leaves many MB freed; give them back.
-            memory.trim()
+    def listed(self, feed: _Feed, mark: int, seen: set[tuple[str, str, str]]) -> None:
+        """An informer finished a full list: forget what it no longer shows."""
+        if feed.resource == "tasks":
+            for key in self.store.tasks_listed(mark, seen):
+                log.info("task %s/%s was deleted while no watch ran; forgetting it", *key)
+                self.forget(key)
+        else:
+            changed, dropped = self.store.jobs_listed(mark, {(ns, name) for ns, name, _ in seen})
+            if dropped:
+                log.info("%d Job(s) were deleted while no watch ran", dropped)
+            for key in changed:
+                self.queue.add(key)
+        feed.synced = True
+        # A list of many tasks leaves many MB freed; give them back.
+        memory.trim()
+        if not self._fresh.is_set() and all(f.synced for f in self._feeds):
+            log.info("tasks and Jobs listed; syncs %s", "resume" if self._frozen else "start")
+            self._fresh.set()
             if not self._frozen:
                 self._frozen = True
                 memory.freeze()  # after the first full load: see memory.freeze
 
-    async def resync(self) -> tuple[int, int]:
-        """List every task and Job afresh: take in what changed, forget what no longer exists.
-
-        kopf's re-list after a watch expired (410 Gone) or broke reports what exists but not what
-        was deleted meanwhile, and after an outage the operator must not act on what it saw
-        before. Returns (tasks forgotten, Jobs forgotten).
-        """
-        mark = self.store.tick()
-        scopes: Sequence[str | None] = self.namespaces or (None,)
-        tasks: set[tuple[str, str, str]] = set()
-        jobs: set[tuple[str, str]] = set()
-        for namespace in scopes:
-            async for page in self.api.list_tasks(namespace):
-                for body in page:
-                    meta = body.get("metadata") or {}
-                    tasks.add(
-                        (meta.get("namespace", ""), meta.get("name", ""), meta.get("uid", ""))
-                    )
-                    self.task_event(RESYNC, body)
-            async for page in self.api.list_jobs(namespace, f"{LABEL_MANAGED}=true"):
-                for body in page:
-                    meta = body.get("metadata") or {}
-                    jobs.add((meta.get("namespace", ""), meta.get("name", "")))
-                    self.job_event(RESYNC, body)
-        result = self.store.resync_done(mark, tasks, jobs)
-        for key in result.gone_tasks:
-            log.info("task %s/%s was deleted while a watch was down; forgetting it", *key)
-            self.forget(key)
-        for key in result.changed:
-            log.info("Jobs of %s/%s were deleted while a watch was down", *key)
-            self.queue.add(key)
-        return len(result.gone_tasks), result.gone_jobs
-
-    # --- running ----------------------------------------------------------------------------
+    def _unreachable(self) -> None:
+        """A request did not reach the API server: what the watches delivered may be out of date,
+        so every informer lists again and no sync runs until they all have."""
+        if not self._fresh.is_set():
+            return
+        log.warning("the API server is unreachable; syncs wait until everything is listed again")
+        self._fresh.clear()
+        for feed in self._feeds:
+            feed.synced = False
+        for informer in self.informers:
+            informer.relist()
 
     def resync_all(self) -> None:
         """Queue every task (used when this replica becomes the leader).
@@ -248,10 +225,12 @@ class Controller:
                     self.queue.add(key)
 
     async def run(self) -> None:
-        """Run the timer, the resync, the workers and the Event posters until cancelled."""
+        """Run the informers, the timer, the workers and the Event posters until cancelled."""
         start = self.supervisor.start
         start("timer", self._timer)
-        start("resync", self._resyncer)
+        for informer in self.informers:
+            scope = informer.namespace or "all"
+            start(f"informer-{informer.resource.name}-{scope}", informer.run)
         for i in range(self._workers):
             start(f"worker-{i}", self._worker)
         for i in range(EVENT_POSTERS):

@@ -23,7 +23,6 @@ __all__ = [
     "Entry",
     "JobRecord",
     "Key",
-    "ResyncResult",
     "Store",
     "resource_version",
 ]
@@ -166,15 +165,6 @@ class Entry:
         self.job_seen.pop(name, None)
 
 
-@dataclass(frozen=True, slots=True)
-class ResyncResult:
-    """What a resync changed: the tasks it forgot, and the tasks whose Jobs it forgot."""
-
-    gone_tasks: tuple[Key, ...]
-    changed: tuple[Key, ...]
-    gone_jobs: int
-
-
 class Store:
     """Every task the operator knows, by (namespace, name), and Jobs seen before their task."""
 
@@ -293,27 +283,30 @@ class Store:
         """Drop a task (deleted); True if it was known."""
         return self.entries.pop(key, None) is not None
 
-    # --- resync -------------------------------------------------------------------------------
+    # --- lists -------------------------------------------------------------------------------
 
-    def resync_done(
-        self, mark: int, tasks: set[tuple[str, str, str]], jobs: set[tuple[str, str]]
-    ) -> ResyncResult:
-        """Forget what a full list (begun at tick ``mark``) no longer shows.
-
-        ``tasks`` holds (namespace, name, uid) and ``jobs`` (namespace, name) of everything listed;
-        the listed objects themselves were fed in as RESYNC events. Only what was last heard of
-        before the lists began can be forgotten: anything newer has had an event since, so a list
-        that lacks it is merely older.
-        """
-        gone_tasks = tuple(
+    def tasks_listed(self, mark: int, tasks: set[tuple[str, str, str]]) -> list[Key]:
+        """A full list of tasks, begun at tick ``mark``, showed ``tasks`` (namespace, name,
+        uid): returns the known tasks it did not show and nothing has mentioned since ``mark``
+        (deleted while no watch ran; the caller forgets them). Jobs kept for tasks that are gone
+        go too."""
+        gone = [
             key
             for key, entry in self.entries.items()
             if entry.seen < mark and (*key, entry.uid) not in tasks
-        )
-        for key in gone_tasks:
-            self.forget(key)
+        ]
+        live = {uid for *_, uid in tasks}
+        for uid in [u for u, seen in self._orphan_seen.items() if seen < mark and u not in live]:
+            self._orphans.pop(uid, None)
+            self._orphan_seen.pop(uid, None)
+        return gone
+
+    def jobs_listed(self, mark: int, jobs: set[tuple[str, str]]) -> tuple[list[Key], int]:
+        """A full list of our Jobs, begun at ``mark``, showed ``jobs`` (namespace, name): drops
+        the Jobs it did not show and nothing has mentioned since. Returns the tasks that lost
+        Jobs (to sync again) and how many Jobs were dropped."""
         changed: list[Key] = []
-        gone_jobs = 0
+        dropped = 0
         for key, entry in self.entries.items():
             stale = [
                 name
@@ -323,10 +316,6 @@ class Store:
             for name in stale:
                 entry.drop_job(name)
             if stale:
-                gone_jobs += len(stale)
+                dropped += len(stale)
                 changed.append(key)
-        live = {uid for *_, uid in tasks}
-        for uid in [u for u, seen in self._orphan_seen.items() if seen < mark and u not in live]:
-            self._orphans.pop(uid, None)
-            self._orphan_seen.pop(uid, None)
-        return ResyncResult(gone_tasks, tuple(changed), gone_jobs)
+        return changed, dropped
