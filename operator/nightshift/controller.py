@@ -70,7 +70,9 @@ class Controller:
         self.store = Store()
         self.gate = CreateGate(lambda: len(self.queue))
         self.queue: WorkQueue[Key] = WorkQueue(
-            clock=lambda: self.clock().timestamp(), on_change=self.gate.update
+            clock=lambda: self.clock().timestamp(),
+            on_change=self.gate.update,
+            monotonic=self.supervisor.clock,
         )
         self.writer = Writer(
             api, self.store, self.queue, self.gate, is_leader=is_leader, on_gone=self.forget
@@ -274,7 +276,7 @@ class Controller:
         out = self.supervisor.problems()
         if not self.ready.is_set():
             return out
-        idle = time.monotonic() - self.queue.last_taken
+        idle = self.supervisor.clock() - self.queue.last_taken
         if self._fresh.is_set() and len(self.queue) and idle > STUCK:
             out.append(f"{len(self.queue)} task(s) queued and no worker took one for {idle:.0f} s")
         return out
