@@ -78,6 +78,7 @@ class JobRecord:
     deleting: bool
     run_now_token: str | None
     outcome: Outcome | None = None  # read from the pod once the Job finished; None: not yet
+    rv: int = field(default=0, compare=False)  # orders events; not a change the reconciler sees
 
     @classmethod
     def of(cls, body: dict[str, Any]) -> JobRecord:
@@ -100,6 +101,7 @@ class JobRecord:
             finished_at=finished_at,
             deleting=bool(meta.get("deletionTimestamp")),
             run_now_token=annotations.get(ANNOTATION_RUN_NOW),
+            rv=resource_version(body),
         )
 
     def belongs_to(self, task_uid: str) -> bool:
@@ -182,6 +184,9 @@ class Store:
         self.entries: dict[Key, Entry] = {}
         self._orphans: dict[str, dict[str, JobRecord]] = {}  # task uid -> Jobs
         self._orphan_seen: dict[str, int] = {}
+        # uids of tasks and Jobs deleted since the last resync ended: a resync's list may be older
+        # than a deletion the watch already delivered, and must not bring the object back.
+        self._deleted: set[str] = set()
         self._tick = itertools.count(1)
 
     def __len__(self) -> int:
@@ -203,10 +208,14 @@ class Store:
         if kind == "DELETED":
             self.forget(key)
             return None
+        if kind == RESYNC and meta.get("uid") in self._deleted:
+            return None  # deleted after the list was taken
         entry = self.entries.get(key)
-        if entry is not None and entry.uid != meta.get("uid"):
-            entry = None  # deleted and re-created under the same name
         rv = resource_version(body)
+        if entry is not None and entry.uid != meta.get("uid"):
+            if rv < entry.rv:
+                return None  # an older namesake: deleted before this task was created
+            entry = None  # deleted and re-created under the same name
         if entry is None:
             entry = Entry.of(body)
             self.entries[key] = entry
@@ -237,6 +246,10 @@ class Store:
         )
         if owner is None:
             return None
+        if kind == "DELETED":
+            self._deleted.add(meta.get("uid", ""))
+        elif kind == RESYNC and meta.get("uid") in self._deleted:
+            return None  # deleted after the list was taken
         key = (meta.get("namespace", ""), owner.get("name", ""))
         entry = self.entries.get(key)
         name = meta.get("name", "")
@@ -258,6 +271,8 @@ class Store:
             return key
         previous = entry.jobs.get(name)
         current = JobRecord.of(body)
+        if previous is not None and previous.uid == current.uid and current.rv < previous.rv:
+            return None  # older than what an event (or our own create) already said
         if previous is not None and previous.uid == current.uid and current.finished:
             current = replace(current, outcome=previous.outcome)  # read once, kept
         entry.jobs[name] = current
@@ -291,7 +306,11 @@ class Store:
 
     def forget(self, key: Key) -> bool:
         """Drop a task (deleted); True if it was known."""
-        return self.entries.pop(key, None) is not None
+        entry = self.entries.pop(key, None)
+        if entry is None:
+            return False
+        self._deleted.add(entry.uid)
+        return True
 
     # --- resync -------------------------------------------------------------------------------
 
@@ -329,4 +348,5 @@ class Store:
         for uid in [u for u, seen in self._orphan_seen.items() if seen < mark and u not in live]:
             self._orphans.pop(uid, None)
             self._orphan_seen.pop(uid, None)
+        self._deleted.clear()  # no list in progress is older than these deletions any more
         return ResyncResult(gone_tasks, tuple(changed), gone_jobs)

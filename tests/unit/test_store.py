@@ -164,6 +164,26 @@ TASK_ROWS = [
         jobs={"t": ()},
     ),
     Row(
+        id="namesake: the deleted task's older version from a resync page (listed before the "
+        "re-creation) does not replace the new task",
+        steps=(
+            ("task", "ADDED", task(10), KEY),
+            ("task", "DELETED", task(19), None),
+            ("task", "ADDED", task(20, uid="u2"), KEY),
+            ("task", RESYNC, task(10), None),
+        ),
+        tasks={"t": ("u2", 20)},
+    ),
+    Row(
+        id="a task deleted while a resync listed does not come back from the list's older page",
+        steps=(
+            ("task", "ADDED", task(10), KEY),
+            ("task", "DELETED", task(11), None),
+            ("task", RESYNC, task(10), None),
+        ),
+        tasks={},
+    ),
+    Row(
         id="Jobs before their task (a list's order): adopted when the task arrives",
         steps=(
             ("job", None, job("t-1", 8), None),
@@ -225,6 +245,29 @@ TASK_ROWS = [
         jobs={"t": ()},
     ),
     Row(
+        id="out of order: a resync page older than the watch event that finished the Job does "
+        "not make it unfinished",
+        steps=(
+            ("task", "ADDED", task(10), KEY),
+            ("job", "ADDED", job("t-1", 11), KEY),
+            ("job", "MODIFIED", job("t-1", 12, finished="Failed"), KEY),
+            ("job", RESYNC, job("t-1", 11), None),
+        ),
+        tasks={"t": ("u1", 10)},
+        jobs={"t": ("t-1",)},
+    ),
+    Row(
+        id="a Job deleted while a resync listed does not come back from the list's older page",
+        steps=(
+            ("task", "ADDED", task(10), KEY),
+            ("job", "ADDED", job("t-1", 11), KEY),
+            ("job", "DELETED", job("t-1", 12), KEY),
+            ("job", RESYNC, job("t-1", 11), None),
+        ),
+        tasks={"t": ("u1", 10)},
+        jobs={"t": ()},
+    ),
+    Row(
         id="a Job no ScheduledTask controls: ignored",
         steps=(
             ("task", "ADDED", task(10), KEY),
@@ -246,6 +289,29 @@ def test_events(row: Row) -> None:
     assert tasks == row.tasks
     if row.jobs is not None:
         assert jobs == row.jobs
+
+
+def test_an_older_resync_page_leaves_a_finished_job_finished() -> None:
+    store = Store()
+    store.task_event("ADDED", task(10))
+    store.job_event("MODIFIED", job("t-1", 12, finished="Failed"))
+    store.job_event(RESYNC, job("t-1", 11))
+    assert store.entries[KEY].jobs["t-1"].finished == "Failed"
+
+
+def test_deletions_are_remembered_only_until_the_resync_ends() -> None:
+    store = Store()
+    store.task_event("ADDED", task(10))
+    store.job_event("ADDED", job("t-1", 11))
+    mark = store.tick()
+    store.job_event("DELETED", job("t-1", 12))
+    store.forget(KEY)
+    assert store.task_event(RESYNC, task(10)) is None  # the list's page is older
+    store.resync_done(mark, {(NS, "t", "u1")}, {(NS, "t-1")})
+    # A later list that shows the task (uids are never reused, so this is a synthetic replay)
+    # is believed again: the deletions belonged to the resync that ran when they happened.
+    assert store.task_event(RESYNC, task(10)) == KEY
+    assert store.job_event(RESYNC, job("t-1", 11)) == KEY
 
 
 # --- a Job's pod outcome ----------------------------------------------------------------------
