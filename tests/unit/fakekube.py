@@ -97,7 +97,7 @@ class WatchEvent:
 @dataclass(slots=True)
 class _Fault:
     verb: str
-    error: ApiError
+    error: Exception
     remaining: int | None  # None: until healed
     match: Callable[[Call], bool] | None
 
@@ -148,14 +148,15 @@ class FakeKube:
     def fail(
         self,
         verb: str,
-        error: ApiError,
+        error: Exception,
         *,
         times: int | None = 1,
         match: Callable[[Call], bool] | None = None,
     ) -> None:
         """The next ``times`` calls of ``verb`` (None: all, until :meth:`heal`) that ``match``
-        raise ``error``. A non-transient error on ``create_job`` is its permanent refusal: the
-        call returns ("error", message, None), as the Protocol says."""
+        raise ``error`` (an ApiError, or anything else to play a bug). A non-transient ApiError
+        on ``create_job`` is its permanent refusal: the call returns ("error", message, None),
+        as the Protocol says."""
         self._faults.append(_Fault(verb, error, times, match))
 
     def heal(self, verb: str | None = None) -> None:
