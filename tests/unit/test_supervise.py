@@ -267,6 +267,8 @@ def test_parse(text: str, faults: dict[str, Fault]) -> None:
         pytest.param("exit-after-create", "'exit-after-create'", id="the old os._exit seam"),
         pytest.param("boom:timer@1", "'boom:timer@1'", id="unknown kind"),
         pytest.param("crash:@1", "'crash:@1'", id="no task"),
+        pytest.param("crash:timer@5,crash:timer@soon", "'crash:timer@soon'", id="bad seconds"),
+        pytest.param("crash:timer@-1", "'crash:timer@-1'", id="negative seconds"),
     ],
 )
 def test_parse_errors_name_the_bad_item(text: str, bad: str) -> None:
