@@ -136,8 +136,11 @@ class Controller:
 
     async def _resyncer(self) -> None:
         while True:
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation that
+            # comes with the event (CPython gh-86296), and stopping would then hang.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._relisted.wait(), timeout=self.sweep_every)
+                async with asyncio.timeout(self.sweep_every):
+                    await self._relisted.wait()
             # After a kopf re-list, wait for it to finish: no listed object for SWEEP_QUIET s.
             # (A sleep, not an Event: "quiet for 2 s" is the absence of events.)
             while (quiet := time.monotonic() - self._last_listing) < SWEEP_QUIET:  # noqa: ASYNC110

@@ -157,8 +157,11 @@ class WorkQueue(Generic[K]):
             beat()
             upcoming = self.next_wake()
             delay = tick if upcoming is None else min(tick, max(0.0, upcoming - now))
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation that
+            # comes with the event (CPython gh-86296), and stopping would then hang.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._timer.wait(), timeout=delay)
+                async with asyncio.timeout(delay):
+                    await self._timer.wait()
 
     # --- failures ---------------------------------------------------------------------------
 

@@ -80,8 +80,11 @@ class CreateGate:
 
     async def wait_idle(self, limit: float) -> None:
         """Return once nothing is being created, or after ``limit`` seconds."""
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation that
+        # comes with the event (CPython gh-86296).
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._idle.wait(), timeout=limit)
+            async with asyncio.timeout(limit):
+                await self._idle.wait()
 
 
 @dataclass(slots=True)

@@ -299,3 +299,19 @@ def test_run_timer_queues_due_keys_and_wakes_for_an_earlier_one() -> None:
     assert (first, second) == ("a", "b")
     assert due == [("a", 998.0, 1000.0), ("b", 1005.0, 1010.0)]
     assert beats == 2
+
+
+def test_the_timer_stops_when_cancelled_as_a_wake_up_arrives() -> None:
+    """Cancelled in the same loop iteration as an add_after wakes it, the timer must end (on
+    Python 3.11 ``asyncio.wait_for`` swallowed such a cancellation, CPython gh-86296)."""
+
+    async def run() -> bool:
+        queue: WorkQueue[str] = WorkQueue(clock=lambda: NOW)
+        timer = asyncio.create_task(queue.run_timer(tick=3600.0))
+        await asyncio.sleep(0)
+        queue.add_after("a", NOW + 600)
+        timer.cancel()
+        done, _ = await asyncio.wait({timer}, timeout=0.5)
+        return timer in done and timer.cancelled()
+
+    assert asyncio.run(run()) is True

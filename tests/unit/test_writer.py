@@ -463,6 +463,22 @@ def test_the_gate_is_shut_while_creating_or_queued() -> None:
     assert asyncio.run(run()) == [True, False, True, False, True]
 
 
+def test_a_write_waiting_at_the_gate_is_cancelled_even_as_the_gate_opens() -> None:
+    """On Python 3.11 ``asyncio.wait_for`` swallowed a cancellation that came with the gate
+    opening (CPython gh-86296), so a cancelled wait went on to write."""
+
+    async def run() -> bool:
+        gate = CreateGate(lambda: 0)
+        with gate.creating_jobs(1):
+            waiter = asyncio.create_task(gate.wait_idle(60))
+            await asyncio.sleep(0)
+        waiter.cancel()  # the gate opened in this very iteration
+        await asyncio.wait({waiter}, timeout=0.5)
+        return waiter.cancelled()
+
+    assert asyncio.run(run()) is True
+
+
 # --- Events -----------------------------------------------------------------------------------
 
 
