@@ -5,7 +5,8 @@ It behaves like the real API server where the operator depends on it, and nowher
 - resourceVersions come from one counter that only grows (like etcd's revision), uids are unique;
 - ``patch_status`` is a JSON merge patch of the status with a resourceVersion precondition:
   :class:`~nightshift.api.Conflict` when the task changed (or was re-created) since, None when it
-  is gone; an empty resourceVersion is no precondition, as for the API server;
+  is gone; an empty resourceVersion is no precondition, as for the API server; nulls are pruned
+  (the CRD's fields are not nullable), in list items too;
 - ``create_job`` of an existing name is "adopted" only when the task's uid is the Job's controller
   ownerReference, otherwise a "conflict"; ``delete_job`` with a uid leaves a namesake alone, and
   deletes the Job's pods with it (background propagation);
@@ -103,12 +104,27 @@ class _Fault:
 
 
 class Hold:
-    """Calls of a verb wait here until :meth:`release`; :attr:`arrived` is set once one waits."""
+    """Calls of a verb wait here until :meth:`release`; :attr:`arrived` is set once one waits.
 
-    def __init__(self) -> None:
+    With ``match``, only the calls it accepts wait; with ``times``, only the first so many."""
+
+    def __init__(
+        self, match: Callable[[Call], bool] | None = None, times: int | None = None
+    ) -> None:
         self.arrived = asyncio.Event()
         self.waiting = 0
         self._open = asyncio.Event()
+        self._match = match
+        self._left = times
+
+    def catches(self, call: Call) -> bool:
+        if self._open.is_set() or (self._match is not None and not self._match(call)):
+            return False
+        if self._left is not None:
+            if self._left == 0:
+                return False
+            self._left -= 1
+        return True
 
     async def wait(self) -> None:
         self.waiting += 1
@@ -163,15 +179,18 @@ class FakeKube:
         """Forget the faults of ``verb`` (None: every verb)."""
         self._faults = [f for f in self._faults if verb is not None and f.verb != verb]
 
-    def hold(self, verb: str) -> Hold:
-        """Keep the calls of ``verb`` in flight (after they are recorded) until released."""
-        hold = self._holds[verb] = Hold()
+    def hold(
+        self, verb: str, *, match: Callable[[Call], bool] | None = None, times: int | None = None
+    ) -> Hold:
+        """Keep the calls of ``verb`` (those ``match`` accepts; only the first ``times``) in
+        flight, after they are recorded, until released."""
+        hold = self._holds[verb] = Hold(match, times)
         return hold
 
     async def _enter(self, call: Call) -> None:
         self.calls.append(call)
         hold = self._holds.get(call.verb)
-        if hold is not None:
+        if hold is not None and hold.catches(call):
             await hold.wait()
         for fault in self._faults:
             if fault.verb != call.verb or fault.remaining == 0:
@@ -268,7 +287,7 @@ class FakeKube:
     def write_status(self, namespace: str, name: str, status: Obj) -> Obj:
         """Someone else (another replica) replaces the status."""
         obj = self.tasks[namespace, name]
-        obj["status"] = copy.deepcopy(status)
+        obj["status"] = _prune(status)
         self._bump(obj)
         self._emit("tasks", "MODIFIED", obj)
         return copy.deepcopy(obj)
@@ -410,7 +429,7 @@ class FakeKube:
             return None
         if resource_version and resource_version != obj["metadata"]["resourceVersion"]:
             raise Conflict(f"status of {namespace}/{name}: the object has been modified")
-        obj["status"] = _merge(obj.get("status") or {}, status)
+        obj["status"] = _prune(_merge(obj.get("status") or {}, status))
         self._bump(obj)
         self._emit("tasks", "MODIFIED", obj)
         return copy.deepcopy(obj)
@@ -535,6 +554,15 @@ def _merge(target: Any, patch: Any) -> Any:
         else:
             result[key] = _merge(result.get(key), value)
     return result
+
+
+def _prune(value: Any) -> Any:
+    """What a structural schema stores: null fields (not nullable) are dropped, at any depth."""
+    if isinstance(value, dict):
+        return {k: _prune(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_prune(v) for v in value]
+    return copy.deepcopy(value)
 
 
 def _utc(text: str) -> datetime:

@@ -70,11 +70,11 @@ def test_patch_status_precondition(rv: str, expected: Any) -> None:
     assert updated["metadata"]["resourceVersion"] == "101"
 
 
-def test_patch_status_is_a_merge_patch_and_none_when_gone() -> None:
+def test_patch_status_is_a_merge_patch_nulls_pruned_and_none_when_gone() -> None:
     fake = FakeKube()
     fake.create_task(NS, "t", SPEC, status={"a": {"b": 1, "c": 2}, "d": [1, 2]})
-    updated = run(fake.patch_status(NS, "t", {"a": {"b": None}, "d": [3]}, ""))
-    assert updated["status"] == {"a": {"c": 2}, "d": [3]}
+    updated = run(fake.patch_status(NS, "t", {"a": {"b": None}, "d": [{"e": 3, "f": None}]}, ""))
+    assert updated["status"] == {"a": {"c": 2}, "d": [{"e": 3}]}
     assert run(fake.patch_status(NS, "gone", {}, "")) is None
 
 
