@@ -611,3 +611,27 @@ def test_stopping_just_as_a_resync_is_asked_for_stops() -> None:
         await world.stop()  # ... and it is cancelled in the same loop iteration
 
     scenario(body)
+
+
+def test_a_resync_that_hits_a_bug_is_logged_and_the_operator_stays_alive(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """issue 12: "_resyncer catches only ApiError. An ApiException ... or a ValueError from
+    json.loads ends it", and with it every worker."""
+
+    async def body(world: World) -> None:
+        controller = world.replica()
+        world.fake.create_task(NS, "t", spec())
+        await world.settle()
+        world.fake.fail("list_tasks", ValueError("Expecting value: line 1 column 1 (char 0)"))
+        world.fake.on_unreachable()  # asks for a resync, which fails with the bug
+        await world.settle()
+        assert controller.supervisor.restarts("resync") == 0  # handled: it retries by itself
+        assert controller.problems() == []
+        assert controller.running
+
+    scenario(body)
+    failed = [r for r in caplog.records if r.getMessage().startswith("resync failed")]
+    assert len(failed) == 1
+    assert failed[0].exc_info is not None
+    assert failed[0].exc_info[0] is ValueError
