@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -87,7 +86,9 @@ class Controller:
         self.store = Store()
         self.gate = CreateGate(lambda: len(self.queue))
         self.queue: WorkQueue[Key] = WorkQueue(
-            clock=lambda: self.clock().timestamp(), on_change=self.gate.update
+            clock=lambda: self.clock().timestamp(),
+            on_change=self.gate.update,
+            monotonic=self.supervisor.clock,
         )
         self.writer = Writer(
             api, self.store, self.queue, self.gate, is_leader=is_leader, on_gone=self.forget
@@ -253,7 +254,7 @@ class Controller:
         out = self.supervisor.problems()
         if not self.ready.is_set():
             return out
-        idle = time.monotonic() - self.queue.last_taken
+        idle = self.supervisor.clock() - self.queue.last_taken
         if self._fresh.is_set() and len(self.queue) and idle > STUCK:
             out.append(f"{len(self.queue)} task(s) queued and no worker took one for {idle:.0f} s")
         return out

@@ -278,8 +278,11 @@ class Informer:
                 failures += 1
                 delay = self.backoff.delay(failures, random.random())
                 log.warning("%s: %s; listing again in %.1f s", self._what, error, delay)
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation
+                # that comes with the event (CPython gh-86296), and stopping would then hang.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._relist.wait(), timeout=delay)
+                    async with asyncio.timeout(delay):
+                        await self._relist.wait()
 
     @property
     def _what(self) -> str:

@@ -77,6 +77,7 @@ class JobRecord:
     deleting: bool
     run_now_token: str | None
     outcome: Outcome | None = None  # read from the pod once the Job finished; None: not yet
+    rv: int = field(default=0, compare=False)  # orders events; not a change the reconciler sees
 
     @classmethod
     def of(cls, body: dict[str, Any]) -> JobRecord:
@@ -99,6 +100,7 @@ class JobRecord:
             finished_at=finished_at,
             deleting=bool(meta.get("deletionTimestamp")),
             run_now_token=annotations.get(ANNOTATION_RUN_NOW),
+            rv=resource_version(body),
         )
 
     def belongs_to(self, task_uid: str) -> bool:
@@ -194,9 +196,11 @@ class Store:
             self.forget(key)
             return None
         entry = self.entries.get(key)
-        if entry is not None and entry.uid != meta.get("uid"):
-            entry = None  # deleted and re-created under the same name
         rv = resource_version(body)
+        if entry is not None and entry.uid != meta.get("uid"):
+            if rv < entry.rv:
+                return None  # an older namesake: deleted before this task was created
+            entry = None  # deleted and re-created under the same name
         if entry is None:
             entry = Entry.of(body)
             self.entries[key] = entry
@@ -248,6 +252,8 @@ class Store:
             return key
         previous = entry.jobs.get(name)
         current = JobRecord.of(body)
+        if previous is not None and previous.uid == current.uid and current.rv < previous.rv:
+            return None  # older than what an event (or our own create) already said
         if previous is not None and previous.uid == current.uid and current.finished:
             current = replace(current, outcome=previous.outcome)  # read once, kept
         entry.jobs[name] = current

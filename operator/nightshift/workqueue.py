@@ -47,8 +47,10 @@ class WorkQueue(Generic[K]):
         clock: Callable[[], float] = time.time,
         backoff: Backoff | None = None,
         on_change: Callable[[], None] = lambda: None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.clock = clock
+        self.monotonic = monotonic  # for last_taken (liveness), never for wake-ups
         self.backoff = backoff or Backoff()
         self.on_change = on_change  # called whenever the number of queued keys changes
         self._ready: asyncio.Queue[K] = asyncio.Queue()
@@ -60,7 +62,7 @@ class WorkQueue(Generic[K]):
         self._seq = itertools.count()
         self._timer = asyncio.Event()
         self._failures: dict[K, int] = {}
-        self.last_taken = time.monotonic()  # when a worker last took a key (liveness)
+        self.last_taken = monotonic()  # when a worker last took a key (liveness)
 
     # --- now --------------------------------------------------------------------------------
 
@@ -80,7 +82,7 @@ class WorkQueue(Generic[K]):
         key = await self._ready.get()
         self._queued.discard(key)
         self._busy.add(key)
-        self.last_taken = time.monotonic()
+        self.last_taken = self.monotonic()
         self.on_change()
         return key
 
@@ -155,8 +157,11 @@ class WorkQueue(Generic[K]):
             beat()
             upcoming = self.next_wake()
             delay = tick if upcoming is None else min(tick, max(0.0, upcoming - now))
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation that
+            # comes with the event (CPython gh-86296), and stopping would then hang.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._timer.wait(), timeout=delay)
+                async with asyncio.timeout(delay):
+                    await self._timer.wait()
 
     # --- failures ---------------------------------------------------------------------------
 
