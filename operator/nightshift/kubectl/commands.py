@@ -17,13 +17,13 @@ from typing import Any, TextIO
 from nightshift.durations import format_duration
 from nightshift.jobs import (
     ANNOTATION_RUN_NOW,
-    PREFIX,
     job_name,
     manual_run_id,
     new_token,
     token_key,
 )
 from nightshift.kubectl.render import (
+    ANNOTATION_SUSPEND_REASON,
     HISTORY_HEADERS,
     RunProgress,
     attempt_line,
@@ -61,7 +61,6 @@ __all__ = [
     "utc_now",
 ]
 
-ANNOTATION_SUSPEND_REASON = PREFIX + "suspend-reason"
 DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
 POLL_SECONDS = 1.0
 

@@ -273,8 +273,10 @@ class Session:
 
         The watch starts from a list's resourceVersion, so objects that already exist are not
         reported. A resourceVersion that expired (410 Gone) raises WatchExpired: what changed
-        meanwhile is unknown, and the caller should reload.
+        meanwhile is unknown, and the caller should reload. A server that cannot be reached
+        raises a PluginError without a status.
         """
+        import urllib3  # noqa: PLC0415 - the client's transport
         from kubernetes import watch  # noqa: PLC0415
         from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
 
@@ -325,6 +327,10 @@ class Session:
             if error.status == 410:
                 raise WatchExpired("the watch expired", 410) from None
             raise self._fail(error) from None
+        except urllib3.exceptions.HTTPError as error:
+            raise PluginError(
+                f"cannot reach the Kubernetes API server: {_connection_problem(error)}"
+            ) from None
 
     def pods_of_job(self, job: str) -> list[dict[str, Any]]:
         """The pods the Job controller created for ``job`` (as plain dicts)."""
