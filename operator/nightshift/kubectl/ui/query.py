@@ -39,6 +39,7 @@ DEFAULT_AHEAD = timedelta(hours=24)
 MAX_SPAN = timedelta(days=31)  # each side; a month of per-minute fires is already capped
 _NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _MAX_SELECTOR = 1024
+_ZERO = re.compile(r"0+(ms|s|m|h|d)?")
 
 
 class QueryError(ValueError):
@@ -106,6 +107,8 @@ def _duration(query: Query, name: str, default: timedelta) -> timedelta:
     text = _one(query, name)
     if not text:
         return default
+    if _ZERO.fullmatch(text):
+        return timedelta(0)  # the core's durations are positive; a side of the window may be 0
     try:
         value = parse_duration(text)
     except DurationError as error:

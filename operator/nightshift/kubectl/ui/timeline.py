@@ -96,6 +96,7 @@ class Day:
     day: date
     hours: float  # 23 on a spring-forward day, 25 on a fall-back day
     label: str
+    start: datetime  # its first instant (UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,9 +173,8 @@ def axis(window: Window, zone: ZoneInfo, now: datetime) -> Axis:
         if finish <= window.start or begin >= window.end:
             continue
         hours = (finish - begin) / timedelta(hours=1)
-        days.append(
-            Day(window.clip(begin), window.clip(finish), day, hours, _day_label(day, hours))
-        )
+        label = _day_label(day, hours)
+        days.append(Day(window.clip(begin), window.clip(finish), day, hours, label, begin))
     if step is None and len(days) > _MAX_LABELS:
         every = -(-len(days) // _MAX_LABELS)
         days = [d if i % every == 0 else _unlabelled(d) for i, d in enumerate(days)]
@@ -182,7 +182,7 @@ def axis(window: Window, zone: ZoneInfo, now: datetime) -> Axis:
 
 
 def _unlabelled(day: Day) -> Day:
-    return Day(day.x0, day.x1, day.day, day.hours, "")
+    return Day(day.x0, day.x1, day.day, day.hours, "", day.start)
 
 
 # --- a task's row ---------------------------------------------------------------------------------
