@@ -95,7 +95,9 @@ class FakeSession:
 
 @pytest.fixture
 def api() -> FakeApi:
-    return FakeApi(tasks={("team", "backup"): task("backup"), ("prod", "report"): task("report", "prod")})
+    return FakeApi(
+        tasks={("team", "backup"): task("backup"), ("prod", "report"): task("report", "prod")}
+    )
 
 
 @pytest.fixture

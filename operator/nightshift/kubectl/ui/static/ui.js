@@ -57,8 +57,14 @@
     }
   }
 
+  // body[data-zone-ready] says the content shows times in the browser's zone.
   if (document.body.dataset.browserZone !== zone) {
-    refresh();
+    refresh().then(() => {
+      document.body.dataset.browserZone = zone;
+      document.body.dataset.zoneReady = "true";
+    });
+  } else {
+    document.body.dataset.zoneReady = "true";
   }
 
   // Live updates: a server-sent event stream fed by watches on the API server.
