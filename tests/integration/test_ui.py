@@ -570,10 +570,19 @@ def listening_addresses(port: int) -> set[str]:
     return found
 
 
-def test_another_address_is_warned_about(cluster: Any, tmp_path: Path) -> None:
-    server = Ui(cluster.kubeconfig, tmp_path, "--address", "0.0.0.0", env={})
+def test_open_and_another_address_with_a_warning(cluster: Any, tmp_path: Path) -> None:
+    opened = tmp_path / "opened"
+    browser = tmp_path / "browser.sh"  # what $BROWSER names, webbrowser (--open) runs
+    browser.write_text(f'#!/bin/sh\necho "$1" > {opened}\n')
+    browser.chmod(0o755)
+    server = Ui(
+        cluster.kubeconfig, tmp_path, "--address", "0.0.0.0", "--open",
+        env={"BROWSER": f"{browser} %s"},
+    )  # fmt: skip
     try:
         assert "warning: serving on 0.0.0.0, not only on this machine" in server.err.read_text()
+        poll(opened.exists, timeout=10, what="--open to start the browser")
+        assert opened.read_text().strip() == server.url
     finally:
         assert server.stop() == 0
 

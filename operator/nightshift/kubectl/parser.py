@@ -325,9 +325,10 @@ fires, and a page per task (spec, conditions, runs, Events, the last run's log, 
 10 fire times) with Run now, Suspend and Resume. Every request is made with your kubeconfig
 and context, so the API server's RBAC decides what you see and may do. The page updates
 live from watches. It listens on 127.0.0.1 only, on a free port unless --port is given,
-and prints a link that carries an access token. Nothing is written to disk and nothing of
-the kubeconfig reaches the page. Ctrl-C stops it. -n or -A choose the namespace shown
-first (default: all namespaces if you may list them, else the context's).""",
+and prints a link that carries an access token. Credentials stay in memory, never on
+disk, and nothing of the kubeconfig reaches the page. Ctrl-C stops it. -n or -A choose
+the namespace shown first (default: all namespaces if you may list them, else the
+context's).""",
         examples="""\
   kubectl nightshift ui
   kubectl nightshift ui --port 8090 --open
