@@ -8,19 +8,12 @@ from typing import Any
 
 import pytest
 
+from nightshift.kubectl.ui.chart import TimelineEntry, timeline_rows
 from nightshift.kubectl.ui.clock import UTC_ZONE, local_text
+from nightshift.kubectl.ui.frame import Frame, page
 from nightshift.kubectl.ui.guard import Guard, address_warning, is_loopback, url_host
 from nightshift.kubectl.ui.html import Html, escape, tag
-from nightshift.kubectl.ui.pages import (
-    Frame,
-    LogView,
-    TaskPage,
-    TimelineEntry,
-    overview_content,
-    page,
-    task_content,
-    timeline_rows,
-)
+from nightshift.kubectl.ui.pages import LogView, TaskPage, overview_content, task_content
 from nightshift.kubectl.ui.query import (
     Filter,
     QueryError,

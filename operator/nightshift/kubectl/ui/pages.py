@@ -1,9 +1,8 @@
-"""The UI's pages as HTML: the overview, the timeline, a task, and the frame around them.
+"""The UI's pages: the overview, the timeline and a task, each as controls and a content part.
 
-Each page is a frame (head, navigation, its filter form, the confirmation dialog) around a
-*content* part, ``<main id="content">``. Live updates fetch the content part again and swap it in,
-so the forms outside it keep what the user is typing. Everything here is pure: it takes what the
-server read from the API (or the error it got) and returns :class:`~.html.Html`.
+The server reads what a page needs from the API and hands it here with the errors it got; each
+function returns :class:`~.html.Html` for the frame (``frame.page``) or, for a live update, the
+content part alone. Everything here is pure.
 """
 
 from __future__ import annotations
@@ -12,235 +11,44 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from nightshift.durations import format_duration
 from nightshift.kubectl.render import HISTORY_HEADERS, history_rows
-from nightshift.kubectl.ui.clock import UTC_ZONE, local_text, short_text, utc_text
+from nightshift.kubectl.ui.chart import TimelineEntry, legend, timeline_rows
+from nightshift.kubectl.ui.clock import UTC_ZONE, short_text, utc_text
+from nightshift.kubectl.ui.frame import (
+    Problem,
+    badges,
+    filter_form,
+    problem_of,
+    result_of,
+    section,
+    table,
+    task_path,
+    time_of,
+    zone_select,
+)
 from nightshift.kubectl.ui.html import Child, Html, join, tag
-from nightshift.kubectl.ui.query import Filter, Span, ZoneChoice, link
-from nightshift.kubectl.ui.timeline import LANES, Axis, Row, Window, axis, lay_out
+from nightshift.kubectl.ui.query import Filter, Span, ZoneChoice
+from nightshift.kubectl.ui.timeline import Window
 from nightshift.kubectl.ui.views import EventRow, TaskView, spec_summary
 from nightshift.models import read_time
 from nightshift.schedule import format_fire_time
 
 __all__ = [
-    "RESULTS",
-    "Frame",
     "LogView",
-    "Problem",
     "TaskPage",
-    "TimelineEntry",
-    "error_content",
-    "filter_form",
     "overview_content",
     "overview_controls",
-    "page",
     "task_content",
     "task_controls",
-    "task_path",
     "timeline_content",
     "timeline_controls",
-    "timeline_rows",
 ]
 
-# Every result a run record can have, plus the states of attempts not finished; the stylesheet
-# gives each a colour (class ``result-<name>``) and the legend lists them in this order.
-RESULTS = (
-    "Succeeded",
-    "Failed",
-    "TimedOut",
-    "Running",
-    "Skipped",
-    "Missed",
-    "Replaced",
-    "Cancelled",
-)
-_LANE_HEIGHT = 12
-_ROW_HEIGHT = LANES * _LANE_HEIGHT + 10
-_DENSE_FIRES = 60
 _BACK_CHOICES = ("1h", "6h", "24h", "3d", "7d")
 _AHEAD_CHOICES = ("0s", "1h", "6h", "24h", "3d", "7d")
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    """An error to show in place of what could not be read, with the HTTP status it had."""
-
-    message: str
-    status: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Frame:
-    """What every page's frame needs."""
-
-    title: str
-    csrf: str
-    events: str  # the URL of the page's live-update stream
-    zone: ZoneChoice
-    user: str | None
-    nav: str  # "overview", "timeline" or "task"
-    filter: Filter
-
-
-def task_path(namespace: str, name: str) -> str:
-    """The URL path of a task's page."""
-    return f"/tasks/{quote(namespace, safe='')}/{quote(name, safe='')}"
-
-
-def _time(moment: datetime | None, zone: ZoneInfo, *, short: bool = False) -> Html:
-    if moment is None:
-        return tag("span", {"class_": "none"}, "-")
-    text = short_text(moment, zone) if short else local_text(moment, zone)
-    return tag("time", {"datetime": utc_text(moment), "title": utc_text(moment)}, text)
-
-
-def _result(result: str | None) -> Html:
-    if not result:
-        return tag("span", {"class_": "none"}, "-")
-    return tag("span", {"class_": f"result result-{result}"}, result)
-
-
-def _problem(problem: Problem) -> Html:
-    return tag("p", {"class_": "error", "role": "alert"}, problem.message)
-
-
-# --- the frame ------------------------------------------------------------------------------------
-
-
-def page(frame: Frame, controls: Child, content: Html) -> Html:
-    """A whole page: the frame, the page's controls (outside the live part) and its content."""
-    nav_links = [
-        ("overview", "/", "Overview"),
-        ("timeline", "/timeline", "Timeline"),
-    ]
-    nav = [
-        tag(
-            "a",
-            {
-                "href": link(path, frame.filter.params(), frame.zone.params()),
-                "aria-current": "page" if frame.nav == key else None,
-            },
-            text,
-        )
-        for key, path, text in nav_links
-    ]
-    who = tag("span", {"class_": "who"}, f"as {frame.user}") if frame.user else None
-    body = tag(
-        "body",
-        {
-            "data-events": frame.events,
-            "data-browser-zone": frame.zone.browser.key if frame.zone.browser else "",
-        },
-        tag(
-            "header",
-            {"class_": "top"},
-            tag("a", {"class_": "brand", "href": "/"}, "Nightshift"),
-            tag("nav", {}, nav),
-            tag(
-                "span",
-                {"class_": "live", "id": "live", "data-state": "connecting"},
-                "connecting",
-            ),
-            who,
-        ),
-        tag("div", {"id": "notice", "role": "status", "hidden": True}),
-        tag("div", {"id": "problem", "role": "alert", "hidden": True}),
-        tag("div", {"class_": "controls"}, controls) if controls else None,
-        tag("main", {"id": "content"}, content),
-        _dialog(),
-    )
-    head = tag(
-        "head",
-        {},
-        tag("meta", {"charset": "utf-8"}),
-        tag("meta", {"name": "viewport", "content": "width=device-width, initial-scale=1"}),
-        tag("meta", {"name": "csrf-token", "content": frame.csrf}),
-        tag("title", {}, f"{frame.title} · Nightshift"),
-        tag("link", {"rel": "icon", "href": "/static/icon.svg", "type": "image/svg+xml"}),
-        tag("link", {"rel": "stylesheet", "href": "/static/ui.css"}),
-        tag("script", {"src": "/static/ui.js", "defer": True}),
-    )
-    return Html("<!doctype html>\n" + tag("html", {"lang": "en"}, head, body))
-
-
-def _dialog() -> Html:
-    return tag(
-        "dialog",
-        {"id": "confirm", "aria-labelledby": "confirm-text"},
-        tag(
-            "form",
-            {"method": "dialog"},
-            tag("p", {"id": "confirm-text"}),
-            tag(
-                "label",
-                {"id": "confirm-reason-label", "hidden": True},
-                "Reason (optional) ",
-                tag("input", {"id": "confirm-reason", "name": "reason", "maxlength": "1000"}),
-            ),
-            tag(
-                "div",
-                {"class_": "buttons"},
-                tag("button", {"value": "cancel", "id": "confirm-cancel"}, "Cancel"),
-                tag("button", {"value": "ok", "id": "confirm-ok", "class_": "primary"}, "Confirm"),
-            ),
-        ),
-    )
-
-
-def _zone_select(zone: ZoneChoice, extra: Sequence[str], *, task: bool) -> Html:
-    browser = zone.browser.key if zone.browser else "not known yet"
-    options: list[tuple[str, str]] = [("browser", f"Your browser's ({browser})")]
-    if task:
-        options.append(("task", "The task's"))
-    options.append(("UTC", "UTC"))
-    options += [(name, name) for name in sorted(set(extra) - {"UTC"})]
-    return tag(
-        "label",
-        {},
-        "Time zone ",
-        tag(
-            "select",
-            {"name": "zone", "class_": "autosubmit"},
-            [
-                tag("option", {"value": value, "selected": value == zone.choice}, text)
-                for value, text in options
-            ],
-        ),
-    )
-
-
-def filter_form(path: str, flt: Filter, zone: ZoneChoice, extra: Child = None) -> Html:
-    """The namespace and label filter (a GET form), with any extra fields of the page."""
-    return tag(
-        "form",
-        {"class_": "filters", "method": "get", "action": path},
-        tag(
-            "label",
-            {},
-            "Namespace ",
-            tag(
-                "input",
-                {"name": "ns", "value": flt.namespace or "", "placeholder": "all namespaces"},
-            ),
-        ),
-        tag(
-            "label",
-            {},
-            "Labels ",
-            tag(
-                "input",
-                {"name": "labels", "value": flt.labels, "placeholder": "e.g. team=data,tier!=web"},
-            ),
-        ),
-        extra,
-        [tag("input", {"type": "hidden", "name": k, "value": v}) for k, v in zone.params().items()]
-        if path == "/"
-        else None,
-        tag("button", {"type": "submit"}, "Show"),
-    )
 
 
 # --- overview -------------------------------------------------------------------------------------
@@ -270,24 +78,12 @@ def _streak(view: TaskView, zone: ZoneInfo) -> Html:
     return tag("span", {"class_": "streak", "role": "img", "aria-label": "recent runs"}, dots)
 
 
-def _badges(view: TaskView) -> list[Html]:
-    badges = []
-    if view.suspended:
-        title = f"suspended: {view.suspend_reason}" if view.suspend_reason else "suspended"
-        badges.append(tag("span", {"class_": "badge suspended", "title": title}, "Suspended"))
-    if view.active:
-        badges.append(tag("span", {"class_": "badge running"}, f"{view.active} running"))
-    if view.problem:
-        badges.append(tag("span", {"class_": "badge invalid", "title": view.problem}, "Not ready"))
-    return badges
-
-
 def overview_content(
     views: Sequence[TaskView], problem: Problem | None, flt: Filter, zone: ZoneChoice
 ) -> Html:
     """The task table: schedule, next fire, last result and the streak of recent runs."""
     if problem is not None:
-        return _problem(problem)
+        return problem_of(problem)
     if not views:
         where = f'namespace "{flt.namespace}"' if flt.namespace else "any namespace"
         labels = f" with labels {flt.labels}" if flt.labels else ""
@@ -310,11 +106,11 @@ def overview_content(
                     {},
                     tag("a", {"href": task_path(view.namespace, view.name)}, view.name),
                     " ",
-                    _badges(view),
+                    badges(view),
                 ),
                 tag("td", {"class_": "schedule"}, view.schedule),
-                tag("td", {}, _time(view.next_fire, shown, short=True)),
-                tag("td", {}, _result(view.last_result), " ", failures),
+                tag("td", {}, time_of(view.next_fire, shown, short=True)),
+                tag("td", {}, result_of(view.last_result), " ", failures),
                 tag("td", {}, _streak(view, shown)),
             )
         )
@@ -334,228 +130,12 @@ def overview_content(
     )
 
 
+def overview_controls(flt: Filter, zone: ZoneChoice) -> Html:
+    """The overview's form: the namespace and label filter."""
+    return filter_form("/", flt, zone)
+
+
 # --- timeline -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class TimelineEntry:
-    """A task and its upcoming fires (enough to fill the window)."""
-
-    view: TaskView
-    fires: tuple[datetime, ...]
-
-
-def _pct(value: float) -> str:
-    return f"{value:.4f}%"
-
-
-def _grid(the_axis: Axis, height: int) -> list[Html]:
-    parts = []
-    for i, day in enumerate(the_axis.days):
-        parts.append(
-            tag(
-                "rect",
-                {
-                    "class_": "day " + ("even" if i % 2 == 0 else "odd"),
-                    "x": _pct(day.x0),
-                    "width": _pct(day.x1 - day.x0),
-                    "y": "0",
-                    "height": str(height),
-                },
-            )
-        )
-    for tick in the_axis.ticks:
-        parts.append(
-            tag(
-                "line",
-                {
-                    "class_": "tick",
-                    "x1": _pct(tick.x),
-                    "x2": _pct(tick.x),
-                    "y1": "0",
-                    "y2": str(height),
-                },
-            )
-        )
-    return parts
-
-
-def _now_line(the_axis: Axis, height: int) -> Html | None:
-    if the_axis.now is None:
-        return None
-    x = _pct(the_axis.now)
-    return tag("line", {"class_": "now", "x1": x, "x2": x, "y1": "0", "y2": str(height)})
-
-
-def _axis_svg(the_axis: Axis) -> Html:
-    height = 40
-    labels = []
-    for day in the_axis.days:
-        if day.label:
-            labels.append(
-                tag(
-                    "text",
-                    {
-                        "class_": "day-label" + (" dst" if abs(day.hours - 24) > 0.01 else ""),
-                        "x": _pct(day.x0),
-                        "dx": "4",
-                        "y": "14",
-                    },
-                    day.label,
-                )
-            )
-    for tick in the_axis.ticks:
-        labels.append(
-            tag(
-                "text",
-                {"class_": "tick-label", "x": _pct(tick.x), "dx": "2", "y": "34"},
-                tick.label,
-            )
-        )
-    return tag(
-        "svg",
-        {
-            "class_": "axis",
-            "width": "100%",
-            "height": str(height),
-            "role": "img",
-            "aria-label": f"time axis in {the_axis.zone.key}",
-        },
-        _grid(the_axis, height),
-        labels,
-        _now_line(the_axis, height),
-    )
-
-
-def _lane_y(lane: int) -> int:
-    return 5 + lane * _LANE_HEIGHT
-
-
-def _row_svg(row: Row, the_axis: Axis, *, suspended: bool) -> Html:
-    height = _ROW_HEIGHT
-    shapes: list[Html] = []
-    for connector in row.links:
-        shapes.append(
-            tag(
-                "line",
-                {
-                    "class_": "retry-link",
-                    "x1": _pct(connector.x0),
-                    "x2": _pct(connector.x1),
-                    "y1": str(_lane_y(connector.lane0) + 4),
-                    "y2": str(_lane_y(connector.lane1) + 4),
-                },
-            )
-        )
-    for bar in row.bars:
-        shapes.append(
-            tag(
-                "rect",
-                {
-                    "class_": f"bar result-{bar.result}" + (" retry" if bar.attempt > 1 else ""),
-                    "data-result": bar.result,
-                    "data-run": bar.run,
-                    "data-attempt": str(bar.attempt),
-                    "x": _pct(bar.x),
-                    "width": _pct(bar.width),
-                    "y": str(_lane_y(bar.lane)),
-                    "height": str(_LANE_HEIGHT - 3),
-                    "rx": "2",
-                },
-                tag("title", {}, bar.title),
-            )
-        )
-    # Many fires (an every-few-minutes schedule) are drawn small, so they read as a rhythm.
-    dense = sum(1 for m in row.marks if m.kind == "fire") > _DENSE_FIRES
-    for mark in row.marks:
-        kind = mark.kind if mark.kind in ("fire", "retry") else f"slot result-{mark.kind}"
-        small = dense and mark.kind == "fire"
-        shapes.append(
-            tag(
-                "circle",
-                {
-                    "class_": f"mark {kind}" + (" dense" if small else ""),
-                    "data-kind": mark.kind,
-                    "cx": _pct(mark.x),
-                    "cy": str(height // 2),
-                    "r": "1.5" if small else "4",
-                },
-                tag("title", {}, mark.title),
-            )
-        )
-    return tag(
-        "svg",
-        {
-            "class_": "lane" + (" suspended" if suspended else ""),
-            "width": "100%",
-            "height": str(height),
-        },
-        _grid(the_axis, height),
-        shapes,
-        _now_line(the_axis, height),
-    )
-
-
-def _legend() -> Html:
-    items = [
-        tag(
-            "span",
-            {"class_": "legend-item"},
-            tag("span", {"class_": f"swatch result-{result}"}),
-            result,
-        )
-        for result in RESULTS
-    ]
-    items.append(
-        tag("span", {"class_": "legend-item"}, tag("span", {"class_": "swatch fire"}), "next fire")
-    )
-    items.append(
-        tag("span", {"class_": "legend-item"}, tag("span", {"class_": "swatch retry"}), "retry due")
-    )
-    return tag(
-        "p",
-        {"class_": "legend"},
-        items,
-        tag("span", {"class_": "legend-note"}, "Retries sit on the lanes below the first attempt."),
-    )
-
-
-def timeline_rows(
-    entries: Sequence[TimelineEntry], window: Window, now: datetime, zone: ZoneInfo
-) -> Html:
-    """The axis and one row per task, all in ``zone``."""
-    the_axis = axis(window, zone, now)
-    rows = []
-    for entry in entries:
-        view = entry.view
-        row = lay_out(view.status, entry.fires, window, now, zone, suspended=view.suspended)
-        more = tag("small", {"class_": "more"}, "more fires than drawn") if row.hidden else None
-        rows.append(
-            tag(
-                "div",
-                {"class_": "tl-row", "data-task": view.key},
-                tag(
-                    "div",
-                    {"class_": "tl-label"},
-                    tag("a", {"href": task_path(view.namespace, view.name)}, view.name),
-                    tag("small", {}, view.namespace),
-                    _badges(view),
-                    more,
-                ),
-                _row_svg(row, the_axis, suspended=view.suspended),
-            )
-        )
-    return tag(
-        "div",
-        {"class_": "timeline", "data-zone": zone.key},
-        tag(
-            "div",
-            {"class_": "tl-row tl-head"},
-            tag("div", {"class_": "tl-label"}, tag("small", {}, zone.key)),
-            _axis_svg(the_axis),
-        ),
-        rows,
-    )
 
 
 def timeline_content(
@@ -567,17 +147,17 @@ def timeline_content(
 ) -> Html:
     """The timeline page's content: the window's heading, the rows and the legend."""
     if problem is not None:
-        return _problem(problem)
+        return problem_of(problem)
     heading = tag(
         "p",
         {"class_": "window"},
-        _time(window.start, zone),
+        time_of(window.start, zone),
         " → ",
-        _time(window.end, zone),
+        time_of(window.end, zone),
     )
     if not entries:
         return join(heading, tag("p", {"class_": "empty"}, "No ScheduledTasks to show."))
-    return join(heading, timeline_rows(entries, window, now, zone), _legend())
+    return join(heading, timeline_rows(entries, window, now, zone), legend())
 
 
 def timeline_controls(flt: Filter, span: Span, zone: ZoneChoice, zones: Sequence[str]) -> Html:
@@ -594,7 +174,7 @@ def timeline_controls(flt: Filter, span: Span, zone: ZoneChoice, zones: Sequence
     extra = join(
         tag("label", {}, "Back ", choice("back", _BACK_CHOICES, format_duration(span.back))),
         tag("label", {}, "Ahead ", choice("ahead", _AHEAD_CHOICES, format_duration(span.ahead))),
-        _zone_select(zone, zones, task=False),
+        zone_select(zone, zones, task=False),
     )
     return filter_form("/timeline", flt, zone, extra)
 
@@ -647,19 +227,6 @@ def _action(label: str, action: str, view: TaskView, confirm: str, page_: TaskPa
     )
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[Child]], cls: str) -> Html:
-    return tag(
-        "table",
-        {"class_": cls},
-        tag("thead", {}, tag("tr", {}, [tag("th", {"scope": "col"}, h) for h in headers])),
-        tag("tbody", {}, [tag("tr", {}, [tag("td", {}, cell) for cell in row]) for row in rows]),
-    )
-
-
-def _section(title: str, *children: Child, section_id: str) -> Html:
-    return tag("section", {"id": section_id}, tag("h2", {}, title), *children)
-
-
 def _condition_class(condition: Mapping[str, Any]) -> str:
     """``good`` or ``bad`` where a condition's status says so (Failing=True is bad)."""
     kind, status = condition.get("type"), condition.get("status")
@@ -693,7 +260,7 @@ def task_content(task: TaskPage, now: datetime, zone: ZoneChoice) -> Html:
     head = tag(
         "div",
         {"class_": "task-head"},
-        tag("h1", {}, tag("small", {}, view.namespace, " / "), view.name, " ", _badges(view)),
+        tag("h1", {}, tag("small", {}, view.namespace, " / "), view.name, " ", badges(view)),
         tag("div", {"class_": "actions"}, actions),
         denied,
     )
@@ -717,7 +284,7 @@ def task_content(task: TaskPage, now: datetime, zone: ZoneChoice) -> Html:
 
     conditions = view.conditions()
     condition_table = (
-        _table(
+        table(
             ("Type", "Status", "Reason", "Message", "Since"),
             [
                 (
@@ -725,7 +292,7 @@ def task_content(task: TaskPage, now: datetime, zone: ZoneChoice) -> Html:
                     tag("span", {"class_": f"cond {_condition_class(c)}"}, c.get("status")),
                     c.get("reason") or "",
                     c.get("message") or "",
-                    _time(read_time(c.get("lastTransitionTime")), shown),
+                    time_of(read_time(c.get("lastTransitionTime")), shown),
                 )
                 for c in conditions
             ],
@@ -747,7 +314,7 @@ def task_content(task: TaskPage, now: datetime, zone: ZoneChoice) -> Html:
         fire_headers.append(f"Shown in ({shown.key})")
     fire_headers.append("UTC")
     fires = (
-        _table(fire_headers, fire_rows, "fires")
+        table(fire_headers, fire_rows, "fires")
         if fire_rows
         else tag("p", {"class_": "empty"}, "No upcoming fire times.")
     )
@@ -761,23 +328,23 @@ def task_content(task: TaskPage, now: datetime, zone: ZoneChoice) -> Html:
             [
                 run,
                 attempt,
-                _result(result),
+                result_of(result),
                 exit_code,
-                _time(read_time(started), shown),
+                time_of(read_time(started), shown),
                 duration,
                 tag("span", {"class_": "message"}, message),
             ]
         )
     runs = (
-        _table([h.capitalize() for h in HISTORY_HEADERS], run_rows, "runs")
+        table([h.capitalize() for h in HISTORY_HEADERS], run_rows, "runs")
         if run_rows
         else tag("p", {"class_": "empty"}, "No runs yet.")
     )
 
     if isinstance(task.events, Problem):
-        events = _problem(task.events)
+        events = problem_of(task.events)
     elif task.events:
-        events = _table(
+        events = table(
             ("Type", "Reason", "Message", "Count", "Last seen"),
             [
                 (
@@ -785,7 +352,7 @@ def task_content(task: TaskPage, now: datetime, zone: ZoneChoice) -> Html:
                     e.reason,
                     e.message,
                     str(e.count),
-                    _time(e.last, shown),
+                    time_of(e.last, shown),
                 )
                 for e in task.events
             ],
@@ -799,7 +366,7 @@ def task_content(task: TaskPage, now: datetime, zone: ZoneChoice) -> Html:
     if log.source:
         log_parts.append(tag("p", {"class_": "source"}, log.source))
     if log.problem is not None:
-        log_parts.append(_problem(log.problem))
+        log_parts.append(problem_of(log.problem))
     elif log.text is not None:
         log_parts.append(
             tag("pre", {"class_": "log"}, log.text) if log.text else tag("p", {}, "(empty log)")
@@ -811,14 +378,14 @@ def task_content(task: TaskPage, now: datetime, zone: ZoneChoice) -> Html:
         tag(
             "div",
             {"class_": "grid"},
-            _section("Spec", summary, section_id="spec"),
-            _section("Conditions", condition_table, section_id="conditions"),
+            section("Spec", summary, section_id="spec"),
+            section("Conditions", condition_table, section_id="conditions"),
         ),
-        _section("Timeline", the_timeline, section_id="timeline"),
-        _section(f"Next {len(view.fires) or 10} fire times", fires, section_id="fires"),
-        _section("Runs", runs, section_id="runs"),
-        _section("Events", events, section_id="events"),
-        _section("Last run's log", log_parts, section_id="log"),
+        section("Timeline", the_timeline, section_id="timeline"),
+        section(f"Next {len(view.fires) or 10} fire times", fires, section_id="fires"),
+        section("Runs", runs, section_id="runs"),
+        section("Events", events, section_id="events"),
+        section("Last run's log", log_parts, section_id="log"),
     )
 
 
@@ -829,16 +396,6 @@ def task_controls(flt: Filter, zone: ZoneChoice, view: TaskView | None) -> Html:
         "form",
         {"class_": "filters", "method": "get"},
         [tag("input", {"type": "hidden", "name": k, "value": v}) for k, v in flt.params().items()],
-        _zone_select(zone, zones, task=True),
+        zone_select(zone, zones, task=True),
         tag("button", {"type": "submit"}, "Show"),
     )
-
-
-def error_content(problem: Problem) -> Html:
-    """A page's content when its main read failed."""
-    return join(tag("h1", {}, "Cannot show this page"), _problem(problem))
-
-
-def overview_controls(flt: Filter, zone: ZoneChoice) -> Html:
-    """The overview's form: the namespace and label filter."""
-    return filter_form("/", flt, zone)

@@ -28,18 +28,15 @@ from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 from nightshift.kubectl.commands import log_source, request_run, set_suspend, utc_now
 from nightshift.kubectl.session import PluginError, Session, WatchExpired, unreachable
+from nightshift.kubectl.ui.chart import TimelineEntry
+from nightshift.kubectl.ui.frame import Frame, Problem, error_content, page
 from nightshift.kubectl.ui.guard import TOKEN_PARAMETER, Guard, url_host
 from nightshift.kubectl.ui.html import Html, escape
 from nightshift.kubectl.ui.pages import (
-    Frame,
     LogView,
-    Problem,
     TaskPage,
-    TimelineEntry,
-    error_content,
     overview_content,
     overview_controls,
-    page,
     task_content,
     task_controls,
     timeline_content,
