@@ -416,3 +416,13 @@ def test_overview_rows_and_the_frame() -> None:
         NEW_YORK,
     )
     assert 'data-result="Failed"' in rows
+
+
+def test_the_timeline_form_shows_the_window_it_draws() -> None:
+    from nightshift.kubectl.ui.pages import timeline_controls
+
+    form = timeline_controls(Filter("team"), Span(), read_zone({}, None), ["Europe/Zurich"])
+    back = form[form.index('name="back"') :].split("</select>")[0]
+    assert back.count("<option") == 5  # the default (1d) is one of the choices, not added twice
+    assert '<option value="1d" selected>1d</option>' in back
+    assert '<option value="Europe/Zurich">Europe/Zurich</option>' in form

@@ -47,8 +47,8 @@ __all__ = [
     "timeline_controls",
 ]
 
-_BACK_CHOICES = ("1h", "6h", "24h", "3d", "7d")
-_AHEAD_CHOICES = ("0s", "1h", "6h", "24h", "3d", "7d")
+_BACK_CHOICES = ("1h", "6h", "1d", "3d", "7d")  # as format_duration writes them
+_AHEAD_CHOICES = ("0s", "1h", "6h", "1d", "3d", "7d")
 
 
 # --- overview -------------------------------------------------------------------------------------
