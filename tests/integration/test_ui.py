@@ -198,6 +198,7 @@ def ui(
     scene: str, secret_kubeconfig: Path, private_tmp: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Ui]:
     """The UI as the admin, showing the scene's namespace first."""
+    before = memory_directories()
     server = Ui(
         secret_kubeconfig,
         tmp_path_factory.mktemp("ui"),
@@ -209,6 +210,14 @@ def ui(
         yield server
     finally:
         assert server.stop() == 0, server.err.read_text()
+    # The certificates it kept in memory are gone with it.
+    assert memory_directories() - before == set()
+
+
+def memory_directories() -> set[Path]:
+    """The private directories UIs keep certificates in (tmpfs)."""
+    bases = [Path("/dev/shm"), Path(os.environ.get("XDG_RUNTIME_DIR") or "/nonexistent")]
+    return {p for base in bases if base.is_dir() for p in base.glob("nightshift-ui-*")}
 
 
 @pytest.fixture(scope="module")

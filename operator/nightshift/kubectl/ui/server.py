@@ -298,8 +298,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _post(self, parts: list[str]) -> Reply:
         if len(parts) != 4 or parts[0] != "tasks" or parts[3] not in ("run", "suspend", "resume"):
             return self._json(HTTPStatus.NOT_FOUND, {"error": "no such action"})
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY:
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            return self._json(HTTPStatus.BAD_REQUEST, {"error": "bad Content-Length"})
+        if not 0 <= length <= MAX_BODY:
             return self._json(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": "request too large"})
         form = parse_qs(self.rfile.read(length).decode("utf-8", "replace")) if length else {}
         namespace, name, action = parts[1], parts[2], parts[3]
