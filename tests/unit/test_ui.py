@@ -13,7 +13,13 @@ from nightshift.kubectl.ui.clock import UTC_ZONE, local_text
 from nightshift.kubectl.ui.frame import Frame, page
 from nightshift.kubectl.ui.guard import Guard, address_warning, is_loopback, url_host
 from nightshift.kubectl.ui.html import Html, escape, tag
-from nightshift.kubectl.ui.pages import LogView, TaskPage, overview_content, task_content
+from nightshift.kubectl.ui.pages import (
+    LogView,
+    TaskPage,
+    overview_content,
+    task_content,
+    timeline_controls,
+)
 from nightshift.kubectl.ui.query import (
     Filter,
     QueryError,
@@ -419,8 +425,6 @@ def test_overview_rows_and_the_frame() -> None:
 
 
 def test_the_timeline_form_shows_the_window_it_draws() -> None:
-    from nightshift.kubectl.ui.pages import timeline_controls
-
     form = timeline_controls(Filter("team"), Span(), read_zone({}, None), ["Europe/Zurich"])
     back = form[form.index('name="back"') :].split("</select>")[0]
     assert back.count("<option") == 5  # the default (1d) is one of the choices, not added twice

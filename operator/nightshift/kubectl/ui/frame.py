@@ -24,6 +24,7 @@ __all__ = [
     "badges",
     "error_content",
     "filter_form",
+    "hidden",
     "page",
     "problem_of",
     "result_of",
@@ -214,8 +215,9 @@ def zone_select(zone: ZoneChoice, extra: Sequence[str], *, task: bool) -> Html:
     )
 
 
-def filter_form(path: str, flt: Filter, zone: ZoneChoice, extra: Child = None) -> Html:
-    """The namespace and label filter (a GET form), with any extra fields of the page."""
+def filter_form(path: str, flt: Filter, extra: Child = None, keep: Child = None) -> Html:
+    """The namespace and label filter (a GET form), with the page's ``extra`` fields and the
+    hidden ones that ``keep`` its other parameters."""
     return tag(
         "form",
         {"class_": "filters", "method": "get", "action": path},
@@ -238,11 +240,14 @@ def filter_form(path: str, flt: Filter, zone: ZoneChoice, extra: Child = None) -
             ),
         ),
         extra,
-        [tag("input", {"type": "hidden", "name": k, "value": v}) for k, v in zone.params().items()]
-        if path == "/"
-        else None,
+        keep,
         tag("button", {"type": "submit"}, "Show"),
     )
+
+
+def hidden(params: dict[str, str]) -> list[Html]:
+    """Hidden form fields that carry ``params`` along."""
+    return [tag("input", {"type": "hidden", "name": k, "value": v}) for k, v in params.items()]
 
 
 def error_content(problem: Problem) -> Html:

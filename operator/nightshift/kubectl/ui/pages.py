@@ -21,6 +21,7 @@ from nightshift.kubectl.ui.frame import (
     Problem,
     badges,
     filter_form,
+    hidden,
     problem_of,
     result_of,
     section,
@@ -132,7 +133,7 @@ def overview_content(
 
 def overview_controls(flt: Filter, zone: ZoneChoice) -> Html:
     """The overview's form: the namespace and label filter."""
-    return filter_form("/", flt, zone)
+    return filter_form("/", flt, keep=hidden(zone.params()))
 
 
 # --- timeline -------------------------------------------------------------------------------------
@@ -176,7 +177,7 @@ def timeline_controls(flt: Filter, span: Span, zone: ZoneChoice, zones: Sequence
         tag("label", {}, "Ahead ", choice("ahead", _AHEAD_CHOICES, format_duration(span.ahead))),
         zone_select(zone, zones, task=False),
     )
-    return filter_form("/timeline", flt, zone, extra)
+    return filter_form("/timeline", flt, extra)
 
 
 # --- a task ---------------------------------------------------------------------------------------
@@ -395,7 +396,7 @@ def task_controls(flt: Filter, zone: ZoneChoice, view: TaskView | None) -> Html:
     return tag(
         "form",
         {"class_": "filters", "method": "get"},
-        [tag("input", {"type": "hidden", "name": k, "value": v}) for k, v in flt.params().items()],
+        hidden(flt.params()),
         zone_select(zone, zones, task=True),
         tag("button", {"type": "submit"}, "Show"),
     )
