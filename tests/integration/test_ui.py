@@ -281,7 +281,7 @@ def test_overview_lists_the_tasks_with_their_results(page: Page, ui: Ui, scene: 
     assert texts(page, f"tr[data-task='{scene}/nightly-backup'] .result") == ["Succeeded"]
     assert "Suspended" in texts(page, f"tr[data-task='{scene}/paused'] td")[1]
     # Next fire in the browser's zone (Europe/Zurich).
-    assert re.search(r"\d\d:\d\d CET", texts(page, f"{report} td")[3])
+    assert re.search(r"\d\d:\d\d CES?T", texts(page, f"{report} td")[3])
     page.screenshot(shots() / "overview.png")
 
     page.navigate(f"{ui.base}/?ns={scene}&labels=team%3Ddata")
