@@ -16,17 +16,17 @@ import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from nightshift import memory, metrics
 from nightshift.api import ApiError, KubeApi
 from nightshift.informer import JOBS, TASKS, Informer
-from nightshift.jobs import ANNOTATION_RUN_NOW, ANNOTATION_SLOT, LABEL_MANAGED
+from nightshift.jobs import ANNOTATION_RUN_NOW, ANNOTATION_SLOT, LABEL_MANAGED, token_key
 from nightshift.models import SpecError, TaskSpec, TaskStatus, parse_spec, read_time
 from nightshift.reconcile import CreateJob, JobView, Outcome, TaskView, decide, settle
 from nightshift.schedule import fire_time, plan_for
-from nightshift.store import Entry, Key, Store
+from nightshift.store import RESYNC, Entry, Key, Store
 from nightshift.supervise import Supervisor
 from nightshift.workqueue import WorkQueue
 from nightshift.writer import EVENT_POSTERS, CreateGate, Writer
@@ -43,6 +43,25 @@ TIMER_LIMIT = 15.0
 STUCK = 30.0
 
 
+LOOKAHEAD = timedelta(seconds=30)
+
+
+def _needs_attention(body: dict[str, Any], now: datetime) -> tuple[datetime | None, bool]:
+    """(the task's next wake-up as its status says, whether a sync is needed at once): a list
+    brings every task, and most of them only need looking at when their next slot comes."""
+    meta = body.get("metadata") or {}
+    status = body.get("status") or {}
+    upcoming = read_time(status.get("nextScheduleTime"))
+    if upcoming is None or upcoming <= now + LOOKAHEAD:
+        return upcoming, True
+    if status.get("observedGeneration") != meta.get("generation"):
+        return upcoming, True  # the spec changed
+    token = (meta.get("annotations") or {}).get(ANNOTATION_RUN_NOW)
+    if token and token_key(token) != status.get("runNowToken"):
+        return upcoming, True  # asked to run now
+    return upcoming, bool(status.get("active") or status.get("pendingRetries"))
+
+
 class _Feed:
     """What one informer feeds the controller (tasks or Jobs), and whether its list is done."""
 
@@ -50,9 +69,11 @@ class _Feed:
         self.controller = controller
         self.resource = resource
         self.synced = False
+        self.mark: int | None = None  # while a list runs: the tick it began at
 
     def listing(self) -> int:
-        return self.controller.store.tick()
+        self.mark = self.controller.store.tick()
+        return self.mark
 
     def event(self, kind: str, body: dict[str, Any]) -> None:
         if self.resource == "tasks":
@@ -84,7 +105,7 @@ class Controller:
         self.is_leader = is_leader
         self.supervisor = supervisor or Supervisor()
         self.store = Store()
-        self.gate = CreateGate(lambda: len(self.queue))
+        self.gate = CreateGate(lambda: self.queue.urgent)
         self.queue: WorkQueue[Key] = WorkQueue(
             clock=lambda: self.clock().timestamp(),
             on_change=self.gate.update,
@@ -98,6 +119,7 @@ class Controller:
         # and after the API server was unreachable (a task deleted or suspended meanwhile must
         # not fire on what was seen before).
         self._fresh = asyncio.Event()
+        self._deferred: set[Key] = set()
         self._frozen = False
         api.on_unreachable = self._unreachable
         scopes: Sequence[str | None] = self.namespaces or (None,)
@@ -124,14 +146,23 @@ class Controller:
             return
         key = self.store.task_event(kind, body)
         metrics.TASKS.set(len(self.store))
-        if key is not None:
+        if key is None:
+            return
+        if kind != RESYNC:
             self.queue.add(key)
+            return
+        # A list: look at every task once, but those that are due (or changed, or asked to run)
+        # first; the rest wait in the background, and wake at their next slot regardless.
+        upcoming, urgent = _needs_attention(body, self.clock())
+        self.queue.add(key, background=not urgent)
+        if upcoming is not None:
+            self.queue.add_after(key, upcoming.timestamp())
 
     def job_event(self, kind: str, body: dict[str, Any]) -> None:
         """A Job carrying our label was listed ("RESYNC"), added, modified or deleted."""
         key = self.store.job_event(kind, body)
         if key is not None:
-            self.queue.add(key)
+            self.queue.add(key, background=kind == RESYNC)
 
     def forget(self, key: Key) -> None:
         """The task is gone: drop it from memory, the queue's wake-ups and the writer."""
@@ -155,18 +186,33 @@ class Controller:
             for key in changed:
                 self.queue.add(key)
         feed.synced = True
+        feed.mark = None
         # A list of many tasks leaves many MB freed; give them back.
         memory.trim()
-        if not self._fresh.is_set() and all(f.synced for f in self._feeds):
-            log.info("tasks and Jobs listed; syncs %s", "resume" if self._frozen else "start")
+        if feed.resource == "tasks":
+            for key in self._deferred:
+                self.queue.add(key)
+            self._deferred.clear()
+        if not self._fresh.is_set() and all(f.synced for f in self._feeds if f.resource == "jobs"):
+            log.info("Jobs listed; syncs %s", "resume" if self._frozen else "start")
             self._fresh.set()
-            if not self._frozen:
-                self._frozen = True
-                memory.freeze()  # after the first full load: see memory.freeze
+        if not self._frozen and all(f.synced for f in self._feeds):
+            self._frozen = True
+            memory.freeze()  # after the first full load: see memory.freeze
+
+    def _stale(self, key: Key) -> bool:
+        """Whether the task is known only from before a list of tasks that is still running
+        (after an outage: it may have been deleted or changed meanwhile)."""
+        entry = self.store.get(key)
+        if entry is None:
+            return False
+        marks = [f.mark for f in self._feeds if f.resource == "tasks" and f.mark is not None]
+        return bool(marks) and entry.seen < min(marks)
 
     def _unreachable(self) -> None:
         """A request did not reach the API server: what the watches delivered may be out of date,
-        so every informer lists again and no sync runs until they all have."""
+        so every informer lists again. No sync runs until the Jobs are listed again (a sync must
+        see its task's Jobs), and a task is synced only once the new list has shown it."""
         if not self._fresh.is_set():
             return
         log.warning("the API server is unreachable; syncs wait until everything is listed again")
@@ -204,6 +250,9 @@ class Controller:
             try:
                 if not self._fresh.is_set():
                     again = True  # taken just before an outage: back in line for after it
+                    continue
+                if self._stale(key):
+                    self._deferred.add(key)  # queued again when the list of tasks is done
                     continue
                 if self.is_leader():
                     async with asyncio.timeout(SYNC_TIMEOUT):

@@ -641,3 +641,53 @@ def test_a_list_that_hits_a_bug_is_logged_and_the_operator_stays_alive(
     assert len(crashed) == 1
     assert crashed[0].exc_info is not None
     assert crashed[0].exc_info[0] is ValueError
+
+
+# --- what a list asks to look at first ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "meta", "urgent"),
+    [
+        pytest.param({}, {}, True, id="never synced: at once"),
+        pytest.param(
+            {"nextScheduleTime": at("04:00"), "observedGeneration": 1}, {}, False,
+            id="next slot in an hour, nothing changed: in the background",
+        ),
+        pytest.param(
+            {"nextScheduleTime": at("03:00:20"), "observedGeneration": 1}, {}, True,
+            id="next slot within 30 s: at once",
+        ),
+        pytest.param(
+            {"nextScheduleTime": at("02:00"), "observedGeneration": 1}, {}, True,
+            id="next slot passed (down over it): at once",
+        ),
+        pytest.param(
+            {"nextScheduleTime": at("04:00"), "observedGeneration": 1}, {"generation": 2}, True,
+            id="the spec changed: at once",
+        ),
+        pytest.param(
+            {"nextScheduleTime": at("04:00"), "observedGeneration": 1, "runNowToken": "a"},
+            {"annotations": {"nightshift.dev/run-now": "b"}}, True,
+            id="a run-now token not acted on: at once",
+        ),
+        pytest.param(
+            {"nextScheduleTime": at("04:00"), "observedGeneration": 1,
+             "active": [{"run": at("03:00"), "attempt": 1, "job": J03}]}, {}, True,
+            id="a run is active: at once",
+        ),
+    ],
+)  # fmt: skip
+def test_a_list_looks_at_due_tasks_first(
+    status: dict[str, Any], meta: dict[str, Any], urgent: bool
+) -> None:
+    from nightshift.controller import _needs_attention
+
+    body = {"metadata": {"generation": 1, **meta}, "status": status}
+    upcoming, got = _needs_attention(body, datetime.fromisoformat("2026-03-01T03:00:00+00:00"))
+    assert got is urgent
+    assert upcoming == (
+        datetime.fromisoformat(status["nextScheduleTime"].replace("Z", "+00:00"))
+        if "nextScheduleTime" in status
+        else None
+    )

@@ -52,6 +52,10 @@ def play(steps: tuple[Step, ...]) -> list[Any]:
                 out.append(queue.next_wake())
             elif op == "pop_due":
                 out.append(queue.pop_due(args[0]))
+            elif op == "background":
+                out.append(queue.add(args[0], background=True))
+            elif op == "urgent":
+                out.append(queue.urgent)
             elif op == "retry":
                 out.append(queue.retry(args[0], **(args[1] if len(args) > 1 else {})))
             else:
@@ -62,6 +66,51 @@ def play(steps: tuple[Step, ...]) -> list[Any]:
 
 
 ROWS = [
+    Row(
+        id="background keys (what a list asks to look at) wait until no urgent key is queued",
+        steps=(
+            ("background", "quiet-1", None),
+            ("background", "quiet-2", None),
+            ("add", "due", None),
+            ("len", 3),
+            ("urgent", 1),
+            ("get", "due"),
+            ("urgent", 0),
+            ("get", "quiet-1"),
+            ("get", "quiet-2"),
+            ("len", 0),
+        ),
+    ),
+    Row(
+        id="a background key added again as urgent (its wake-up came) is promoted, and taken once",
+        steps=(
+            ("background", "a", None),
+            ("background", "b", None),
+            ("add", "b", None),
+            ("len", 2),
+            ("urgent", 1),
+            ("get", "b"),
+            ("get", "a"),
+            ("len", 0),
+            ("add", "c", None),
+            ("get", "c"),  # b's stale copy in the background line is skipped
+            ("len", 0),
+        ),
+    ),
+    Row(
+        id="added while busy: synced again afterwards, urgent if any add was",
+        steps=(
+            ("add", "a", None),
+            ("get", "a"),
+            ("background", "a", None),
+            ("add", "a", None),
+            ("background", "z", None),
+            ("done", "a", None),
+            ("urgent", 1),
+            ("get", "a"),
+            ("get", "z"),
+        ),
+    ),
     Row(
         id="dedup: a key added twice before a worker takes it is queued once",
         steps=(
