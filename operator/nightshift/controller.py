@@ -29,7 +29,7 @@ from nightshift.schedule import fire_time, plan_for
 from nightshift.store import RESYNC, Entry, Key, Store
 from nightshift.supervise import Supervisor
 from nightshift.workqueue import WorkQueue
-from nightshift.writer import EVENT_POSTERS, CreateGate, Writer
+from nightshift.writer import EVENT_POSTERS, YIELD_MAX, CreateGate, Writer
 
 __all__ = ["Controller", "Key"]
 
@@ -162,7 +162,9 @@ class Controller:
         """A Job carrying our label was listed ("RESYNC"), added, modified or deleted."""
         key = self.store.job_event(kind, body)
         if key is not None:
-            self.queue.add(key, background=kind == RESYNC)
+            # Recording a run's end can wait for the Jobs that are due now: its sync reads the
+            # pod (an API call), and a burst of due Jobs ends in a burst of finished ones.
+            self.queue.add(key, background=True)
 
     def forget(self, key: Key) -> None:
         """The task is gone: drop it from memory, the queue's wake-ups and the writer."""
@@ -254,6 +256,10 @@ class Controller:
                 if self._stale(key):
                     self._deferred.add(key)  # queued again when the list of tasks is done
                     continue
+                if not self.queue.taken_urgent(key):
+                    # Background work (a finished Job, a list's first look) makes API calls
+                    # too: it waits while Jobs that are due are being created (at most 5 s).
+                    await self.gate.wait_idle(YIELD_MAX)
                 if self.is_leader():
                     async with asyncio.timeout(SYNC_TIMEOUT):
                         await self.sync(key)
