@@ -263,7 +263,7 @@ class _Held:
 
 @dataclass
 class _Seen:
-    record: tuple[str, str]  # (holder, renewTime)
+    record: tuple[str, str]  # (holder, resourceVersion)
     since: float
 
 
@@ -390,7 +390,9 @@ class ShardManager:
     def _observe(self, listed: dict[str, dict[str, Any]]) -> None:
         now = self.clock()
         for name, lease in listed.items():
-            record = (_holder(lease), str(_spec(lease).get("renewTime") or ""))
+            # Any write changes the resourceVersion: a renewal is seen even if the holder's
+            # clock stands still.
+            record = (_holder(lease), str(lease["metadata"].get("resourceVersion") or ""))
             seen = self._seen.get(name)
             if seen is None or seen.record != record:
                 self._seen[name] = _Seen(record, now)
@@ -451,7 +453,11 @@ class ShardManager:
         return await self.api.replace_lease(self.namespace, name, body)
 
     async def _announce(self, current: dict[str, Any] | None) -> None:
-        await self._write(self.member, {LABEL_ROLE: "member"}, current)
+        try:
+            await self._write(self.member, {LABEL_ROLE: "member"}, current)
+        except ApiError as error:
+            # The shards held must still be renewed this round.
+            log.warning("shards: announcing %s: %s", self.identity, error)
 
     def _shard_labels(self, shard: int) -> dict[str, str]:
         return {LABEL_ROLE: "shard", LABEL_SHARD: str(shard), LABEL_SHARDS: str(self.shards)}
