@@ -193,6 +193,15 @@ def _parser() -> argparse.ArgumentParser:
         "(<lease name>-shard-<i>, in the leader-election namespace); every replica takes a fair "
         "share. 1 (default): one Lease, held with --leader-elect",
     )
+    p.add_argument(
+        "--shard-filter",
+        choices=["auto", "shardSelector", "label"],
+        default="auto",
+        help="how a shard's tasks are selected: by the API server's shardSelector (Kubernetes "
+        "1.36+, feature gate ShardedListAndWatch) or by the nightshift.dev/shard-bucket label "
+        "(which the operator sets); auto (default): shardSelector where the API server filters "
+        "by it",
+    )
     p.add_argument("--health-port", type=int, default=8080, help="liveness/readiness port")
     p.add_argument("--metrics-port", type=int, default=9090, help="Prometheus metrics port")
     p.add_argument("--log-format", choices=["plain", "json"], default="plain")

@@ -208,6 +208,7 @@ async def _sharded(
         shards=args.shards,
         namespaces=args.namespaces or (),
         make_supervisor=lambda: Supervisor(faults=seams),
+        mode=None if args.shard_filter == "auto" else args.shard_filter,
     )
     metrics.track(manager.tasks, manager.queued)
     supervisor.start("shards", manager.run)

@@ -293,6 +293,8 @@ class ShardManager:
     def __post_init__(self) -> None:
         self.member = member_lease_name(self.name, self.identity)
         shard_buckets(0, self.shards)  # refuses an impossible shard count now
+        if self.mode is not None:
+            log.info("shards: tasks are selected by %s (as configured)", self.mode)
         self.api.on_unreachable = self.unreachable
 
     # --- what the runner reads ---------------------------------------------------------------

@@ -25,7 +25,9 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from test_operator import task, ts
 
+from nightshift.jobs import LABEL_BUCKET, build_job, run_id_for_slot
 from nightshift.kube import KubeClient
+from nightshift.models import parse_spec
 from nightshift.sharding import bucket, shard_of, shard_selector
 from nightshift.shards import detect_server_filtering
 
@@ -230,4 +232,47 @@ def test_rescaling_from_one_to_three_to_two_replicas_repeats_and_loses_no_slot(
     )
     time.sleep(6)
     problems = check_every_slot_once(cluster, namespace, datetime.now(UTC) - timedelta(seconds=3))
+    assert not problems, "\n".join(problems)
+
+
+def test_without_server_filtering_tasks_and_old_jobs_get_bucket_labels_and_fire_once(
+    cluster: Any, crd: None, namespace: str, tmp_path: Path, replicas: list[Operator]
+) -> None:
+    """``--shard-filter label``, what a cluster without ShardedListAndWatch gets: the labeller
+    labels the tasks and a Job an older operator made, and each shard selects them by label."""
+    legacy_task = {**task("legacy", interval="1h"), "metadata": {"name": "legacy"}}
+    cluster.apply(legacy_task, namespace)
+    uid = cluster.get("stask", "legacy", "-n", namespace)["metadata"]["uid"]
+    job = build_job(
+        task_name="legacy",
+        task_uid=uid,
+        spec=parse_spec(legacy_task["spec"]),
+        run=run_id_for_slot(datetime(2026, 1, 1, tzinfo=UTC)),
+        attempt=1,
+        slot=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    del job["metadata"]["labels"][LABEL_BUCKET]  # as made before shards existed
+    cluster.apply(job, namespace)
+    apply_all(cluster, namespace, [task(f"l-{i:02d}", **SPEC) for i in range(8)])
+    args = ["--shards", "4", "--shard-filter", "label", "--leader-election-namespace", namespace]
+    for name in ("a", "b"):
+        replica = Operator(
+            cluster.kubeconfig, tmp_path, namespaces=[namespace], extra_args=args, name=name
+        )
+        replicas.append(replica.start())
+    poll(lambda: shares(cluster, namespace, replicas) == [2, 2], timeout=30, what="2 shards each")
+    poll(
+        lambda: all(
+            t["metadata"].get("labels", {}).get(LABEL_BUCKET) == str(bucket(t["metadata"]["uid"]))
+            for t in created_tasks(cluster, namespace).values()
+        ),
+        timeout=15,
+        what="every task labelled with its bucket",
+    )
+    labelled = cluster.get("job", job["metadata"]["name"], "-n", namespace)["metadata"]["labels"]
+    assert labelled[LABEL_BUCKET] == str(bucket(uid))
+    time.sleep(10)
+    problems = check_every_slot_once(cluster, namespace, datetime.now(UTC) - timedelta(seconds=3))
+    # "legacy" fires hourly: its only Job is the old one.
+    problems = [p for p in problems if not p.startswith("legacy:")]
     assert not problems, "\n".join(problems)
