@@ -383,13 +383,17 @@ class ShardManager:
         )
         for shard in decision.release:
             await self.release(shard)
-        if decision.acquire and not self._others_use_another_count(listed):
+        if (
+            decision.acquire
+            and not self._others_use_another_count(listed)
+            and not await self._leader_alive()
+        ):
             for shard in decision.acquire:
                 await self._acquire(shard, listed.get(shard_lease_name(self.name, shard)))
         await self._collect(listed)
         metrics.SHARDS_HELD.set(len(self.held))
 
-    def _observe(self, listed: dict[str, dict[str, Any]]) -> None:
+    def _observe(self, listed: dict[str, dict[str, Any]], *, forget: bool = True) -> None:
         now = self.clock()
         for name, lease in listed.items():
             # Any write changes the resourceVersion: a renewal is seen even if the holder's
@@ -398,8 +402,9 @@ class ShardManager:
             seen = self._seen.get(name)
             if seen is None or seen.record != record:
                 self._seen[name] = _Seen(record, now)
-        for name in set(self._seen) - set(listed):
-            del self._seen[name]
+        if forget:
+            for name in set(self._seen) - set(listed) - {self.name}:
+                del self._seen[name]
 
     def _unchanged_for(self, name: str) -> float:
         seen = self._seen.get(name)
@@ -434,6 +439,22 @@ class ShardManager:
                         self.shards,
                     )
                 return True
+        return False
+
+    async def _leader_alive(self) -> bool:
+        """The Lease of an unsharded leader (``--shards 1``, e.g. before a rolling update that
+        turns shards on) is held: that replica syncs every task, so take nothing yet."""
+        lease = await self.api.read_lease(self.namespace, self.name)
+        if lease is None:
+            self._seen.pop(self.name, None)
+            return False
+        self._observe({self.name: lease}, forget=False)
+        if self._alive(self.name, lease) and _holder(lease) != self.identity:
+            warning = f"{self.name} (unsharded leader {_holder(lease)})"
+            if warning != self._warned:
+                self._warned = warning
+                log.warning("shards: Lease %s is held; taking no shard until it is not", warning)
+            return True
         return False
 
     def _body(

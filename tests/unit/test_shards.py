@@ -292,6 +292,23 @@ def test_no_shard_is_taken_while_replicas_with_another_shard_count_hold_some() -
     scenario(body)
 
 
+def test_no_shard_is_taken_while_an_unsharded_leader_holds_its_lease() -> None:
+    """A rolling update from ``--shards 1``: the old leader syncs every task until it stops."""
+
+    async def body(c: Cluster) -> None:
+        c.fake.hold_lease(OPS, "nightshift", "old-leader")
+        a = c.replica("a")
+        for _ in range(3):
+            c.fake.hold_lease(OPS, "nightshift", "old-leader")  # renewed
+            await c.round()
+        assert a.held == {}
+        c.fake.hold_lease(OPS, "nightshift", "")  # it stops and releases the Lease
+        await c.round()
+        assert sorted(a.held) == list(range(6))
+
+    scenario(body)
+
+
 # --- what each shard sees -------------------------------------------------------------------------
 
 
