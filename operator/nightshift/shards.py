@@ -23,6 +23,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import random
 import time
 from collections.abc import Callable, Collection, Sequence
@@ -343,7 +344,21 @@ class ShardManager:
                 log.exception("shards: unexpected error")
             await self.drop_lapsed()
             elapsed = self.clock() - started
-            await asyncio.sleep(max(0.0, self.timing.retry_period - elapsed))
+            await asyncio.sleep(max(0.0, min(self.timing.retry_period - elapsed, self.expiry())))
+
+    def expiry(self) -> float:
+        """Seconds until just after another replica's Lease expires (as seen from here), so
+        that the next round comes then, not up to a retry period later: a dead replica's shards
+        are taken as soon as they may be."""
+        expiries = [
+            seen.since + self.timing.duration
+            for name, seen in self._seen.items()
+            if seen.record[0] and seen.record[0] != self.identity and name != self.member
+        ]
+        now = self.clock()
+        soonest = min((e - now for e in expiries if e >= now), default=math.inf)
+        # Just past it: may_acquire wants "unchanged for more than the duration".
+        return max(0.1, soonest + 0.1)
 
     async def step(self) -> None:
         """One round: announce this replica, renew held shards, then take or give back some."""

@@ -261,6 +261,21 @@ def test_a_killed_replicas_shards_are_taken_once_its_leases_expire() -> None:
     scenario(body)
 
 
+def test_the_next_round_comes_when_a_lease_of_another_replica_expires() -> None:
+    async def body(c: Cluster) -> None:
+        a = c.replica("a")
+        labels = {LABEL_GROUP: "nightshift", "nightshift.dev/lease-role": "shard"}
+        c.fake.hold_lease(OPS, shard_lease_name("nightshift", 0), "b", labels)
+        await c.round()
+        assert a.expiry() == pytest.approx(10.1)  # b's Lease, first seen now, lasts 10 s
+        await c.round(seconds=9.0)
+        assert a.expiry() == pytest.approx(1.1)  # before the retry period (2 s) is up
+        await c.round(seconds=1.1)
+        assert 0 in a.held  # taken 10.1 s after b was last seen to renew, not at 12 s
+
+    scenario(body)
+
+
 def test_a_clean_shutdown_gives_every_shard_back_and_withdraws_the_member() -> None:
     async def body(c: Cluster) -> None:
         a = c.replica("a", shards=2)
