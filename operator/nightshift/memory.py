@@ -12,7 +12,7 @@ import ctypes.util
 import gc
 import logging
 
-__all__ = ["freeze", "limit_arenas", "trim"]
+__all__ = ["freeze", "limit_arenas", "release", "trim"]
 
 log = logging.getLogger(__name__)
 _M_ARENA_MAX = -8  # from glibc's malloc.h
@@ -32,6 +32,7 @@ def _libc() -> ctypes.CDLL | None:
 
 
 _LIBC = _libc()
+_frozen = False
 
 
 def limit_arenas(count: int) -> bool:
@@ -55,4 +56,20 @@ def freeze() -> None:
     state are then never walked again by a full collection, which otherwise pauses the event
     loop for tens of ms at a time, e.g. in the middle of creating a thousand Jobs.
     """
+    global _frozen
     gc.freeze()
+    _frozen = True
+
+
+def release() -> None:
+    """Free what a stopped part left behind (a shard's controller, once its shard moved on).
+
+    Frozen objects are never examined by the collector, so a frozen reference cycle (a
+    controller and its callbacks are one) would stay for ever: unfreeze, collect, freeze again.
+    """
+    if _frozen:
+        gc.unfreeze()
+    gc.collect()
+    if _frozen:
+        gc.freeze()
+    trim()

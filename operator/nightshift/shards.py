@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from nightshift import metrics
+from nightshift import memory, metrics
 from nightshift.api import ApiError, KubeApi
 from nightshift.controller import Controller
 from nightshift.informer import JOBS, TASKS, Informer
@@ -593,6 +593,8 @@ class ShardManager:
             await asyncio.gather(self._labeller, return_exceptions=True)
             self._labeller = None
         metrics.SHARDS_HELD.set(len(self.held))
+        del held
+        memory.release()
 
     async def drop_lapsed(self) -> None:
         """Stop every shard not renewed within the renew deadline: its lease may expire for

@@ -10,6 +10,8 @@ monotonic clock that moves only when told: a round is what the manager's loop do
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -200,6 +202,25 @@ def test_a_shard_that_cannot_be_renewed_stops_before_its_lease_can_expire_elsewh
         c.fake.heal()
         await c.round()  # the Leases still name a: a takes them back
         assert sorted(a.held) == [0, 1]
+
+    scenario(body)
+
+
+def test_a_stopped_shard_leaves_nothing_behind_in_memory() -> None:
+    async def body(c: Cluster) -> None:
+        a = c.replica("a", shards=2)
+        for i in range(20):
+            c.fake.create_task(NS, f"t{i}", SPEC)
+        await c.round()
+        await c.round()
+        assert a.tasks() == 20
+        gone = [weakref.ref(h.controller) for h in a.held.values()]
+        stores = [weakref.ref(h.controller.store) for h in a.held.values()]
+        await a.release(0)
+        await a.release(1)
+        await settle()
+        gc.collect()
+        assert [ref() for ref in gone + stores] == [None] * 4
 
     scenario(body)
 
