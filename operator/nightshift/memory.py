@@ -32,7 +32,6 @@ def _libc() -> ctypes.CDLL | None:
 
 
 _LIBC = _libc()
-_frozen = False
 
 
 def limit_arenas(count: int) -> bool:
@@ -56,9 +55,7 @@ def freeze() -> None:
     state are then never walked again by a full collection, which otherwise pauses the event
     loop for tens of ms at a time, e.g. in the middle of creating a thousand Jobs.
     """
-    global _frozen
     gc.freeze()
-    _frozen = True
 
 
 def release() -> None:
@@ -67,9 +64,10 @@ def release() -> None:
     Frozen objects are never examined by the collector, so a frozen reference cycle (a
     controller and its callbacks are one) would stay for ever: unfreeze, collect, freeze again.
     """
-    if _frozen:
+    frozen = gc.get_freeze_count() > 0
+    if frozen:
         gc.unfreeze()
     gc.collect()
-    if _frozen:
+    if frozen:
         gc.freeze()
     trim()
