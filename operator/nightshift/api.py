@@ -137,3 +137,24 @@ class KubeApi(Protocol):
     async def replace_lease(self, namespace: str, name: str, body: dict[str, Any]) -> bool:
         """Replace the Lease at the resourceVersion in ``body``; False on a conflict."""
         ...
+
+    async def list_leases(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        """The Leases in ``namespace`` matching the label ``selector``."""
+        ...
+
+    async def delete_lease(self, namespace: str, name: str, resource_version: str) -> None:
+        """Delete the Lease if it is still at ``resource_version`` (else, or if gone, nothing)."""
+        ...
+
+    async def label(
+        self,
+        plural: Literal["jobs", "scheduledtasks"],
+        namespace: str,
+        name: str,
+        uid: str,
+        labels: dict[str, str],
+    ) -> bool:
+        """Set ``labels`` on the Job or task ``name`` if it is still the object ``uid``.
+
+        False when it is gone or is another object of that name now."""
+        ...

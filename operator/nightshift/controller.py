@@ -97,12 +97,23 @@ class Controller:
         is_leader: Callable[[], bool] = lambda: True,
         namespaces: Sequence[str] = (),
         supervisor: Supervisor | None = None,
-        shard: str = "",
+        task_selector: str = "",
+        task_shard: str = "",
+        job_selector: str = f"{LABEL_MANAGED}=true",
+        owns: Callable[[dict[str, Any]], bool] = lambda _: True,
+        listen_unreachable: bool = True,
     ) -> None:
+        """``task_selector``/``task_shard`` (label and shard selectors of the task watch) and
+        ``job_selector`` narrow what this controller sees, e.g. to one shard; ``owns`` says
+        whether a task it was sent is its own (a task it does not own is ignored, in case the
+        API server did not filter). With ``listen_unreachable`` it hears of requests that did
+        not reach the API server itself; otherwise whoever owns it calls :meth:`unreachable`.
+        """
         self.api = api
         self.namespaces = tuple(namespaces)  # empty: cluster-wide
         self.clock = clock
         self.is_leader = is_leader
+        self.owns = owns
         self.supervisor = supervisor or Supervisor()
         self.store = Store()
         self.gate = CreateGate(lambda: self.queue.urgent)
@@ -121,11 +132,13 @@ class Controller:
         self._fresh = asyncio.Event()
         self._deferred: set[Key] = set()
         self._frozen = False
-        api.on_unreachable = self._unreachable
+        if listen_unreachable:
+            api.on_unreachable = self.unreachable
         scopes: Sequence[str | None] = self.namespaces or (None,)
         self._feeds: list[_Feed] = []
         self.informers: list[Informer] = []
-        for resource, selector in ((TASKS, ""), (JOBS, f"{LABEL_MANAGED}=true")):
+        watches = ((TASKS, task_selector, task_shard), (JOBS, job_selector, ""))
+        for resource, selector, shard in watches:
             for namespace in scopes:
                 feed = _Feed(self, resource.name)
                 self._feeds.append(feed)
@@ -140,12 +153,11 @@ class Controller:
 
     def task_event(self, kind: str, body: dict[str, Any]) -> None:
         """A ScheduledTask was listed ("RESYNC"), added, modified or deleted."""
-        if kind == "DELETED":
+        if kind == "DELETED" or not self.owns(body):
             meta = body.get("metadata") or {}
             self.forget((meta.get("namespace", ""), meta.get("name", "")))
             return
         key = self.store.task_event(kind, body)
-        metrics.TASKS.set(len(self.store))
         if key is None:
             return
         if kind != RESYNC:
@@ -173,7 +185,13 @@ class Controller:
         self.writer.drop(key)
         with contextlib.suppress(KeyError):
             metrics.ACTIVE_RUNS.remove(*key)
-        metrics.TASKS.set(len(self.store))
+
+    def close(self) -> None:
+        """This controller stops for good (its shard moved on): drop its per-task gauges, which
+        the new owner sets again."""
+        for key in list(self.store.entries):
+            with contextlib.suppress(KeyError):
+                metrics.ACTIVE_RUNS.remove(*key)
 
     def listed(self, feed: _Feed, mark: int, seen: set[tuple[str, str, str]]) -> None:
         """An informer finished a full list: forget what it no longer shows."""
@@ -211,7 +229,7 @@ class Controller:
         marks = [f.mark for f in self._feeds if f.resource == "tasks" and f.mark is not None]
         return bool(marks) and entry.seen < min(marks)
 
-    def _unreachable(self) -> None:
+    def unreachable(self) -> None:
         """A request did not reach the API server: what the watches delivered may be out of date,
         so every informer lists again. No sync runs until the Jobs are listed again (a sync must
         see its task's Jobs), and a task is synced only once the new list has shown it."""
@@ -239,7 +257,6 @@ class Controller:
 
     def _beat(self) -> None:
         self.supervisor.beat("timer", TIMER_LIMIT)
-        metrics.QUEUE_DEPTH.set(self.queue.scheduled)
 
     async def _timer(self) -> None:
         await self.queue.run_timer(tick=TICK, on_due=self._due, beat=self._beat)

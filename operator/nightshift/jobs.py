@@ -16,12 +16,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from nightshift.models import API_VERSION, KIND, TaskSpec, format_time
+from nightshift.sharding import LABEL_BUCKET, bucket
 
 __all__ = [
     "ANNOTATION_ATTEMPT",
     "ANNOTATION_RUN",
     "ANNOTATION_RUN_NOW",
     "ANNOTATION_SLOT",
+    "LABEL_BUCKET",
     "LABEL_MANAGED",
     "LABEL_TASK",
     "PREFIX",
@@ -149,6 +151,9 @@ def build_job(
     labels = dict(template.metadata.labels or {})
     labels[LABEL_TASK] = _task_label(task_name)
     labels[LABEL_MANAGED] = "true"
+    # The shard that owns the task selects its Jobs by this label: a Job's own uid is not its
+    # task's, so the API server's shardSelector cannot pick them (docs/operator.md#scale-out).
+    labels[LABEL_BUCKET] = str(bucket(task_uid))
     annotations = dict(template.metadata.annotations or {})
     annotations[ANNOTATION_RUN] = run
     annotations[ANNOTATION_ATTEMPT] = str(attempt)

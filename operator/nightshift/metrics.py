@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = [
@@ -15,9 +17,12 @@ __all__ = [
     "RETRIES",
     "RUNS",
     "SCHEDULER_LAG",
+    "SHARDS_HELD",
+    "SHARD_CHANGES",
     "STATUS_CONFLICTS",
     "SYNC_ERRORS",
     "TASKS",
+    "track",
 ]
 
 RUNS = Counter(
@@ -41,6 +46,12 @@ SCHEDULER_LAG = Histogram(
 )
 QUEUE_DEPTH = Gauge("nightshift_scheduler_queue_depth", "Wake-ups waiting in the scheduler heap.")
 TASKS = Gauge("nightshift_tasks", "ScheduledTasks known to this replica.")
+SHARDS_HELD = Gauge("nightshift_shards_held", "Shards this replica holds (with --shards > 1).")
+SHARD_CHANGES = Counter(
+    "nightshift_shard_changes_total",
+    "Shards this replica took (acquired), gave back (released) or lost (could not renew).",
+    ["change"],
+)
 SYNC_ERRORS = Counter("nightshift_sync_errors_total", "Task syncs that raised an error.")
 API_REQUESTS = Counter(
     "nightshift_api_requests_total",
@@ -65,3 +76,10 @@ RESTARTS = Counter(
     "Internal tasks (timer, workers, resync, ...) restarted after they crashed.",
     ["task"],
 )
+
+
+def track(tasks: Callable[[], float], queued: Callable[[], float]) -> None:
+    """Read ``nightshift_tasks`` and ``nightshift_scheduler_queue_depth`` from these when scraped:
+    with shards, one controller per shard held, and the gauges are their sums."""
+    TASKS.set_function(tasks)
+    QUEUE_DEPTH.set_function(queued)

@@ -20,6 +20,7 @@ from nightshift.jobs import (
     ANNOTATION_RUN,
     ANNOTATION_RUN_NOW,
     ANNOTATION_SLOT,
+    LABEL_BUCKET,
     LABEL_MANAGED,
     LABEL_TASK,
     build_job,
@@ -201,7 +202,9 @@ def test_manifest_owner_labels_annotations() -> None:
             "blockOwnerDeletion": True,
         }
     ]
-    assert meta["labels"] == {LABEL_TASK: "nightly", LABEL_MANAGED: "true"}
+    # The bucket of the task's uid (FNV-1a, top 8 bits): the shard that owns the task selects
+    # its Jobs by it.
+    assert meta["labels"] == {LABEL_TASK: "nightly", LABEL_MANAGED: "true", LABEL_BUCKET: "188"}
     assert meta["annotations"][ANNOTATION_SLOT] == "2026-11-23T04:00:00+01:00"
     assert meta["annotations"][ANNOTATION_ATTEMPT] == "2"
     assert meta["annotations"][ANNOTATION_RUN] == RUN
@@ -364,14 +367,24 @@ def test_template_metadata_is_kept_but_cannot_override_ours() -> None:
         },
         template_fields={
             "metadata": {
-                "labels": {"team": "data", LABEL_TASK: "other", LABEL_MANAGED: "false"},
+                "labels": {
+                    "team": "data",
+                    LABEL_TASK: "other",
+                    LABEL_MANAGED: "false",
+                    LABEL_BUCKET: "7",
+                },
                 "annotations": {"owner": "ops", ANNOTATION_ATTEMPT: "9", ANNOTATION_RUN: "x"},
             }
         },
     )
     job = build(task_spec)
     meta = job["metadata"]
-    assert meta["labels"] == {"team": "data", LABEL_TASK: "nightly", LABEL_MANAGED: "true"}
+    assert meta["labels"] == {
+        "team": "data",
+        LABEL_TASK: "nightly",
+        LABEL_MANAGED: "true",
+        LABEL_BUCKET: "188",
+    }
     assert meta["annotations"]["owner"] == "ops"
     assert meta["annotations"][ANNOTATION_ATTEMPT] == "1"
     assert meta["annotations"][ANNOTATION_RUN] == RUN
