@@ -336,6 +336,7 @@ class Controller:
             status=status,
             run_now=(meta.get("annotations") or {}).get(ANNOTATION_RUN_NOW),
             jobs=await self._job_views(key, entry),
+            labels=meta.get("labels") or {},
         )
         now = self.clock()
         decision = decide(view, now)

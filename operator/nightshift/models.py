@@ -452,6 +452,8 @@ class ActiveRun(_Model):
     """The slot the run belongs to."""
     startedAt: Timestamp | None = None
     """When the Job was created."""
+    queued: bool | None = None
+    """True while a queue (such as Kueue) holds the Job suspended; it still counts as active."""
 
 
 class PendingRetry(_Model):

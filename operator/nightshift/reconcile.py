@@ -8,6 +8,7 @@ Events, the new status) and says when to look again, like the CronJob controller
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -73,6 +74,7 @@ class JobView:
     exit_code: int | None = None
     message: str | None = None
     run_now_token: str | None = None
+    suspended: bool = False  # spec.suspend: held by a queue (Kueue), still an active run
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +91,7 @@ class TaskView:
     status: TaskStatus
     run_now: str | None = None
     jobs: tuple[JobView, ...] = ()
+    labels: Mapping[str, str] = field(default_factory=dict)  # the task's metadata.labels
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,6 +291,7 @@ def _create(
         slot=slot,
         tz_offset_slot=slot.astimezone(plan.tz) if slot else None,
         run_now_token=token,
+        task_labels=view.labels,
     )
     w.create.append(CreateJob(run=run, attempt=attempt, manifest=manifest))
     w.active.append(
@@ -525,7 +529,10 @@ def _track_jobs(w: _Work, spec: TaskSpec) -> None:
             continue
         job = found
         if job.finished is None:
-            still.append(active)
+            queued = True if job.suspended else None
+            still.append(
+                active if active.queued == queued else active.model_copy(update={"queued": queued})
+            )
             continue
         if job.finished == "Succeeded":
             result = RunResult.SUCCEEDED
@@ -781,13 +788,12 @@ def _finalize(
 
 
 def _running(w: _Work) -> Condition:
-    return _condition(
-        w,
-        "Running",
-        bool(w.active),
-        "JobActive" if w.active else ("RetryPending" if w.pending else "Idle"),
-        ", ".join(a.job for a in w.active),
-    )
+    if w.active and all(a.queued for a in w.active):
+        # Every active Job is held by a queue (spec.suspend): active, but not running yet.
+        reason = "Queued"
+    else:
+        reason = "JobActive" if w.active else ("RetryPending" if w.pending else "Idle")
+    return _condition(w, "Running", bool(w.active), reason, ", ".join(a.job for a in w.active))
 
 
 def _failing(w: _Work) -> Condition:

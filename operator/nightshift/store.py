@@ -78,6 +78,8 @@ class JobRecord:
     deleting: bool
     run_now_token: str | None
     outcome: Outcome | None = None  # read from the pod once the Job finished; None: not yet
+    # spec.suspend: a queue (Kueue) holds the Job until it admits it. It is still an active run.
+    suspended: bool = False
 
     @classmethod
     def of(cls, body: dict[str, Any]) -> JobRecord:
@@ -100,6 +102,7 @@ class JobRecord:
             finished_at=finished_at,
             deleting=bool(meta.get("deletionTimestamp")),
             run_now_token=annotations.get(ANNOTATION_RUN_NOW),
+            suspended=(body.get("spec") or {}).get("suspend") is True,
         )
 
     def belongs_to(self, task_uid: str) -> bool:
@@ -123,6 +126,7 @@ class JobRecord:
             exit_code=exit_code,
             message=message,
             run_now_token=self.run_now_token,
+            suspended=self.suspended,
         )
 
 
