@@ -547,6 +547,9 @@ class FakeSession(Session):
     def list_tasks(self, *, all_namespaces: bool) -> list[dict[str, Any]]:
         return list(self.tasks.values())
 
+    def whoami(self) -> str | None:
+        return "alice@example.com"
+
     def pods_of_job(self, job: str) -> list[dict[str, Any]]:
         return [p for p in self.pods if p["metadata"]["labels"]["job"] == job]
 
@@ -698,6 +701,86 @@ def test_suspend_and_resume_patch_spec_and_reason(
         "metadata": {"annotations": {ANNOTATION_SUSPEND_REASON: None}},
         "spec": {"suspend": False},
     }
+
+
+PAUSED = {
+    "since": "2026-03-01T03:06:00Z",
+    "failures": 3,
+    "run": "2026-03-01T03:00:00Z",
+    "message": "3 runs failed in a row (failurePolicy.suspendAfter 3); the last: run ... Failed",
+}
+
+
+def test_resume_of_a_task_its_failure_policy_suspended(
+    fake: FakeSession, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(kubectl_commands, "utc_now", lambda: datetime(2026, 3, 1, 4, tzinfo=UTC))
+    fake.tasks["t"]["status"] = {"suspendedByPolicy": PAUSED}
+    code, out, _ = run_main(capsys, "resume", "t", "--note", "rotated the token")
+    assert code == 0
+    assert out.startswith("scheduledtask.nightshift.dev/t resumed (its failure policy had")
+    annotations = fake.patches[-1][1]["metadata"]["annotations"]
+    assert fake.patches[-1][1]["spec"] == {"suspend": False}  # the user's switch, off as asked
+    request = json.loads(annotations["nightshift.dev/resume"])
+    assert request["by"] == "alice@example.com"
+    assert request["note"] == "rotated the token"
+    assert request["token"].startswith("20260301T040000Z-")
+    # A second resume is a new request (a fresh token), so the operator acts on it too.
+    run_main(capsys, "resume", "t")
+    again = json.loads(fake.patches[-1][1]["metadata"]["annotations"]["nightshift.dev/resume"])
+    assert again["token"] != request["token"]
+    assert again["note"] is None
+
+
+def test_resume_with_a_note_records_it_even_for_the_users_own_suspend(
+    fake: FakeSession, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_main(capsys, "resume", "t", "--note", "after the migration")
+    request = json.loads(fake.patches[-1][1]["metadata"]["annotations"]["nightshift.dev/resume"])
+    assert request["note"] == "after the migration"
+
+
+def test_next_notes_a_suspension_by_the_failure_policy(
+    fake: FakeSession, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake.tasks["t"]["status"] = {"suspendedByPolicy": PAUSED}
+    code, out, err = run_main(capsys, "next", "t", "-n", "2")
+    assert code == 0
+    assert len(out.splitlines()) == 3
+    assert "its failure policy suspended the task at 2026-03-01T03:06:00Z" in err
+    assert "kubectl nightshift resume t" in err
+    data = json.loads(run_main(capsys, "next", "t", "-o", "json")[1])
+    assert data["suspended"] is True
+    assert data["suspendedByPolicy"] == PAUSED
+
+
+def test_next_notes_when_the_operators_times_differ(
+    fake: FakeSession, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(kubectl_commands, "utc_now", lambda: datetime(2026, 3, 1, 4, tzinfo=UTC))
+    fake.tasks["t"]["metadata"]["generation"] = 2
+    fake.tasks["t"]["status"] = {
+        "observedGeneration": 2,
+        "nextScheduleTimes": ["2026-03-01T05:00:00Z", "2026-03-01T06:00:00Z"],
+    }
+    _, out, err = run_main(capsys, "next", "t", "-n", "2")
+    assert "2026-03-01T05:00:00Z" in out  # interval 1h: the same as the operator's
+    assert "differ" not in err
+    fake.tasks["t"]["status"]["nextScheduleTimes"] = ["2026-03-01T05:30:00Z"]
+    _, _, err = run_main(capsys, "next", "t", "-n", "2")
+    assert "status.nextScheduleTimes differ (2026-03-01T05:30:00Z)" in err
+
+
+@pytest.mark.parametrize(
+    ("context", "user"),
+    [(None, "admin"), ("dev", "dev-user"), ("missing", None)],
+)
+def test_user_from_contexts(context: str | None, user: str | None) -> None:
+    contexts = [
+        {"name": "main", "context": {"user": "admin"}},
+        {"name": "dev", "context": {"user": "dev-user", "namespace": "dev"}},
+    ]
+    assert kubectl_session.user_from_contexts(contexts, contexts[0], context) == user
 
 
 def test_next_notes_a_suspended_task(fake: FakeSession, capsys: pytest.CaptureFixture[str]) -> None:

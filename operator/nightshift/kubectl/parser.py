@@ -198,13 +198,19 @@ requests still run. Slots that pass while the task is suspended are not caught u
         summary="resume scheduling a suspended task",
         description="""\
 Resume scheduling TASK: set spec.suspend=false with a merge patch and remove the
-nightshift.dev/suspend-reason annotation. The next run is the first slot after now; the
-slots that passed while the task was suspended are not run.""",
+nightshift.dev/suspend-reason annotation. A task that suspended itself under
+spec.failurePolicy (status.suspendedByPolicy) is resumed too: the plugin sets the
+nightshift.dev/resume annotation with a fresh token, who you are (as the API server's
+SelfSubjectReview says, else the kubeconfig user) and --note, and the operator records
+them in status.lastResume and counts failures afresh. The next run is the first slot after
+now; the slots that passed while the task was suspended are not run.""",
         examples="""\
   kubectl nightshift resume backup
+  kubectl nightshift resume backup --note "rotated the expired token, INC-4711"
   kubectl nightshift -n prod resume backup""",
     )
     p.add_argument("task", metavar="TASK", help="the ScheduledTask's name")
+    p.add_argument("--note", metavar="TEXT", help="why, recorded in status.lastResume")
     _add_globals(p, suppress=True)
     p.set_defaults(handler=cmd_resume)
 
@@ -215,8 +221,11 @@ slots that passed while the task was suspended are not run.""",
         description="""\
 Print the next fire times of TASK, computed locally from its spec as stored in the cluster
 (cron, interval or one-shot, time zone with DST, startAt/endAt, jitter and maxRuns), in the
-task's time zone and in UTC. The operator is not involved, so this works while it is down.
-A suspended task is noted on standard error: the times apply once it is resumed. Retries
+task's time zone and in UTC: the function the operator uses for status.nextScheduleTimes
+and nightshift preview uses too. The operator is not involved, so this works while it is
+down; a difference from status.nextScheduleTimes is noted. A suspended task (by
+spec.suspend or its failure policy) is noted on standard error: the times apply once it
+is resumed. Retries
 waiting for their back-off are not shown (see history). After the command, -n followed by
 a number is the count (as in nightshift preview); otherwise -n is the namespace.""",
         examples="""\
