@@ -157,6 +157,7 @@ def test_task_row_prefers_status_and_falls_back_to_the_spec() -> None:
         "name": "t",
         "schedule": "every 6h",
         "suspend": True,
+        "suspendedByPolicy": False,
         "active": 2,
         "next": "2026-11-23T12:00:00Z",
         "lastResult": None,
@@ -177,6 +178,29 @@ def test_list_table_shows_namespace_only_across_namespaces() -> None:
     assert one[0].split() == ["NAME", "SCHEDULE", "SUSPEND", "ACTIVE", "NEXT", "LAST", "RESULT"]
     assert every[0].startswith("NAMESPACE   NAME")
     assert every[1].split() == ["ns", "t", "every", "1h", "false", "0", "-", "-"]
+
+
+def test_list_shows_a_suspension_by_the_failure_policy() -> None:
+    obj = {
+        "metadata": {"name": "t", "namespace": "ns"},
+        "spec": spec(interval="1h"),
+        "status": {"suspendedByPolicy": {"since": "2026-03-01T03:06:00Z", "failures": 3}},
+    }
+    row = task_row(obj)
+    assert row["suspend"] is False  # spec.suspend, the user's switch
+    assert row["suspendedByPolicy"] is True
+    assert list_table([row], all_namespaces=False).splitlines()[1].split()[3] == "policy"
+
+
+def test_history_shows_a_run_held_by_a_queue_as_queued() -> None:
+    status = {
+        "active": [
+            {"run": "2026-03-01T03:00:00Z", "attempt": 1, "job": "t-1", "queued": True},
+            {"run": "2026-03-01T04:00:00Z", "attempt": 1, "job": "t-2"},
+        ]
+    }
+    rows = history_rows(status, datetime(2026, 3, 1, 4, 30, tzinfo=UTC))
+    assert [r[2] for r in rows] == ["Queued", "Running"]
 
 
 # --- history --------------------------------------------------------------------------------------

@@ -112,6 +112,7 @@ def task_row(obj: Mapping[str, Any]) -> dict[str, Any]:
         "name": meta.get("name"),
         "schedule": schedule,
         "suspend": bool(spec.get("suspend", False)),
+        "suspendedByPolicy": bool(status.get("suspendedByPolicy")),
         "active": int(active),
         "next": status.get("nextScheduleTime"),
         "lastResult": status.get("lastResult"),
@@ -128,7 +129,7 @@ def list_table(rows: Sequence[Mapping[str, Any]], *, all_namespaces: bool) -> st
         line = [
             _text(row["name"]),
             _text(row["schedule"]),
-            "true" if row["suspend"] else "false",
+            "policy" if row.get("suspendedByPolicy") else ("true" if row["suspend"] else "false"),
             str(row["active"]),
             _text(row["next"]),
             _text(row["lastResult"]),
@@ -160,7 +161,8 @@ def history_rows(
             [
                 _text(active.get("run")),
                 _text(active.get("attempt")),
-                "Running",
+                # Held by a queue (Kueue): an active run whose Job has not started.
+                "Queued" if active.get("queued") else "Running",
                 "-",
                 _text(started),
                 running_for if running_for == "-" else running_for + "+",
