@@ -692,7 +692,7 @@ class PendingNotification(_Model):
     """When the change happened."""
     message: str = Field(default="", max_length=1024)
     """What happened, in one line."""
-    sinks: list[str] = Field(default_factory=list, max_length=8)
+    sinks: list[Annotated[str, Field(max_length=63)]] = Field(default_factory=list, max_length=8)
     """The sinks still to deliver to."""
     failures: int = Field(default=0, ge=0)
     """Failed delivery attempts so far."""
