@@ -5,6 +5,7 @@ CloudEvents are read back with the ``cloudevents`` SDK's own HTTP binding, as a 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -12,8 +13,11 @@ from typing import Any
 import pytest
 from cloudevents.core.bindings import http as ce_http
 
-from nightshift.models import NotifySink, PendingNotification
+from nightshift.care import Delivery
+from nightshift.controller import Controller
+from nightshift.models import NotifySink, PendingNotification, TaskStatus, parse_spec
 from nightshift.notify import DeliveryError, TaskRef, _forbidden, build_request, target
+from nightshift.reconcile import TaskView
 
 TASK = TaskRef("school", "sync-ics", "6f1c2a9e-0000-4000-8000-000000000001")
 ID = f"{TASK.uid}/2026-03-01T03:00:00Z/2/Failing"
@@ -119,3 +123,60 @@ def test_bad_secrets_are_a_delivery_error(secret: dict[str, str], problem: str) 
 )
 def test_link_local_targets_are_refused(address: str, refused: bool) -> None:
     assert _forbidden(address) is refused
+
+
+# --- which deliveries the controller offers -------------------------------------------------------
+
+
+class _Api:
+    """Just enough of KubeApi for a Controller that makes no call."""
+
+    on_unreachable: Any = None
+
+
+def _offered(status: dict[str, Any], outcomes: list[Any] | None = None) -> list[tuple[str, str]]:
+    async def run() -> list[tuple[str, str]]:
+        controller = Controller(_Api(), clock=lambda: datetime(2026, 3, 1, 3, 7, tzinfo=UTC))
+        key = (TASK.namespace, TASK.name)
+        controller._deliveries[key] = list(outcomes or [])
+        spec = parse_spec(
+            {
+                "interval": "1h",
+                "notify": [{"name": "ops", "url": URL}, {"name": "chat", "url": URL}],
+                "jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "a"}]}}}},
+            }
+        )
+        view = TaskView(
+            namespace=TASK.namespace, name=TASK.name, uid=TASK.uid, generation=1,
+            created=datetime(2026, 3, 1, tzinfo=UTC), spec=spec, spec_error=None,
+            status=TaskStatus(),
+        )  # fmt: skip
+        controller._offer(key, view, TaskStatus.model_validate(status), spec)
+        queue = controller.notifier._queue
+        return [(job.item.change.value, job.sink.name) for job in queue._queue]
+
+    return asyncio.run(run())
+
+
+def _owed(change: str, *sinks: str, **more: Any) -> dict[str, Any]:
+    return {
+        "id": f"{TASK.uid}/r/1/{change}",
+        "change": change,
+        "run": "r",
+        "at": "2026-03-01T03:06:00Z",
+        "sinks": list(sinks),
+        **more,
+    }
+
+
+def test_each_sink_is_offered_only_its_oldest_notification() -> None:
+    status = {"notifications": [_owed("Failing", "ops"), _owed("Suspended", "ops", "chat")]}
+    # ops gets Failing first (Suspended waits for it); chat owes nothing older, so it is offered.
+    assert _offered(status) == [("Failing", "ops"), ("Suspended", "chat")]
+
+
+def test_a_notification_waits_for_its_back_off_and_for_its_outcome_to_be_folded() -> None:
+    later = _owed("Failing", "ops", notBefore="2026-03-01T03:08:00Z")
+    assert _offered({"notifications": [later, _owed("Recovered", "ops")]}) == []
+    pending = Delivery(f"{TASK.uid}/r/1/Failing", "ops", True, datetime(2026, 3, 1, tzinfo=UTC))
+    assert _offered({"notifications": [_owed("Failing", "ops")]}, [pending]) == []
