@@ -472,6 +472,7 @@ def test_every_command_has_a_description_and_examples() -> None:
         "history",
         "logs",
         "list",
+        "status",
     }
     for name, text in texts.items():
         assert "examples:\n  kubectl nightshift" in text, name
@@ -907,3 +908,43 @@ def test_list_and_logs(fake: FakeSession, capsys: pytest.CaptureFixture[str]) ->
     code, out, err = run_main(capsys, "logs", "t")
     assert code == 1
     assert "Error: cannot read the log of pod ns/t-ma-1-xyz" in err
+
+
+def test_status_shows_conditions_suspension_resume_and_owed_notifications(
+    fake: FakeSession, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake.tasks["t"]["status"] = {
+        "schedule": "every 1h",
+        "nextScheduleTimes": ["2026-03-01T05:00:00Z", "2026-03-01T06:00:00Z"],
+        "conditions": [
+            {"type": "Suspended", "status": "True", "reason": "FailureThreshold", "message": "m"},
+            {"type": "Late", "status": "True", "reason": "DeadlineExceeded", "message": "late"},
+            {"type": "Notified", "status": "False", "reason": "DeliveryFailed", "message": "500"},
+        ],
+        "suspendedByPolicy": PAUSED,
+        "lastResume": {"token": "x", "at": "2026-03-01T02:00:00Z", "by": "bob", "note": "ok"},
+        "notifications": [
+            {
+                "id": "u/r/1/Failing",
+                "change": "Failing",
+                "run": "2026-03-01T03:00:00Z",
+                "sinks": ["ops", "chat"],
+                "failures": 2,
+                "notBefore": "2026-03-01T03:07:10Z",
+                "lastError": "ops: HTTP 500",
+            }
+        ],
+    }
+    code, out, _ = run_main(capsys, "status", "t")
+    assert code == 0
+    assert "Next:          2026-03-01T05:00:00Z, 2026-03-01T06:00:00Z" in out
+    assert "Suspended by its failure policy since 2026-03-01T03:06:00Z" in out
+    assert "kubectl nightshift resume t --note TEXT" in out
+    assert "Last resumed:  2026-03-01T02:00:00Z by bob: ok" in out
+    assert re.search(r"^Late\s+True\s+DeadlineExceeded\s+late$", out, re.M)
+    assert re.search(
+        r"^Failing\s+2026-03-01T03:00:00Z\s+ops,chat\s+2\s+2026-03-01T03:07:10Z", out, re.M
+    )
+    data = json.loads(run_main(capsys, "status", "t", "-o", "json")[1])
+    assert data["suspendedByPolicy"] == PAUSED
+    assert [c["type"] for c in data["conditions"]] == ["Suspended", "Late", "Notified"]

@@ -37,6 +37,8 @@ from nightshift.kubectl.render import (
     render_table,
     result_line,
     run_progress,
+    status_text,
+    status_view,
     task_row,
 )
 from nightshift.kubectl.session import KIND_LOWER, RESOURCE, PluginError, Session
@@ -53,6 +55,7 @@ __all__ = [
     "cmd_next",
     "cmd_resume",
     "cmd_run",
+    "cmd_status",
     "cmd_suspend",
     "newest_pod",
     "select_attempt",
@@ -280,6 +283,14 @@ def cmd_history(args: argparse.Namespace, session: Session, out: TextIO, err: Te
         out.write(render_table(HISTORY_HEADERS, rows))
         return 0
     emit(out, args.output, data, str)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace, session: Session, out: TextIO, err: TextIO) -> int:
+    """Print a task's state: conditions, next fire times, a suspension by its failure policy,
+    the last resume and the notifications still owed."""
+    view = status_view(session.get_task(args.task))
+    emit(out, args.output, view, lambda: status_text(view))
     return 0
 
 

@@ -23,6 +23,7 @@ from nightshift.kubectl.commands import (
     cmd_next,
     cmd_resume,
     cmd_run,
+    cmd_status,
     cmd_suspend,
 )
 from nightshift.kubectl.render import OUTPUTS
@@ -295,6 +296,25 @@ Job, run and attempt were chosen is printed on standard error.""",
     _add_globals(p, suppress=True)
     p.set_defaults(handler=cmd_logs)
 
+    p = sub["status"] = _command(
+        commands,
+        "status",
+        summary="show a task's state: conditions, suspension, deadlines, notifications",
+        description="""\
+Show how TASK is doing, as the operator last wrote it in status: the schedule and the next
+fire times (status.nextScheduleTimes), every condition (Ready, Suspended, Running, Failing,
+Completed, and Late with spec.deadline, Notified with spec.notify), a suspension by its
+failure policy and how to resume it, the last resume (who and why), and the notifications
+not yet delivered (which sinks, how many failed attempts, when the next one is, the last
+error).""",
+        examples="""\
+  kubectl nightshift status backup
+  kubectl nightshift status backup -o json | jq '.conditions'""",
+    )
+    p.add_argument("task", metavar="TASK", help="the ScheduledTask's name")
+    _add_globals(p, suppress=True, output=True)
+    p.set_defaults(handler=cmd_status)
+
     p = sub["list"] = _command(
         commands,
         "list",
@@ -341,7 +361,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.count = count or 5
     if args.all_namespaces and command != "list":
         sub[command].error("-A/--all-namespaces only applies to list")
-    if args.output != "table" and command not in ("run", "next", "history", "list"):
+    if args.output != "table" and command not in ("run", "next", "history", "list", "status"):
         sub[command].error(f"-o/--output is not supported by {command}")
     return args
 
