@@ -107,6 +107,9 @@ def test_repeated_failures_suspend_the_task_until_resumed_with_a_note(
                         "-p", json.dumps(patch))  # fmt: skip
         time.sleep(5)
         assert len(jobs(cluster, namespace, "flaky")) == created
+        shown = plugin(cluster, namespace, "status", "flaky").stdout
+        assert "Suspended by its failure policy since" in shown
+        assert "kubectl nightshift resume flaky --note TEXT" in shown
         whoami = json.loads(cluster.kubectl("auth", "whoami", "-o", "json").stdout)
         result = plugin(cluster, namespace, "resume", "flaky", "--note", "fixed the exit code")
         assert "its failure policy had suspended it" in result.stdout
