@@ -272,15 +272,6 @@ def test_pause_on_failure(row: CareRow) -> None:
         assert cond.message == paused.message
 
 
-def test_the_policy_never_touches_spec_suspend() -> None:
-    # spec.suspend is the user's switch: a decision only ever carries a status.
-    view = task(make_spec(failurePolicy={"suspendAfter": 1}), status=failing(0), jobs=failed_03())
-    decision = decide(view, t("03:06"))
-    assert decision.status.suspendedByPolicy is not None
-    assert view.spec is not None
-    assert view.spec.suspend is False
-
-
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
