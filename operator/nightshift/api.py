@@ -93,6 +93,12 @@ class KubeApi(Protocol):
         could not be read, so that the caller asks again rather than forgetting an exit code."""
         ...
 
+    async def get_secret(self, namespace: str, name: str) -> dict[str, str] | None:
+        """The Secret's data, decoded, or None when it does not exist. Called only for a Secret
+        that a task names, in that task's own namespace (a notification sink's URL and headers).
+        """
+        ...
+
     def list_tasks(self, namespace: str | None) -> AsyncIterator[list[dict[str, Any]]]:
         """Every ScheduledTask in ``namespace`` (None: all), a page at a time."""
         ...

@@ -21,9 +21,12 @@ from typing import Any
 
 from nightshift import memory, metrics
 from nightshift.api import ApiError, KubeApi
+from nightshift.care import ANNOTATION_RESUME, Delivery
 from nightshift.informer import JOBS, TASKS, Informer
 from nightshift.jobs import ANNOTATION_RUN_NOW, ANNOTATION_SLOT, LABEL_MANAGED, token_key
 from nightshift.models import SpecError, TaskSpec, TaskStatus, parse_spec, read_time
+from nightshift.notify import WORKERS as NOTIFY_WORKERS
+from nightshift.notify import Notifier, TaskRef
 from nightshift.reconcile import CreateJob, JobView, Outcome, TaskView, decide, settle
 from nightshift.schedule import fire_time, plan_for
 from nightshift.store import RESYNC, Entry, Key, Store
@@ -41,6 +44,8 @@ SYNC_TIMEOUT = 60.0
 TICK = 5.0
 TIMER_LIMIT = 15.0
 STUCK = 30.0
+# A delivery the notifier's full queue refused is offered again this many seconds later.
+NOTIFY_AGAIN = 5.0
 
 
 LOOKAHEAD = timedelta(seconds=30)
@@ -148,6 +153,9 @@ class Controller:
                     )
                 )
         self.ready = asyncio.Event()
+        self.notifier = Notifier(api, on_done=self._delivered, clock=self.clock)
+        # Delivery outcomes the next sync folds into the task's status.
+        self._deliveries: dict[Key, list[Delivery]] = {}
 
     # --- watch input ------------------------------------------------------------------------
 
@@ -183,6 +191,7 @@ class Controller:
         self.store.forget(key)
         self.queue.forget(key)
         self.writer.drop(key)
+        self._deliveries.pop(key, None)
         with contextlib.suppress(KeyError):
             metrics.ACTIVE_RUNS.remove(*key)
 
@@ -308,12 +317,15 @@ class Controller:
             start(f"worker-{i}", self._worker)
         for i in range(EVENT_POSTERS):
             start(f"events-{i}", self.writer.post_events)
+        for i in range(NOTIFY_WORKERS):
+            start(f"notify-{i}", self.notifier.work)
         self.ready.set()
         try:
             await asyncio.Event().wait()  # the supervisor keeps them running
         finally:
             self.ready.clear()
             await self.supervisor.stop()
+            await self.notifier.close()
 
     @property
     def running(self) -> bool:
@@ -388,6 +400,9 @@ class Controller:
             status=status,
             run_now=(meta.get("annotations") or {}).get(ANNOTATION_RUN_NOW),
             jobs=await self._job_views(key, entry),
+            labels=meta.get("labels") or {},
+            resume=(meta.get("annotations") or {}).get(ANNOTATION_RESUME),
+            deliveries=tuple(self._deliveries.get(key, ())),
         )
         now = self.clock()
         decision = decide(view, now)
@@ -413,6 +428,10 @@ class Controller:
             deletes=deletes,
             events=decision.events,
         )
+        self._folded(key, view.deliveries)
+        if decision.late:
+            metrics.LATE_RUNS.inc(len(decision.late))
+        self._offer(key, view, decision.status, spec)
         seen = {(r.run, r.attempt, r.result) for r in status.runs}
         for record in decision.status.runs:
             if (record.run, record.attempt, record.result) not in seen:
@@ -420,6 +439,50 @@ class Controller:
         metrics.ACTIVE_RUNS.labels(namespace=namespace, task=name).set(decision.status.activeCount)
         if decision.wake_at is not None:
             self.queue.add_after(key, decision.wake_at.timestamp())
+
+    # --- notifications ----------------------------------------------------------------------
+
+    def _delivered(self, key: Key, outcome: Delivery) -> None:
+        """The notifier finished an attempt: the next sync records it in status."""
+        if key in self.store.entries:
+            self._deliveries.setdefault(key, []).append(outcome)
+            self.queue.add(key)
+
+    def _folded(self, key: Key, taken: Sequence[Delivery]) -> None:
+        """A sync handed these outcomes to the writer with its status."""
+        if not taken:
+            return
+        left = [d for d in self._deliveries.get(key, []) if d not in taken]
+        if left:
+            self._deliveries[key] = left
+        else:
+            self._deliveries.pop(key, None)
+
+    def _offer(self, key: Key, view: TaskView, status: TaskStatus, spec: TaskSpec | None) -> None:
+        """Hand the due notifications to the notifier: for each sink only the oldest one still
+        owed (a sink gets them in order), none whose outcome the status does not show yet."""
+        if not status.notifications or spec is None or not spec.notify:
+            return
+        sinks = {s.name: s for s in spec.notify}
+        unfolded = {(d.id, d.sink) for d in self._deliveries.get(key, ())}
+        task = TaskRef(view.namespace, view.name, view.uid)
+        now = self.clock()
+        taken: set[str] = set()
+        refused = False
+        for item in status.notifications:
+            for name in item.sinks:
+                if name in taken or name not in sinks:
+                    continue
+                taken.add(name)
+                if (item.id, name) in unfolded:
+                    continue
+                if item.notBefore is not None and item.notBefore > now:
+                    continue
+                if not self.notifier.offer(key, task, item, sinks[name]):
+                    refused = True
+        if refused:
+            log.warning("the notification queue is full; %s/%s tries again shortly", *key)
+            self.queue.add_after(key, now.timestamp() + NOTIFY_AGAIN)
 
     async def _create(
         self, key: Key, view: TaskView, creates: Sequence[CreateJob], spec: TaskSpec | None

@@ -12,6 +12,7 @@ import hashlib
 import math
 import re
 import secrets
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,6 +24,8 @@ __all__ = [
     "ANNOTATION_RUN",
     "ANNOTATION_RUN_NOW",
     "ANNOTATION_SLOT",
+    "CRONJOB_SCHEDULED_TIMESTAMP",
+    "KUEUE_LABELS",
     "LABEL_BUCKET",
     "LABEL_MANAGED",
     "LABEL_TASK",
@@ -45,6 +48,15 @@ ANNOTATION_ATTEMPT = PREFIX + "attempt"
 ANNOTATION_RUN = PREFIX + "run"
 ANNOTATION_RUN_NOW = PREFIX + "run-now"
 ANNOTATION_TASK_UID = PREFIX + "task-uid"
+
+# KEP-4026: the CronJob controller stamps each Job with its scheduled time (RFC 3339, in the
+# CronJob's zone); tools that read CronJob-made Jobs (dashboards, Kueue, kube-state-metrics)
+# understand ours when we write it too.
+CRONJOB_SCHEDULED_TIMESTAMP = "batch.kubernetes.io/cronjob-scheduled-timestamp"
+# Kueue admits a Job to the queue its label names, at the priority its label names. Set on the
+# task itself they are passed to every Job; the jobTemplate's own labels win
+# (docs/guide.md#queues-kueue).
+KUEUE_LABELS = ("kueue.x-k8s.io/queue-name", "kueue.x-k8s.io/priority-class")
 
 TOKEN_LIMIT = 128  # characters; status.runNowToken's bound
 
@@ -132,6 +144,7 @@ def build_job(
     slot: datetime | None,
     tz_offset_slot: datetime | None = None,
     run_now_token: str | None = None,
+    task_labels: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The batch/v1 Job for one attempt: the template plus our name, owner, labels and limits.
 
@@ -148,7 +161,8 @@ def build_job(
     if spec.timeout is not None:
         job_spec["activeDeadlineSeconds"] = max(1, math.ceil(spec.timeout.total_seconds()))
 
-    labels = dict(template.metadata.labels or {})
+    labels = {k: v for k, v in (task_labels or {}).items() if k in KUEUE_LABELS}
+    labels.update(template.metadata.labels or {})
     labels[LABEL_TASK] = _task_label(task_name)
     labels[LABEL_MANAGED] = "true"
     # The shard that owns the task selects its Jobs by this label: a Job's own uid is not its
@@ -161,6 +175,10 @@ def build_job(
     if slot is not None:
         shown = tz_offset_slot or slot
         annotations[ANNOTATION_SLOT] = shown.isoformat(timespec="seconds")
+        # Go's RFC 3339 writes a zero offset as "Z".
+        annotations[CRONJOB_SCHEDULED_TIMESTAMP] = annotations[ANNOTATION_SLOT].replace(
+            "+00:00", "Z"
+        )
     if run_now_token is not None:
         annotations[ANNOTATION_RUN_NOW] = run_now_token
 

@@ -11,6 +11,7 @@ its renewals never wait behind a burst of Job creates, and never slow them down.
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
 import contextlib
 import json
@@ -392,6 +393,24 @@ class KubeClient:
                 message[:MESSAGE_LIMIT] if message else None,
             )
         return None, None
+
+    async def get_secret(self, namespace: str, name: str) -> dict[str, str] | None:
+        """A Secret's data, decoded as UTF-8 text (None when it does not exist)."""
+        try:
+            body = await self._json(
+                "get_secret", self._core.read_namespaced_secret, name, namespace
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise classify(f"read Secret {namespace}/{name}", error) from None
+        data: dict[str, str] = {}
+        for key, value in (body.get("data") or {}).items():
+            try:
+                data[key] = base64.b64decode(value).decode()
+            except (ValueError, UnicodeDecodeError):
+                continue  # not text: no URL or header can be in it
+        return data
 
     async def list_tasks(self, namespace: str | None) -> AsyncIterator[list[dict[str, Any]]]:
         """Every ScheduledTask in ``namespace`` (None: all), a page at a time."""

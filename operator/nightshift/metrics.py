@@ -12,6 +12,9 @@ __all__ = [
     "API_REQUESTS",
     "EVENTS_DROPPED",
     "FIRE_SKEW",
+    "LATE_RUNS",
+    "NOTIFICATIONS",
+    "NOTIFY_QUEUE",
     "QUEUE_DEPTH",
     "RESTARTS",
     "RETRIES",
@@ -70,6 +73,19 @@ STATUS_CONFLICTS = Counter(
 EVENTS_DROPPED = Counter(
     "nightshift_events_dropped_total",
     "Events not posted because too many were waiting (the posting queue is bounded).",
+)
+LATE_RUNS = Counter(
+    "nightshift_late_runs_total",
+    "Scheduled runs not Succeeded within spec.deadline of their slot (Missed slots included).",
+)
+NOTIFICATIONS = Counter(
+    "nightshift_notifications_total",
+    "Notification delivery attempts, by sink type (Webhook, CloudEvents, Slack) and result.",
+    ["sink", "result"],
+)
+NOTIFY_QUEUE = Gauge(
+    "nightshift_notify_queue_depth",
+    "Notification delivery attempts waiting for a worker (the queue is bounded).",
 )
 RESTARTS = Counter(
     "nightshift_internal_restarts_total",

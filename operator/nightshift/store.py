@@ -78,6 +78,8 @@ class JobRecord:
     run_now_token: str | None
     outcome: Outcome | None = None  # read from the pod once the Job finished; None: not yet
     rv: int = field(default=0, compare=False)  # orders events; not a change the reconciler sees
+    # spec.suspend: a queue (Kueue) holds the Job until it admits it. It is still an active run.
+    suspended: bool = False
 
     @classmethod
     def of(cls, body: dict[str, Any]) -> JobRecord:
@@ -101,6 +103,7 @@ class JobRecord:
             deleting=bool(meta.get("deletionTimestamp")),
             run_now_token=annotations.get(ANNOTATION_RUN_NOW),
             rv=resource_version(body),
+            suspended=(body.get("spec") or {}).get("suspend") is True,
         )
 
     def belongs_to(self, task_uid: str) -> bool:
@@ -124,6 +127,7 @@ class JobRecord:
             exit_code=exit_code,
             message=message,
             run_now_token=self.run_now_token,
+            suspended=self.suspended,
         )
 
 

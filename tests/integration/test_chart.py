@@ -959,3 +959,30 @@ def _scenario(cluster: Any, namespace: str) -> None:
     assert {"RetryScheduled", "RunFailed"} <= set(reasons(cluster, namespace, "flaky"))
     assert "InvalidSpec" in reasons(cluster, namespace, "broken")
     assert "JobNameConflict" in reasons(cluster, namespace, "clash")
+
+
+def test_notification_secrets_are_readable_only_where_opted_in(
+    cluster: Any, namespace: str, make_namespace: Callable[[str], str], tmp_path: Path
+) -> None:
+    release = release_name()
+    home = make_namespace(f"{namespace}-h")
+    other = make_namespace(f"{namespace}-x")
+    values = {"notifications": {"secretNamespaces": [namespace]}}
+    docs = render(cluster, tmp_path, values, release=release, namespace=home)
+    applied = apply_rbac_only(cluster, docs)
+    user = f"system:serviceaccount:{home}:{release}-nightshift"
+
+    def can(verb: str, where: str) -> str:
+        answer = cluster.kubectl("auth", "can-i", verb, "secrets", f"--as={user}", "-n", where,
+                                 check=False)  # fmt: skip
+        return str(answer.stdout.strip())
+
+    try:
+        assert eventually(lambda: can("get", namespace), "yes") == "yes"
+        # get only: the operator reads a Secret a task names, never lists or watches them.
+        assert can("list", namespace) == "no"
+        assert can("watch", namespace) == "no"
+        assert can("get", other) == "no"
+        assert can("get", home) == "no"
+    finally:
+        delete_objects(cluster, applied)

@@ -23,6 +23,7 @@ from nightshift.kubectl.commands import (
     cmd_next,
     cmd_resume,
     cmd_run,
+    cmd_status,
     cmd_suspend,
 )
 from nightshift.kubectl.render import OUTPUTS
@@ -210,13 +211,19 @@ requests still run. Slots that pass while the task is suspended are not caught u
         summary="resume scheduling a suspended task",
         description="""\
 Resume scheduling TASK: set spec.suspend=false with a merge patch and remove the
-nightshift.dev/suspend-reason annotation. The next run is the first slot after now; the
-slots that passed while the task was suspended are not run.""",
+nightshift.dev/suspend-reason annotation. A task that suspended itself under
+spec.failurePolicy (status.suspendedByPolicy) is resumed too: the plugin sets the
+nightshift.dev/resume annotation with a fresh token, who you are (as the API server's
+SelfSubjectReview says, else the kubeconfig user) and --note, and the operator records
+them in status.lastResume and counts failures afresh. The next run is the first slot after
+now; the slots that passed while the task was suspended are not run.""",
         examples="""\
   kubectl nightshift resume backup
+  kubectl nightshift resume backup --note "rotated the expired token, INC-4711"
   kubectl nightshift -n prod resume backup""",
     )
     p.add_argument("task", metavar="TASK", help="the ScheduledTask's name")
+    p.add_argument("--note", metavar="TEXT", help="why, recorded in status.lastResume")
     _add_globals(p, suppress=True)
     p.set_defaults(handler=cmd_resume)
 
@@ -227,8 +234,11 @@ slots that passed while the task was suspended are not run.""",
         description="""\
 Print the next fire times of TASK, computed locally from its spec as stored in the cluster
 (cron, interval or one-shot, time zone with DST, startAt/endAt, jitter and maxRuns), in the
-task's time zone and in UTC. The operator is not involved, so this works while it is down.
-A suspended task is noted on standard error: the times apply once it is resumed. Retries
+task's time zone and in UTC: the function the operator uses for status.nextScheduleTimes
+and nightshift preview uses too. The operator is not involved, so this works while it is
+down; a difference from status.nextScheduleTimes is noted. A suspended task (by
+spec.suspend or its failure policy) is noted on standard error: the times apply once it
+is resumed. Retries
 waiting for their back-off are not shown (see history). After the command, -n followed by
 a number is the count (as in nightshift preview); otherwise -n is the namespace.""",
         examples="""\
@@ -297,6 +307,25 @@ Job, run and attempt were chosen is printed on standard error.""",
     )
     _add_globals(p, suppress=True)
     p.set_defaults(handler=cmd_logs)
+
+    p = sub["status"] = _command(
+        commands,
+        "status",
+        summary="show a task's state: conditions, suspension, deadlines, notifications",
+        description="""\
+Show how TASK is doing, as the operator last wrote it in status: the schedule and the next
+fire times (status.nextScheduleTimes), every condition (Ready, Suspended, Running, Failing,
+Completed, and Late with spec.deadline, Notified with spec.notify), a suspension by its
+failure policy and how to resume it, the last resume (who and why), and the notifications
+not yet delivered (which sinks, how many failed attempts, when the next one is, the last
+error).""",
+        examples="""\
+  kubectl nightshift status backup
+  kubectl nightshift status backup -o json | jq '.conditions'""",
+    )
+    p.add_argument("task", metavar="TASK", help="the ScheduledTask's name")
+    _add_globals(p, suppress=True, output=True)
+    p.set_defaults(handler=cmd_status)
 
     p = sub["list"] = _command(
         commands,
@@ -382,7 +411,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.count = count or 5
     if args.all_namespaces and command not in ("list", "ui"):
         sub[command].error("-A/--all-namespaces only applies to list and ui")
-    if args.output != "table" and command not in ("run", "next", "history", "list"):
+    if args.output != "table" and command not in ("run", "next", "history", "list", "status"):
         sub[command].error(f"-o/--output is not supported by {command}")
     return args
 

@@ -34,6 +34,8 @@ __all__ = [
     "render_table",
     "result_line",
     "run_progress",
+    "status_text",
+    "status_view",
     "task_row",
 ]
 
@@ -116,6 +118,7 @@ def task_row(obj: Mapping[str, Any]) -> dict[str, Any]:
         "name": meta.get("name"),
         "schedule": schedule,
         "suspend": bool(spec.get("suspend", False)),
+        "suspendedByPolicy": bool(status.get("suspendedByPolicy")),
         "active": int(active),
         "next": status.get("nextScheduleTime"),
         "lastResult": status.get("lastResult"),
@@ -132,7 +135,7 @@ def list_table(rows: Sequence[Mapping[str, Any]], *, all_namespaces: bool) -> st
         line = [
             _text(row["name"]),
             _text(row["schedule"]),
-            "true" if row["suspend"] else "false",
+            "policy" if row.get("suspendedByPolicy") else ("true" if row["suspend"] else "false"),
             str(row["active"]),
             _text(row["next"]),
             _text(row["lastResult"]),
@@ -141,6 +144,77 @@ def list_table(rows: Sequence[Mapping[str, Any]], *, all_namespaces: bool) -> st
             line.insert(0, _text(row["namespace"]))
         cells.append(line)
     return render_table(headers, cells)
+
+
+def status_view(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """What ``status`` shows of a task: its state, and how it is looking after itself."""
+    meta = obj.get("metadata") or {}
+    status = obj.get("status") or {}
+    return {
+        "task": meta.get("name"),
+        "namespace": meta.get("namespace"),
+        "schedule": task_row(obj)["schedule"],
+        "suspend": bool((obj.get("spec") or {}).get("suspend", False)),
+        "nextScheduleTimes": status.get("nextScheduleTimes") or [],
+        "conditions": [
+            {k: c.get(k) for k in ("type", "status", "reason", "message")}
+            for c in status.get("conditions") or []
+        ],
+        "consecutiveFailures": status.get("consecutiveFailures") or 0,
+        "suspendedByPolicy": status.get("suspendedByPolicy"),
+        "lastResume": status.get("lastResume"),
+        "notifications": status.get("notifications") or [],
+    }
+
+
+def status_text(view: Mapping[str, Any], *, width: int | None = MESSAGE_WIDTH * 2) -> str:
+    """The ``status`` view as text: a few labelled lines, then tables."""
+    lines = [
+        f"Task:          {view['namespace']}/{view['task']}",
+        f"Schedule:      {view['schedule']}"
+        + ("  (spec.suspend: true)" if view["suspend"] else ""),
+        f"Next:          {', '.join(view['nextScheduleTimes']) or '-'}",
+    ]
+    paused = view.get("suspendedByPolicy")
+    if paused:
+        lines.append(
+            f"Suspended by its failure policy since {paused.get('since')}: "
+            f"{one_line(paused.get('message'), width)}"
+        )
+        lines.append(f"  resume with: kubectl nightshift resume {view['task']} --note TEXT")
+    resumed = view.get("lastResume")
+    if resumed:
+        who = f" by {resumed['by']}" if resumed.get("by") else ""
+        note = f": {one_line(resumed['note'], width)}" if resumed.get("note") else ""
+        lines.append(f"Last resumed:  {resumed.get('at')}{who}{note}")
+    text = "\n".join(lines) + "\n"
+    if view["conditions"]:
+        rows = [
+            [
+                _text(c["type"]),
+                _text(c["status"]),
+                _text(c["reason"]),
+                one_line(c["message"], width),
+            ]
+            for c in view["conditions"]
+        ]
+        text += "\nConditions:\n" + render_table(("TYPE", "STATUS", "REASON", "MESSAGE"), rows)
+    owed = view["notifications"]
+    if owed:
+        rows = [
+            [
+                _text(n.get("change")),
+                _text(n.get("run")),
+                ",".join(n.get("sinks") or []) or "-",
+                str(n.get("failures") or 0),
+                _text(n.get("notBefore")),
+                one_line(n.get("lastError"), MESSAGE_WIDTH),
+            ]
+            for n in owed
+        ]
+        headers = ("CHANGE", "RUN", "SINKS", "FAILURES", "NEXT ATTEMPT", "LAST ERROR")
+        text += "\nNotifications not yet delivered:\n" + render_table(headers, rows)
+    return text
 
 
 def _detail(record: Mapping[str, Any]) -> str | None:
@@ -164,7 +238,8 @@ def history_rows(
             [
                 _text(active.get("run")),
                 _text(active.get("attempt")),
-                "Running",
+                # Held by a queue (Kueue): an active run whose Job has not started.
+                "Queued" if active.get("queued") else "Running",
                 "-",
                 _text(started),
                 running_for if running_for == "-" else running_for + "+",
