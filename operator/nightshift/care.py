@@ -207,6 +207,10 @@ class Delivery:
     ok: bool
     at: datetime
     error: str = ""
+    # Which attempt this was: the notification's failures when it was offered, plus one. Sinks
+    # are tried together; their outcomes may reach status in different syncs, and a round of
+    # attempts must count once, not once per sink.
+    round: int = 1
 
 
 def delivery_backoff(failures: int) -> timedelta:
@@ -254,7 +258,7 @@ def fold_deliveries(
                 failed.append(outcome)
         failures = [o for o in mine if not o.ok and o.sink in left]
         if failures:
-            count = item.failures + 1
+            count = max(item.failures, max(o.round for o in failures))
             last = max(failures, key=lambda o: o.at)
             update = {
                 "failures": count,

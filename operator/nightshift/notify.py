@@ -309,7 +309,7 @@ class Notifier:
         except (aiohttp.ClientError, OSError, ValueError) as error:
             return self._failed(job, f"{type(error).__name__}: {error}")
         if 200 <= status < 300:
-            return Delivery(job.item.id, sink.name, True, self.clock())
+            return Delivery(job.item.id, sink.name, True, self.clock(), round=job.item.failures + 1)
         return self._failed(job, f"HTTP {status}")
 
     def _failed(self, job: _Job, error: str) -> Delivery:
@@ -321,7 +321,9 @@ class Notifier:
             job.sink.name,
             error,
         )
-        return Delivery(job.item.id, job.sink.name, False, self.clock(), error)
+        return Delivery(
+            job.item.id, job.sink.name, False, self.clock(), error, round=job.item.failures + 1
+        )
 
     async def _post(self, request: Request) -> int:
         if self._session is None:

@@ -476,10 +476,16 @@ NOTIFY = {"notify": [HOOK]}
 
 
 def delivered(
-    change: str, run: str, sink: str = "ops", *, ok: bool = True, when: str = "03:07"
+    change: str,
+    run: str,
+    sink: str = "ops",
+    *,
+    ok: bool = True,
+    when: str = "03:07",
+    round: int = 1,
 ) -> care.Delivery:
     key = care.notification_id(UID, run, 1, Change(change))
-    return care.Delivery(key, sink, ok, t(when), "" if ok else "HTTP 500")
+    return care.Delivery(key, sink, ok, t(when), "" if ok else "HTTP 500", round=round)
 
 
 def waiting(change: str, run: str, *sinks: str, **more: Any) -> dict[str, Any]:
@@ -615,10 +621,28 @@ NOTIFICATIONS = [
             notifications=[waiting("Failing", R03, failures=1, notBefore=at("03:07:05"))],
             conditions=[{"type": "Notified", "status": "False", "reason": "DeliveryFailed"}],
         ),
-        deliveries=(delivered("Failing", R03, ok=False, when="03:07:06"),),
+        deliveries=(delivered("Failing", R03, ok=False, when="03:07:06", round=2),),
         now=at("03:07:06"),
         wake=at("03:07:16"),
         notified=(("Failing", R03, ("ops",)),),
+        conditions={"Notified": ("False", "DeliveryFailed")},
+    ),
+    CareRow(
+        id="three sinks tried together fail, their outcomes reaching status in two syncs: the "
+        "round counts once (the back-off does not grow per sink)",
+        spec={"notify": [HOOK, {"name": "chat", "url": "http://x/"}]},
+        status=ran(
+            "03:00",
+            notifications=[
+                waiting("Failing", R03, "ops", "chat", failures=2, notBefore=at("03:07:10"))
+            ],
+            conditions=[{"type": "Notified", "status": "False", "reason": "DeliveryFailed"}],
+        ),
+        # The round-2 outcome of "ops" was folded already (failures=2); "chat"'s comes now.
+        deliveries=(delivered("Failing", R03, "chat", ok=False, when="03:07:06", round=2),),
+        now=at("03:07:06"),
+        wake=at("03:07:16"),
+        notified=(("Failing", R03, ("ops", "chat")),),
         conditions={"Notified": ("False", "DeliveryFailed")},
     ),
     CareRow(
@@ -642,7 +666,7 @@ NOTIFICATIONS = [
             notifications=[waiting("Failing", R03, failures=care.MAX_DELIVERIES - 1)],
             conditions=[{"type": "Notified", "status": "False", "reason": "DeliveryFailed"}],
         ),
-        deliveries=(delivered("Failing", R03, ok=False),),
+        deliveries=(delivered("Failing", R03, ok=False, round=care.MAX_DELIVERIES),),
         now=at("03:07"),
         events=("NotificationDropped",),
         wake=at("04:00"),
