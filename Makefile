@@ -39,7 +39,7 @@ dev: venv cluster-up ## Control plane up, CRD installed, operator running on exa
 
 .PHONY: dev-down
 dev-down: ## Stop the operator that `make dev` started (the cluster keeps running)
-	$(PYTHON) hack/dev.py down
+	python3 hack/dev.py down
 
 .PHONY: test
 test: venv lint typecheck verify unit integration chaos-short ## Every check CI runs (chaos in its short form)

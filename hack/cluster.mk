@@ -1,8 +1,9 @@
 # Local control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, KWOK).
 # Included from the top-level Makefile. See docs/local-cluster.md.
 
-PYTHON ?= .venv/bin/python
-CLUSTER := $(PYTHON) hack/cluster/cluster.py
+# cluster.py uses only the standard library, so it runs with the system python3 and the cluster
+# targets work on a fresh clone, before `make venv`.
+CLUSTER := python3 hack/cluster/cluster.py
 
 # --- Local cluster
 .PHONY: binaries cluster-up cluster-down cluster-status
