@@ -32,7 +32,13 @@ if [[ -z "${NIGHTSHIFT_IMAGES_NS:-}" ]]; then
     exit 1
   fi
   bash "$here/ensure-packages.sh" buildah debootstrap >&2
-  NIGHTSHIFT_IMAGES_NS=1 exec unshare --mount --propagation private bash "$0" "$@"
+  # buildah keeps a blob-info cache in /var/lib/containers/cache whatever --root says: it goes
+  # again when this run created it.
+  [[ -e /var/lib/containers ]] && had_containers_dir=1 || had_containers_dir=""
+  rc=0
+  NIGHTSHIFT_IMAGES_NS=1 unshare --mount --propagation private bash "$0" "$@" || rc=$?
+  [[ -n "$had_containers_dir" ]] || rm -rf /var/lib/containers
+  exit "$rc"
 fi
 
 mkdir -p "$out"
@@ -80,8 +86,11 @@ build() {
   # image): behind a TLS-inspecting proxy pip only reaches PyPI with the host's CAs.
   local pipconf="$out/pip.conf"
   printf '[global]\ncert = /etc/nightshift-build-ca.crt\n' > "$pipconf"
-  "${buildah[@]}" bud --quiet --isolation chroot --network host --pull=never --layers \
-    --format docker --signature-policy "$policy" \
+  # No --layers: buildah 1.28 would reuse a cached `RUN --mount=type=bind,from=<stage>` layer
+  # although the stage's files changed (the operator image kept stale code). Our own cache key
+  # already decides when an image is rebuilt.
+  "${buildah[@]}" bud --quiet --isolation chroot --network host --pull=never \
+    --format docker --signature-policy "$policy" --cni-config-dir "$buildah_root/cni" \
     --volume /etc/ssl/certs/ca-certificates.crt:/etc/nightshift-build-ca.crt:ro \
     --volume "$pipconf:/etc/pip.conf:ro" \
     --tag "$ref" --file "$dockerfile" "$@" "$context" >&2

@@ -911,7 +911,25 @@ def start(state: State, bin_dir: Path, node: NodeBuild | None = None) -> None:
             importer.join()
         if import_error:
             raise ClusterError("containerd", str(import_error[0]))
+        record_images(state, node.images)
         log(f"{len(node.images)} images loaded into containerd ({took()})")
+
+
+def record_images(state: State, images: list[tuple[str, Path]]) -> None:
+    data = state.load()
+    data["images"] = {ref: str(archive) for ref, archive in images}
+    state.state_file.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def refresh_images(state: State, data: dict[str, Any]) -> None:
+    """Load the images whose archive changed since the last load (e.g. after editing operator/)."""
+    images = images_from_build()
+    loaded = data.get("images", {})
+    changed = [(ref, archive) for ref, archive in images if loaded.get(ref) != str(archive)]
+    if changed:
+        realnode.import_images(Path(data["node_bin_dir"]), changed)
+        record_images(state, images)
+        log(f"reloaded into the real node: {', '.join(ref for ref, _ in changed)}")
 
 
 def node_status(api: Api, name: str) -> tuple[bool, str]:
@@ -995,6 +1013,11 @@ def cmd_up(state: State, node_kind: str = "kwok") -> int:
                 h = health(state, data)
             healthy = all(ok for ok, _ in h.values())
             if healthy and (not want_real or data.get("node") == "real"):
+                if data.get("node") == "real":
+                    try:
+                        refresh_images(state, data)
+                    except realnode.NodeError as exc:
+                        raise ClusterError("containerd", str(exc)) from None
                 log(f"already up (state {state.root}); kubeconfig {state.kubeconfig}")
                 return 0
             if healthy:

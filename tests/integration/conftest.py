@@ -186,6 +186,11 @@ def cluster() -> Iterator[Cluster]:
     default_dir = Path(os.environ.get("NIGHTSHIFT_CLUSTER_DIR") or REPO / ".cluster").resolve()
     if run_cluster_py("status", default_dir).returncode == 0:
         found = Cluster.from_state(default_dir, owned=False)
+        if found.real_node:
+            # `up` on a running real node loads the images that changed since it started.
+            res = run_cluster_py("up", default_dir, args=("--node=real",), timeout=900)
+            if res.returncode != 0:
+                pytest.fail(f"could not refresh the real node's images:\n{res.stderr}")
         if found.real_node or not want_real_node():
             yield found
             return
