@@ -87,6 +87,7 @@ class Watch:
     namespace: str
     seen: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
     proc: subprocess.Popen[str] | None = None
+    reader: threading.Thread | None = None
 
     def __enter__(self) -> Watch:
         self.proc = subprocess.Popen(
@@ -94,7 +95,8 @@ class Watch:
              "get", self.kind, "-n", self.namespace, "--watch", "-o", "json"],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=self.cluster.env,
         )  # fmt: skip
-        threading.Thread(target=self._read, daemon=True).start()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
         return self
 
     def _read(self) -> None:
@@ -116,6 +118,10 @@ class Watch:
         if self.proc is not None:
             self.proc.terminate()
             self.proc.wait(timeout=10)
+            if self.reader is not None:
+                self.reader.join(timeout=10)
+            if self.proc.stdout is not None:
+                self.proc.stdout.close()
 
     def objects(self) -> dict[str, tuple[float, dict[str, Any]]]:
         """uid -> (first seen, last version)."""
@@ -132,6 +138,16 @@ def terminated(pod: dict[str, Any]) -> dict[str, Any] | None:
         if state:
             return dict(state)
     return None
+
+
+def ended(watch: Watch, task: str) -> list[dict[str, Any]]:
+    """Terminated states of the task's containers, as the watch saw them (pods may be gone)."""
+    out = []
+    for _, pod in watch.objects().values():
+        state = terminated(pod)
+        if state and pod["metadata"].get("labels", {}).get("nightshift.dev/task") == task:
+            out.append(state)
+    return out
 
 
 def job_slots(watch: Watch, task: str) -> dict[tuple[str, str], list[str]]:
@@ -326,15 +342,11 @@ def test_sleeper_timeout_sends_sigterm_and_the_run_is_timed_out(
         run = poll(timed_out, timeout=90, what="the slow run to end")
         assert run["result"] == "TimedOut", run
         assert run["reason"] == "DeadlineExceeded", run
-        ended = poll(
-            lambda: [terminated(p) for _, p in pods.objects().values() if terminated(p)],
-            timeout=30,
-            what="the sleeper container's end",
-        )[0]
-    assert ended["exitCode"] == 143  # 128 + SIGTERM: it stopped itself
-    assert ended["message"].startswith("stopped by SIGTERM after "), ended
-    worked = float(ended["message"].split()[4])
-    assert 3 <= worked <= 10, ended  # about the 5 s timeout, far from the 60 s it meant to work
+        state = poll(lambda: ended(pods, "slow"), timeout=30, what="the sleeper's end")[0]
+    assert state["exitCode"] == 143  # 128 + SIGTERM: it stopped itself
+    assert state["message"].startswith("stopped by SIGTERM after "), state
+    worked = float(state["message"].split()[4])
+    assert 3 <= worked <= 10, state  # about the 5 s timeout, far from the 60 s it meant to work
 
 
 def test_replace_stops_the_running_sleeper_with_sigterm(cluster: Cluster, tasks: str) -> None:
@@ -348,38 +360,34 @@ def test_replace_stops_the_running_sleeper_with_sigterm(cluster: Cluster, tasks:
             return found[0] if found else None
 
         poll(replaced, timeout=60, what="a Replaced run")
-        ended = poll(
-            lambda: [
-                terminated(p) for _, p in pods.objects().values()
-                if p["metadata"]["labels"].get("nightshift.dev/task") == "replacer"
-                and terminated(p)
-            ],
-            timeout=40,
-            what="the replaced sleeper's end",
-        )[0]  # fmt: skip
+        state = poll(lambda: ended(pods, "replacer"), timeout=40, what="the sleeper's end")[0]
     cluster.kubectl("delete", "stask", "replacer", "-n", tasks, "--wait=false")
-    assert ended["exitCode"] == 143
-    assert ended["message"].startswith("stopped by SIGTERM after "), ended
+    assert state["exitCode"] == 143
+    assert state["message"].startswith("stopped by SIGTERM after "), state
 
 
 # --- failover, upgrade, uninstall --------------------------------------------------------------
 
 
-def _failover(cluster: Cluster, release: RealRelease, tasks: str, kill: Any, task: str) -> float:
-    """Kill the leader with KILL(pod); returns the seconds until the other replica's first Job."""
+def _failover(
+    cluster: Cluster, release: RealRelease, tasks: str, kill: Any, task: str, *, other: bool
+) -> tuple[float, str]:
+    """Kill the leader with KILL(pod); returns the seconds until the first Job after that, and
+    the new leader. With OTHER, the other replica must be the one that took over."""
     poll(lambda: two_ready(cluster, release), timeout=120, what="two Ready replicas")
     with Watch(cluster, "jobs", tasks) as watch:
         cluster.apply(rtask(task, "hello", interval="5s"), tasks)
         poll(lambda: len(job_slots(watch, task)) >= 2, timeout=60, what="two Jobs")
         old = poll(lambda: leader(cluster, release), timeout=30, what="a leader")
-        other = next(
+        standby = next(
             p["metadata"]["name"]
             for p in operator_pods(cluster, release)
             if p["metadata"]["name"] != old
         )
         killed_at = time.time()
         kill(old)
-        poll(lambda: leader(cluster, release) == other, timeout=30, what=f"{other} to lead")
+        if other:
+            poll(lambda: leader(cluster, release) == standby, timeout=30, what=f"{standby} leads")
         new_jobs = poll(
             lambda: sorted(t for t, _ in watch.objects().values() if t > killed_at + 0.5),
             timeout=FAILOVER_LIMIT + 15,
@@ -387,10 +395,11 @@ def _failover(cluster: Cluster, release: RealRelease, tasks: str, kill: Any, tas
         )
         time.sleep(6)  # one more slot under the new leader
         slots = job_slots(watch, task)
+        new_leader = leader(cluster, release)
     cluster.kubectl("delete", "stask", task, "-n", tasks, "--wait=false")
     duplicates = {slot: uids for slot, uids in slots.items() if len(uids) > 1}
     assert duplicates == {}
-    return new_jobs[0] - killed_at
+    return new_jobs[0] - killed_at, new_leader
 
 
 def test_failover_when_the_leader_pod_is_force_deleted(
@@ -401,7 +410,7 @@ def test_failover_when_the_leader_pod_is_force_deleted(
             "delete", "pod", pod, "-n", real_release.system, "--grace-period=0", "--force"
         )
 
-    took = _failover(cluster, real_release, tasks, force_delete, "ticker-delete")
+    took, _ = _failover(cluster, real_release, tasks, force_delete, "ticker-delete", other=True)
     print(f"\nforce-deleted leader pod: the other replica's first Job after {took:.1f} s")
     assert took <= FAILOVER_LIMIT
 
@@ -409,6 +418,9 @@ def test_failover_when_the_leader_pod_is_force_deleted(
 def test_failover_when_the_leaders_process_is_killed_on_the_node(
     cluster: Cluster, real_release: RealRelease, tasks: str
 ) -> None:
+    """kill -9 of the leader's process: the kubelet restarts the container at once, and the new
+    process takes the Lease back without waiting for it to expire, because its identity is its
+    pod's name (POD_NAME), the holder's. Either way the next Job must come within the limit."""
     assert cluster.node_bin_dir is not None
     ctr = [str(cluster.node_bin_dir / "ctr"), "--address=/run/nightshift-node/containerd.sock",
            "-n", "k8s.io"]  # fmt: skip
@@ -427,8 +439,8 @@ def test_failover_when_the_leaders_process_is_killed_on_the_node(
         )
         os.kill(pid, signal.SIGKILL)
 
-    took = _failover(cluster, real_release, tasks, kill_9, "ticker-kill")
-    print(f"\nkill -9 of the leader's process: the other replica's first Job after {took:.1f} s")
+    took, new_leader = _failover(cluster, real_release, tasks, kill_9, "ticker-kill", other=False)
+    print(f"\nkill -9 of the leader's process: first Job after {took:.1f} s, by {new_leader}")
     assert took <= FAILOVER_LIMIT
     ((name, before),) = restarts.items()
     after = cluster.get("pod", name, "-n", real_release.system)["status"]["containerStatuses"][0]
@@ -449,8 +461,10 @@ def test_upgrade_to_a_new_tag_rolls_without_missed_or_duplicate_slots_then_unins
     )  # fmt: skip
     poll(lambda: two_ready(cluster, real_release), timeout=120, what="two Ready replicas")
     before = {p["metadata"]["name"] for p in operator_pods(cluster, real_release)}
+    # Allow: a slot whose predecessor is still running is not Skipped (Forbid would skip it
+    # while the node is busy rolling pods, which is not what this test is about).
     manifest = rtask("steady", "hello", interval="5s", catchUp="All", maxCatchUp=10,
-                     startingDeadlineSeconds=120)  # fmt: skip
+                     startingDeadlineSeconds=120, concurrencyPolicy="Allow")  # fmt: skip
     with Watch(cluster, "jobs", tasks) as watch:
         cluster.apply(manifest, tasks)
         poll(lambda: len(job_slots(watch, "steady")) >= 2, timeout=60, what="two Jobs")
@@ -472,12 +486,14 @@ def test_upgrade_to_a_new_tag_rolls_without_missed_or_duplicate_slots_then_unins
         assert new_leader
         time.sleep(11)  # two more slots under the new leader
         slots = job_slots(watch, "steady")
+    recorded = [(r["run"], r["attempt"], r["result"]) for r in runs(cluster, tasks, "steady")]
     cluster.kubectl("delete", "stask", "steady", "-n", tasks, "--wait=false")
     assert {slot: uids for slot, uids in slots.items() if len(uids) > 1} == {}
     first = sorted(datetime.fromisoformat(run) for run, attempt in slots if attempt == "1")
     gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(first)]
     assert gaps, first
-    assert set(gaps) == {5.0}, [t.isoformat() for t in first]  # every slot, once
+    assert set(gaps) == {5.0}, ([t.isoformat() for t in first], recorded)  # every slot, once
+    assert {result for _, _, result in recorded} <= {"Succeeded"}, recorded
 
     out = helm_run(
         cluster, "uninstall", real_release.name, "--namespace", real_release.system, "--wait"
