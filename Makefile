@@ -1,6 +1,7 @@
 # Nightshift's front door. `make help` lists every target.
 #
 #   make dev    local control plane + CRD + operator + examples, and a one-screen view
+#               (NODE=real: the examples' Jobs run for real on a real node)
 #   make test   every check CI runs (.ci/run calls exactly this)
 
 SHELL := bash
@@ -65,8 +66,8 @@ unit: venv ## Unit tests (pure logic, no cluster)
 	$(BIN)/pytest tests/unit -q
 
 .PHONY: integration
-integration: venv binaries ## Integration tests against the local control plane (started by a fixture)
-	$(BIN)/pytest tests/integration -q
+integration: venv binaries node-binaries images ## Integration tests on the local cluster with a real node (started by a fixture)
+	NIGHTSHIFT_NODE=real $(BIN)/pytest tests/integration -q
 
 # --- Generated files
 .PHONY: generate
