@@ -79,7 +79,9 @@ def apply_example(path: Path, on_real_node: bool) -> None:
         kubectl("apply", "-n", NAMESPACE, "-f", str(path))
         return
     # The real node's label and taint (hack/cluster/realnode.py).
-    task = json.loads(kubectl("create", "--dry-run=client", "-o", "json", "-f", str(path)))
+    task = json.loads(
+        kubectl("create", "--dry-run=client", "-o", "json", "-n", NAMESPACE, "-f", str(path))
+    )
     pod_spec = task["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     pod_spec["nodeSelector"] = {"test.nightshift.dev/node": "real"}
     pod_spec["tolerations"] = [

@@ -44,7 +44,10 @@ def preview(name: str, namespace: str, start: datetime, count: int) -> list[str]
 def real_examples(cluster: Cluster, real_release: RealRelease) -> str:
     """The examples on the real node, in the namespace that the in-cluster operator watches."""
     for example in sorted(EXAMPLES.glob("*.yaml")):
-        out = cluster.kubectl("create", "--dry-run=client", "-o", "json", "-f", str(example))
+        out = cluster.kubectl(
+            "create", "--dry-run=client", "-o", "json", "-n", real_release.examples,
+            "-f", str(example),
+        )  # fmt: skip
         cluster.apply(on_real_node(json.loads(out.stdout)), real_release.examples)
     return real_release.examples
 
