@@ -32,12 +32,13 @@ if [[ -z "${NIGHTSHIFT_IMAGES_NS:-}" ]]; then
     exit 1
   fi
   bash "$here/ensure-packages.sh" buildah debootstrap >&2
-  # buildah keeps a blob-info cache in /var/lib/containers/cache whatever --root says: it goes
-  # again when this run created it.
-  [[ -e /var/lib/containers ]] && had_containers_dir=1 || had_containers_dir=""
+  # buildah writes a blob-info cache to /var/lib/containers/cache and a lock file to
+  # /etc/cni/net.d whatever --root and --cni-config-dir say: they go again when this run made them.
+  made=()
+  for dir in /var/lib/containers /etc/cni; do [[ -e "$dir" ]] || made+=("$dir"); done
   rc=0
   NIGHTSHIFT_IMAGES_NS=1 unshare --mount --propagation private bash "$0" "$@" || rc=$?
-  [[ -n "$had_containers_dir" ]] || rm -rf /var/lib/containers
+  rm -rf "${made[@]}"
   exit "$rc"
 fi
 
