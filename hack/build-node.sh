@@ -88,6 +88,8 @@ start=$SECONDS
       "github.com/containernetworking/plugins/plugins/$plugin"
   done
 )
+# A static C program needs gcc and glibc's static libraries (libc6-dev).
+bash "$here/ensure-packages.sh" gcc libc6-dev >&2
 log "pause $pause_tag (gcc $pause_cflags)"
 # shellcheck disable=SC2086 # the flags are words
 gcc $pause_cflags -o "$bin.tmp/pause" "$pause_dir/linux/pause.c"
