@@ -40,16 +40,18 @@ def preview(name: str, namespace: str, start: datetime, count: int) -> list[str]
     return result.stdout.splitlines()
 
 
-@pytest.fixture(scope="session")
-def real_examples(cluster: Cluster, real_release: RealRelease) -> str:
-    """The examples on the real node, in the namespace that the in-cluster operator watches."""
+@pytest.fixture(scope="module")
+def real_examples(cluster: Cluster, real_release: RealRelease) -> Iterator[str]:
+    """The examples on the real node, in the namespace that the in-cluster operator watches;
+    deleted after this module, so their pods do not load the machine during later tests."""
     for example in sorted(EXAMPLES.glob("*.yaml")):
         out = cluster.kubectl(
             "create", "--dry-run=client", "-o", "json", "-n", real_release.examples,
             "-f", str(example),
         )  # fmt: skip
         cluster.apply(on_real_node(json.loads(out.stdout)), real_release.examples)
-    return real_release.examples
+    yield real_release.examples
+    cluster.kubectl("delete", "stask", "--all", "-n", real_release.examples, "--wait=false")
 
 
 @pytest.fixture(scope="module", params=["kwok", "real"])
