@@ -27,6 +27,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,7 +74,7 @@ class NodeError(Exception):
 
 def log(msg: str) -> None:
     with contextlib.suppress(OSError):
-        print(f"cluster: {msg}", flush=True, file=__import__("sys").stderr)
+        print(f"cluster: {msg}", flush=True, file=sys.stderr)
 
 
 def run(
