@@ -1,5 +1,6 @@
 # syntax=docker/dockerfile:1
-# The Nightshift operator image: `docker build -t ghcr.io/nightshift-dev/nightshift:0.1.0 .`
+# The Nightshift operator image: `docker build -t localhost/nightshift/operator:dev .`, or
+# `make images` (buildah, with PYTHON_IMAGE=localhost/nightshift/python-base:3.11-bookworm).
 #
 # Two stages: the builder turns the project and its pinned dependencies into wheels; the final
 # stage installs only those wheels into a virtual environment, so no compiler, pip cache or

@@ -1,6 +1,7 @@
 # Nightshift's front door. `make help` lists every target.
 #
 #   make dev    local control plane + CRD + operator + examples, and a one-screen view
+#               (NODE=real: the examples' Jobs run for real on a real node)
 #   make test   every check CI runs (.ci/run calls exactly this)
 
 SHELL := bash
@@ -39,7 +40,7 @@ dev: venv cluster-up ## Control plane up, CRD installed, operator running on exa
 
 .PHONY: dev-down
 dev-down: ## Stop the operator that `make dev` started (the cluster keeps running)
-	$(PYTHON) hack/dev.py down
+	python3 hack/dev.py down
 
 .PHONY: test
 test: venv lint typecheck verify unit integration chaos-short ## Every check CI runs (chaos in its short form)
@@ -66,8 +67,8 @@ unit: venv ## Unit tests (pure logic, no cluster)
 	$(BIN)/pytest tests/unit -q
 
 .PHONY: integration
-integration: venv binaries browser kueue ## Integration tests against the local control plane (started by a fixture)
-	$(BIN)/pytest tests/integration -q
+integration: venv binaries browser kueue node-binaries images ## Integration tests on the local cluster with a real node (started by a fixture)
+	NIGHTSHIFT_NODE=real $(BIN)/pytest tests/integration -q
 
 .PHONY: browser
 browser: ## Install Debian's Chromium for the UI's browser tests, when it is missing

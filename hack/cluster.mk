@@ -1,11 +1,15 @@
-# Local control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, KWOK).
+# Local control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, KWOK) and,
+# with NODE=real, a real node beside the KWOK nodes (containerd, kubelet, kube-proxy).
 # Included from the top-level Makefile. See docs/local-cluster.md.
 
-PYTHON ?= .venv/bin/python
-CLUSTER := $(PYTHON) hack/cluster/cluster.py
+# cluster.py uses only the standard library, so it runs with the system python3 and the cluster
+# targets work on a fresh clone, before `make venv`.
+CLUSTER := python3 hack/cluster/cluster.py
+# NODE=real: `make cluster-up NODE=real`, `make dev NODE=real` (needs root; see docs).
+NODE ?=
 
 # --- Local cluster
-.PHONY: binaries kueue cluster-up cluster-down cluster-status
+.PHONY: binaries node-binaries images kueue cluster-up cluster-down cluster-status
 
 binaries: ## Build (or reuse from the cache) kube-*, kubectl, etcd, kwok and helm; prints their directory
 	bash hack/build-binaries.sh
@@ -13,11 +17,17 @@ binaries: ## Build (or reuse from the cache) kube-*, kubectl, etcd, kwok and hel
 kueue: ## Build (or reuse from the cache) Kueue's controller for tests/integration/test_kueue.py
 	bash hack/build-kueue.sh
 
-cluster-up: ## Start the local control plane in .cluster/ (no-op when already healthy)
-	$(CLUSTER) up
+node-binaries: ## Build (or reuse) the real node's kubelet, kube-proxy, containerd, CNI plugins, pause
+	bash hack/build-node.sh
 
-cluster-down: ## Stop the local control plane and delete its data (logs stay in .cluster/logs)
+images: ## Build (or reuse) the images with buildah: operator, jobs-*, python-base, pause (as root)
+	bash hack/build-images.sh
+
+cluster-up: ## Start the local control plane in .cluster/ (no-op when healthy); NODE=real adds a real node
+	$(CLUSTER) up $(if $(NODE),--node=$(NODE))
+
+cluster-down: ## Stop the local cluster and delete its data, real node included (logs stay in .cluster/logs)
 	$(CLUSTER) down
 
-cluster-status: ## Show the local control plane's components, ports and health
+cluster-status: ## Show the local cluster's components, ports and health
 	$(CLUSTER) status

@@ -2,6 +2,9 @@
 """`make dev`: on the running local cluster, install the CRD, start the operator (with its webhook)
 in the background, apply the examples, and show `kubectl get stask` and recent Events.
 
+On a cluster with a real node (`make dev NODE=real`) the examples' Jobs select that node, so
+their pods run the job images for real (`kubectl logs`, real exit codes and signals).
+
 The operator keeps running after this script exits; `make dev-down` (or `make cluster-down`)
 stops it. Its log is .cluster/logs/operator.log.
 """
@@ -68,6 +71,28 @@ def webhook_cert() -> tuple[Path, Path]:
     return cert, key
 
 
+def real_node() -> bool:
+    data = json.loads((STATE / "state.json").read_text())
+    return bool(data.get("node") == "real")
+
+
+def apply_example(path: Path, on_real_node: bool) -> None:
+    if not on_real_node:
+        kubectl("apply", "-n", NAMESPACE, "-f", str(path))
+        return
+    # The real node's label and taint (hack/cluster/realnode.py).
+    task = json.loads(
+        kubectl("create", "--dry-run=client", "-o", "json", "-n", NAMESPACE, "-f", str(path))
+    )
+    pod_spec = task["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    pod_spec["nodeSelector"] = {"test.nightshift.dev/node": "real"}
+    pod_spec["tolerations"] = [
+        {"key": "test.nightshift.dev/node", "operator": "Equal", "value": "real",
+         "effect": "NoSchedule"}
+    ]  # fmt: skip
+    kubectl("apply", "-n", NAMESPACE, "-f", "-", stdin=json.dumps(task))
+
+
 def operator_running(pid_file: Path) -> bool:
     try:
         pid = int(pid_file.read_text())
@@ -129,13 +154,16 @@ def main() -> int:
     say("CRD installed")
     start_operator()
     kubectl("create", "namespace", NAMESPACE, check=False)
+    real = real_node()
     for name in DEMO:
-        kubectl("apply", "-n", NAMESPACE, "-f", str(REPO / "examples" / name))
+        apply_example(REPO / "examples" / name, real)
     kubectl(
         "annotate", "-n", NAMESPACE, "stask", "on-demand",
         f"nightshift.dev/run-now=dev-{int(time.time())}", "--overwrite",
     )  # fmt: skip
-    say(f"applied {len(DEMO)} examples to namespace {NAMESPACE} and asked on-demand to run now")
+    where = "the real node" if real else "the KWOK nodes"
+    say(f"applied {len(DEMO)} examples to namespace {NAMESPACE} (Jobs on {where}), and asked "
+        "on-demand to run now")  # fmt: skip
     end = time.monotonic() + WATCH_SECONDS
     while True:
         view = kubectl("get", "stask", "-n", NAMESPACE)

@@ -3,6 +3,7 @@
 kube-scheduler and KWOK (fake nodes and pods), run as plain processes on 127.0.0.1.
 
     hack/cluster/cluster.py up       start (or confirm) the cluster, create two fake nodes
+    hack/cluster/cluster.py up --node=real   ... and a real node beside them (realnode.py)
     hack/cluster/cluster.py down     stop everything this state directory started
     hack/cluster/cluster.py status   show the components; exit 0 only when all are healthy
     hack/cluster/cluster.py env      print export lines: eval "$(hack/cluster/cluster.py env)"
@@ -33,19 +34,27 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import realnode
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 BUILD_SCRIPT = REPO / "hack" / "build-binaries.sh"
+BUILD_NODE_SCRIPT = REPO / "hack" / "build-node.sh"
+BUILD_IMAGES_SCRIPT = REPO / "hack" / "build-images.sh"
 STAGES_FILE = HERE / "kwok-stages.yaml"
 
 # Start order; `down` stops them in reverse.
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+# With --node=real: started before etcd (containerd) and after kwok (kubelet, kube-proxy).
+NODE_COMPONENTS = realnode.COMPONENTS
+ALL_COMPONENTS = COMPONENTS + NODE_COMPONENTS
 SERVICE_CIDR = "10.0.0.0/24"
 # Pod IPs handed out by KWOK. Kept apart from the service range so a pod IP never equals a
 # ClusterIP.
@@ -60,6 +69,9 @@ PORT_NAMES = {
     "kube-controller-manager": "controller-manager",
     "kube-scheduler": "scheduler",
     "kwok": "kwok",
+    "containerd": "",
+    "kubelet": "kubelet-healthz",
+    "kube-proxy": "kube-proxy-healthz",
 }
 
 TIMEOUTS = {  # seconds until a component must be healthy
@@ -68,7 +80,15 @@ TIMEOUTS = {  # seconds until a component must be healthy
     "kube-controller-manager": 60.0,
     "kube-scheduler": 60.0,
     "kwok": 60.0,
+    "containerd": 30.0,
+    "kubelet": 90.0,
+    "kube-proxy": 60.0,
 }
+
+
+def components(data: dict[str, Any]) -> tuple[str, ...]:
+    """The components of the cluster that `data` (state.json) describes."""
+    return ALL_COMPONENTS if data.get("node") == "real" else COMPONENTS
 
 
 class ClusterError(Exception):
@@ -129,6 +149,10 @@ class State:
     @property
     def state_file(self) -> Path:
         return self.root / "state.json"
+
+    @property
+    def node(self) -> realnode.Paths:
+        return realnode.Paths(self.root / "node")
 
     def component_kubeconfig(self, component: str) -> Path:
         return self.root / "kubeconfigs" / f"{component}.kubeconfig"
@@ -242,9 +266,15 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
         os.kill(pid, sig)
 
 
-def stop_components(state: State, components: tuple[str, ...] = COMPONENTS) -> None:
-    """SIGTERM, then SIGKILL after a grace period, in reverse start order (etcd last)."""
+def stop_components(state: State, components: tuple[str, ...] = ALL_COMPONENTS) -> None:
+    """SIGTERM, then SIGKILL after a grace period, in reverse start order (etcd last).
+
+    The real node's processes stop like any other: its containers keep running, as they would
+    when a kubelet or containerd restarts. `realnode.teardown` removes them.
+    """
     waves = [
+        ("kube-proxy", "kubelet"),
+        ("containerd",),
         ("kwok", "kube-scheduler", "kube-controller-manager"),
         ("kube-apiserver",),
         ("etcd",),
@@ -287,6 +317,11 @@ subjectAltName = {sans}
 basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature, keyEncipherment
 extendedKeyUsage = clientAuth
+[kubelet]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = {kubelet_sans}
 """
 
 SERVER_SANS = [
@@ -297,7 +332,9 @@ SERVER_SANS = [
     "DNS:kubernetes.default",
     "DNS:kubernetes.default.svc",
     "DNS:kubernetes.default.svc.cluster.local",
+    f"IP:{realnode.GATEWAY}",  # the real node's pods reach the API server at the bridge address
 ]
+KUBELET_SANS = [f"IP:{realnode.GATEWAY}", f"DNS:{realnode.NODE_NAME}"]
 
 # name -> (subject, signing CA, extension section)
 CERTS = {
@@ -308,6 +345,18 @@ CERTS = {
     "kwok": ("/O=system:masters/CN=kwok", "ca", "client"),
     # Aggregation layer: the apiserver's identity towards aggregated API servers.
     "front-proxy-client": ("/CN=front-proxy-client", "front-proxy-ca", "client"),
+    # The real node (used with --node=real): the kubelet's serving and client certificates
+    # (the Node authorizer knows it by the system:node: name), kube-proxy's (bound to
+    # system:node-proxier by the bootstrap RBAC), and the API server's towards the kubelet
+    # (logs, exec).
+    "kubelet": (f"/CN={realnode.NODE_NAME}", "ca", "kubelet"),
+    "node": (f"/O=system:nodes/CN=system:node:{realnode.NODE_NAME}", "ca", "client"),
+    "kube-proxy": ("/CN=system:kube-proxy", "ca", "client"),
+    "apiserver-kubelet-client": (
+        "/O=system:masters/CN=kube-apiserver-kubelet-client",
+        "ca",
+        "client",
+    ),
 }
 
 
@@ -323,14 +372,16 @@ def _genkey(path: Path) -> None:
 
 
 def generate_pki(pki: Path) -> None:
-    if (pki / ".complete").exists():
+    if (pki / ".complete").exists() and all((pki / f"{name}.crt").exists() for name in CERTS):
         return
     if shutil.which("openssl") is None:
         raise ClusterError(None, "the openssl command is needed to generate certificates")
     shutil.rmtree(pki, ignore_errors=True)
     pki.mkdir(parents=True)
     cnf = pki / "openssl.cnf"
-    cnf.write_text(OPENSSL_CNF.format(sans=", ".join(SERVER_SANS)))
+    cnf.write_text(
+        OPENSSL_CNF.format(sans=", ".join(SERVER_SANS), kubelet_sans=", ".join(KUBELET_SANS))
+    )
     days = "3650"
     for ca in ("ca", "front-proxy-ca"):
         _genkey(pki / f"{ca}.key")
@@ -525,12 +576,30 @@ def bin_dir_from_build() -> Path:
     return path
 
 
+def _script_output(script: Path) -> list[str]:
+    res = subprocess.run(["bash", str(script)], stdout=subprocess.PIPE, text=True, check=False)
+    lines = res.stdout.strip().splitlines()
+    if res.returncode != 0 or not lines:
+        raise ClusterError(None, f"{script} failed (exit {res.returncode})")
+    return lines
+
+
+def node_bin_dir_from_build() -> Path:
+    return Path(_script_output(BUILD_NODE_SCRIPT)[-1])
+
+
+def images_from_build() -> list[tuple[str, Path]]:
+    """(reference, docker-archive) of every image `make images` builds."""
+    pairs = [line.split() for line in _script_output(BUILD_IMAGES_SCRIPT)]
+    return [(ref, Path(archive)) for ref, archive in pairs]
+
+
 def health(state: State, data: dict[str, Any]) -> dict[str, tuple[bool, str]]:
     """component -> (healthy, detail), from pid files and the health endpoints."""
     ports = data.get("ports", {})
     out: dict[str, tuple[bool, str]] = {}
     pki = state.pki
-    for c in COMPONENTS:
+    for c in components(data):
         pid = read_pid(state, c)
         if pid is None:
             out[c] = (False, "not running")
@@ -547,6 +616,15 @@ def health(state: State, data: dict[str, Any]) -> dict[str, tuple[bool, str]]:
             ok = _get(ports["scheduler"], "/healthz", _insecure_ctx())[0] == 200
         elif c == "kwok":
             ok = _get(ports["kwok"], "/healthz", None)[0] == 200
+        elif c == "containerd":
+            ok = realnode.containerd_ready(Path(data["node_bin_dir"]))
+            out[c] = (
+                ok,
+                f"pid {pid}, {realnode.CONTAINERD_SOCKET}, {'healthy' if ok else 'UNHEALTHY'}",
+            )
+            continue
+        elif c in ("kubelet", "kube-proxy"):
+            ok = _get(ports[PORT_NAMES[c]], "/healthz", None)[0] == 200
         port = ports[PORT_NAMES[c]]
         out[c] = (ok, f"pid {pid}, 127.0.0.1:{port}, {'healthy' if ok else 'UNHEALTHY'}")
     return out
@@ -589,7 +667,15 @@ def wait_for(
         time.sleep(0.1)
 
 
-def start(state: State, bin_dir: Path) -> None:
+@dataclass(frozen=True)
+class NodeBuild:
+    """What the real node runs: its binary directory and the images loaded into containerd."""
+
+    bin_dir: Path
+    images: list[tuple[str, Path]]
+
+
+def start(state: State, bin_dir: Path, node: NodeBuild | None = None) -> None:
     t0 = time.monotonic()
 
     def took() -> str:
@@ -600,16 +686,54 @@ def start(state: State, bin_dir: Path) -> None:
     generate_pki(state.pki)
     pki = state.pki
     names = ["etcd", "etcd-peer", "apiserver", "controller-manager", "scheduler", "kwok"]
+    if node:
+        names += ["kubelet", "kubelet-healthz", "kube-proxy-healthz", "kube-proxy-metrics"]
     ports = free_ports(names)
     server = f"https://127.0.0.1:{ports['apiserver']}"
     write_kubeconfig(state.kubeconfig, server, pki, "admin")
     for user in ("kube-controller-manager", "kube-scheduler", "kwok"):
         write_kubeconfig(state.component_kubeconfig(user), server, pki, user)
-    state.state_file.write_text(
-        json.dumps({"bin_dir": str(bin_dir), "ports": ports, "server": server}, indent=2) + "\n"
-    )
+    data: dict[str, Any] = {"bin_dir": str(bin_dir), "ports": ports, "server": server}
+    if node:
+        data |= {"node": "real", "node_bin_dir": str(node.bin_dir)}
+        write_kubeconfig(state.component_kubeconfig("kubelet"), server, pki, "node")
+        write_kubeconfig(state.component_kubeconfig("kube-proxy"), server, pki, "kube-proxy")
+    state.state_file.write_text(json.dumps(data, indent=2) + "\n")
     procs: dict[str, subprocess.Popen[bytes]] = {}
     env = component_env(state, "kube-apiserver")  # the same for every component but kwok
+
+    importer: threading.Thread | None = None
+    import_error: list[BaseException] = []
+    if node:
+        # containerd first: the images load while the control plane starts.
+        realnode.save_machine(state.node)
+        realnode.setup_host(state.node, ports["apiserver"])
+        realnode.write_configs(
+            state.node,
+            node_bin=node.bin_dir,
+            pki=pki,
+            kubeconfigs=state.component_kubeconfig("kubelet").parent,
+            ports=ports,
+        )
+        node_env = realnode.containerd_env(node.bin_dir)
+        argv = realnode.containerd_argv(state.node, node.bin_dir)
+        procs["containerd"] = spawn(state, "containerd", argv, node_env)
+        wait_for(
+            "containerd",
+            procs,
+            lambda: (realnode.containerd_ready(node.bin_dir), "not answering on its socket"),
+            TIMEOUTS["containerd"],
+        )
+        log(f"containerd ready on {realnode.CONTAINERD_SOCKET} ({took()})")
+
+        def load_images() -> None:
+            try:
+                realnode.import_images(node.bin_dir, node.images)
+            except BaseException as exc:  # reported by the main thread
+                import_error.append(exc)
+
+        importer = threading.Thread(target=load_images, name="import-images", daemon=True)
+        importer.start()
 
     etcd_url = f"http://127.0.0.1:{ports['etcd']}"
     peer_url = f"http://127.0.0.1:{ports['etcd-peer']}"
@@ -662,6 +786,20 @@ def start(state: State, bin_dir: Path) -> None:
         "--profiling=false",
         "--feature-gates=ShardedListAndWatch=true",  # shardSelector lists and watches (alpha, 1.36)
     ]
+    if node:
+        argv = [a for a in argv if not a.startswith(("--bind-address=", "--advertise-address="))]
+        argv += [
+            # Pods reach the API server at the bridge address through the `kubernetes` Service;
+            # realnode's nftables table lets only loopback and the bridge connect.
+            "--bind-address=0.0.0.0",
+            f"--advertise-address={realnode.GATEWAY}",
+            # Webhooks and aggregated APIs are called at their endpoints' (pod) IPs, which the
+            # host routes to on the bridge; Service IPs exist only inside kube-proxy's rules.
+            "--enable-aggregator-routing=true",
+            f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
+            f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
+            "--kubelet-preferred-address-types=InternalIP",
+        ]
     procs["kube-apiserver"] = spawn(state, "kube-apiserver", argv, env)
     api = Api(ports["apiserver"], pki)
     wait_for(
@@ -672,6 +810,11 @@ def start(state: State, bin_dir: Path) -> None:
         blame={"etcd": "etcd", "kube-apiserver": "kube-apiserver"},
     )
     log(f"kube-apiserver ready on {server} ({took()})")
+    if node:
+        argv = realnode.kubelet_argv(
+            state.node, node.bin_dir, state.component_kubeconfig("kubelet")
+        )
+        procs["kubelet"] = spawn(state, "kubelet", argv, node_env)
 
     def kc(component: str) -> str:
         return str(state.component_kubeconfig(component))
@@ -712,7 +855,8 @@ def start(state: State, bin_dir: Path) -> None:
         str(bin_dir / "kwok"),
         f"--kubeconfig={kc('kwok')}",
         f"--config={STAGES_FILE}",
-        "--manage-all-nodes=true",
+        # Only the fake nodes: a real node's pods are the kubelet's.
+        "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
         f"--cidr={POD_CIDR}",
         f"--server-address=127.0.0.1:{ports['kwok']}",
     ]
@@ -762,40 +906,142 @@ def start(state: State, bin_dir: Path) -> None:
         blame={"kube-controller-manager": "kube-controller-manager"},
     )
     log(f"ServiceAccount default/default exists ({took()})")
+    if node:
+        start_node_rest(state, node, api, ports, procs, took)
+        if importer is not None:
+            importer.join()
+        if import_error:
+            raise ClusterError("containerd", str(import_error[0]))
+        record_images(state, node.images)
+        log(f"{len(node.images)} images loaded into containerd ({took()})")
+
+
+def record_images(state: State, images: list[tuple[str, Path]]) -> None:
+    data = state.load()
+    data["images"] = {ref: str(archive) for ref, archive in images}
+    state.state_file.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def refresh_images(state: State, data: dict[str, Any]) -> None:
+    """Load the images whose archive changed since the last load (e.g. after editing operator/)."""
+    images = images_from_build()
+    loaded = data.get("images", {})
+    changed = [(ref, archive) for ref, archive in images if loaded.get(ref) != str(archive)]
+    if changed:
+        realnode.import_images(Path(data["node_bin_dir"]), changed)
+        record_images(state, images)
+        log(f"reloaded into the real node: {', '.join(ref for ref, _ in changed)}")
+
+
+def node_status(api: Api, name: str) -> tuple[bool, str]:
+    """A node is Ready and the node controller has removed its not-ready taint."""
+    code, body = api.request("GET", f"/api/v1/nodes/{name}")
+    if code != 200:
+        return False, f"node {name}: HTTP {code}"
+    conds = {c["type"]: c["status"] for c in body.get("status", {}).get("conditions", [])}
+    if conds.get("Ready") != "True":
+        return False, f"node {name} not Ready"
+    taints = [t["key"] for t in body.get("spec", {}).get("taints", []) or []]
+    if "node.kubernetes.io/not-ready" in taints:
+        return False, f"node {name} still tainted not-ready"
+    return True, f"node {name} Ready"
+
+
+def start_node_rest(
+    state: State,
+    node: NodeBuild,
+    api: Api,
+    ports: dict[str, int],
+    procs: dict[str, subprocess.Popen[bytes]],
+    took: Callable[[], str],
+) -> None:
+    """Wait for the kubelet's Node, then start kube-proxy (it reads the node's addresses)."""
+    name = realnode.NODE_NAME
+    wait_for(
+        "kubelet",
+        procs,
+        lambda: (api.request("GET", f"/api/v1/nodes/{name}")[0] == 200, f"node {name} missing"),
+        TIMEOUTS["kubelet"],
+        blame={"kubelet": "kubelet", "containerd": "containerd"},
+    )
+    argv = realnode.kube_proxy_argv(state.node, node.bin_dir)
+    procs["kube-proxy"] = spawn(state, "kube-proxy", argv, realnode.containerd_env(node.bin_dir))
+    wait_for(
+        "kubelet",
+        procs,
+        lambda: node_status(api, name),
+        TIMEOUTS["kubelet"],
+        blame={"kubelet": "kubelet", "containerd": "containerd", "kube-proxy": "kube-proxy"},
+    )
+    log(f"real node {name} Ready ({took()})")
+
+    def proxy_ok() -> tuple[bool, str]:
+        code = _get(ports["kube-proxy-healthz"], "/healthz", None)[0]
+        return code == 200, f"/healthz HTTP {code}"
+
+    wait_for("kube-proxy", procs, proxy_ok, TIMEOUTS["kube-proxy"])
+    log(f"kube-proxy healthy (nftables mode) ({took()})")
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def cmd_up(state: State) -> int:
+def stop_all(state: State) -> None:
+    """Stop every component; if this cluster has (or had) a real node, undo its changes."""
+    stop_components(state)
+    if state.node.root.exists() or realnode.owner() == state.root:
+        realnode.teardown(state.node)
+
+
+def cmd_up(state: State, node_kind: str = "kwok") -> int:
     t0 = time.monotonic()
+    want_real = node_kind == "real"
     with state.lock():
         data = state.load()
         if data:
+            comps = components(data)
             h = health(state, data)
             # All processes alive but a probe failed: give a busy machine a few seconds before
             # deciding to restart.
             deadline = time.monotonic() + 5
             while (
                 not all(ok for ok, _ in h.values())
-                and all(read_pid(state, c) for c in COMPONENTS)
+                and all(read_pid(state, c) for c in comps)
                 and time.monotonic() < deadline
             ):
                 time.sleep(0.5)
                 h = health(state, data)
-            if all(ok for ok, _ in h.values()):
+            healthy = all(ok for ok, _ in h.values())
+            if healthy and (not want_real or data.get("node") == "real"):
+                if data.get("node") == "real":
+                    try:
+                        refresh_images(state, data)
+                    except realnode.NodeError as exc:
+                        raise ClusterError("containerd", str(exc)) from None
                 log(f"already up (state {state.root}); kubeconfig {state.kubeconfig}")
                 return 0
-            if any(read_pid(state, c) for c in COMPONENTS):
+            if healthy:
+                log("restarting the cluster with a real node (the API server's flags change)")
+            elif any(read_pid(state, c) for c in comps):
                 bad = ", ".join(f"{c}: {d}" for c, (ok, d) in h.items() if not ok)
                 log(f"found an unhealthy cluster ({bad}); restarting it")
-                stop_components(state)
-        bin_dir = bin_dir_from_build()
+        stop_all(state)
         # SIGTERM (a CI timeout, a killed test run) also gets the clean-up below.
         signal.signal(signal.SIGTERM, _raise_interrupt)
         try:
-            start(state, bin_dir)
+            bin_dir = bin_dir_from_build()
+            node = None
+            if want_real:
+                realnode.check_machine()
+                other = realnode.owner()
+                alive = other is not None and any(
+                    read_pid(State(other), c) for c in NODE_COMPONENTS
+                )
+                realnode.claim(state.root, alive=alive)
+                node = NodeBuild(node_bin_dir_from_build(), images_from_build())
+                log(f"real node: binaries {node.bin_dir}, {len(node.images)} images")
+            start(state, bin_dir, node)
         except BaseException as exc:
             if isinstance(exc, ClusterError):
                 log(f"FAILED: {exc}")
@@ -803,9 +1049,11 @@ def cmd_up(state: State) -> int:
                     logfile = state.log_file(exc.component)
                     log(f"{exc.component} log: {logfile} (last {LOG_TAIL_LINES} lines):")
                     err(tail(logfile))
+            elif isinstance(exc, realnode.NodeError):
+                log(f"FAILED: real node: {exc}")
             log("stopping the components started so far")
-            stop_components(state)
-            if isinstance(exc, ClusterError):
+            stop_all(state)
+            if isinstance(exc, (ClusterError, realnode.NodeError)):
                 return 1
             if isinstance(exc, KeyboardInterrupt):
                 return 130
@@ -820,8 +1068,11 @@ def cmd_down(state: State) -> int:
         log(f"nothing to stop ({state.root} does not exist)")
         return 0
     with state.lock():
-        running = [c for c in COMPONENTS if read_pid(state, c) is not None]
-        stop_components(state)
+        running = [c for c in ALL_COMPONENTS if read_pid(state, c) is not None]
+        try:
+            stop_all(state)
+        except realnode.NodeError as exc:
+            raise ClusterError(None, f"removing the real node: {exc}") from None
         # Logs stay for post-mortems; everything else goes (data, certificates, kubeconfigs).
         for p in (state.etcd_data, state.run, state.pids, state.pki, state.root / "kubeconfigs"):
             shutil.rmtree(p, ignore_errors=True)
@@ -893,7 +1144,11 @@ def cmd_status(state: State) -> int:
         print(f"  {c:<24} {detail:<44} log: {state.log_file(c)}")
     healthy = all(ok for ok, _ in h.values())
     if healthy:
-        ok, detail = nodes_ready(Api(data["ports"]["apiserver"], state.pki))
+        api = Api(data["ports"]["apiserver"], state.pki)
+        ok, detail = nodes_ready(api)
+        if ok and data.get("node") == "real":
+            ok, detail = node_status(api, realnode.NODE_NAME)
+            detail = f"kwok nodes Ready, {detail}" if ok else detail
         print(f"  nodes: {detail}")
         healthy = ok
     print("cluster: " + ("healthy" if healthy else "NOT healthy"))
@@ -901,8 +1156,14 @@ def cmd_status(state: State) -> int:
 
 
 def cmd_env(state: State) -> int:
-    bin_dir = state.load().get("bin_dir") or str(bin_dir_from_build())
+    data = state.load()
+    bin_dir = data.get("bin_dir") or str(bin_dir_from_build())
     print(f"export KUBECONFIG={shlex.quote(str(state.kubeconfig))}")
+    if data.get("node") == "real":
+        # ctr (and the kubelet, kube-proxy, containerd binaries) for the real node.
+        bin_dir = f"{bin_dir}:{data['node_bin_dir']}"
+        print(f"export CONTAINERD_ADDRESS={realnode.CONTAINERD_SOCKET}")
+        print("export CONTAINERD_NAMESPACE=k8s.io")
     print(f'export PATH={shlex.quote(bin_dir)}:"$PATH"')
     return 0
 
@@ -914,14 +1175,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "command", choices=["up", "down", "status", "env", "stop-component", "start-component"]
     )
-    parser.add_argument("component", nargs="?", choices=COMPONENTS, help="for *-component")
+    parser.add_argument("component", nargs="?", choices=ALL_COMPONENTS, help="for *-component")
+    parser.add_argument(
+        "--node",
+        choices=["kwok", "real"],
+        default=os.environ.get("NIGHTSHIFT_NODE") or "kwok",
+        help="up: `real` adds a real node (containerd, kubelet, kube-proxy) beside the KWOK "
+        "nodes (default: $NIGHTSHIFT_NODE, else kwok)",
+    )
     args = parser.parse_args(argv)
     state = State.from_env()
-    commands = {"up": cmd_up, "down": cmd_down, "status": cmd_status, "env": cmd_env}
+    commands = {"down": cmd_down, "status": cmd_status, "env": cmd_env}
     try:
+        if args.command == "up":
+            return cmd_up(state, args.node)
         if args.command in ("stop-component", "start-component"):
             if args.component is None:
-                parser.error(f"{args.command} needs a component: {', '.join(COMPONENTS)}")
+                parser.error(f"{args.command} needs a component: {', '.join(ALL_COMPONENTS)}")
             if args.command == "stop-component":
                 return cmd_stop_component(state, args.component)
             return cmd_start_component(state, args.component)

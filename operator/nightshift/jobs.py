@@ -187,6 +187,13 @@ def build_job(
     pod_labels = dict(pod_metadata.get("labels") or {})
     pod_labels[LABEL_TASK] = labels[LABEL_TASK]
     pod_metadata["labels"] = pod_labels
+    # ... and the run, attempt and slot, which a container can only read from its own pod (the
+    # downward API: env valueFrom fieldRef metadata.annotations['nightshift.dev/attempt']).
+    pod_annotations = dict(pod_metadata.get("annotations") or {})
+    for key in (ANNOTATION_RUN, ANNOTATION_ATTEMPT, ANNOTATION_SLOT):
+        if key in annotations:
+            pod_annotations[key] = annotations[key]
+    pod_metadata["annotations"] = pod_annotations
 
     return {
         "apiVersion": "batch/v1",

@@ -2,8 +2,10 @@
 
 The session-scoped `cluster` fixture reuses a healthy cluster at $NIGHTSHIFT_CLUSTER_DIR (default
 <repo>/.cluster, i.e. the one `make cluster-up` starts); otherwise it starts its own in a
-temporary state directory and stops it when the session ends. Binaries must be built already
-(`make binaries`): a cold build takes longer than the test timeout.
+temporary state directory and stops it when the session ends. With NIGHTSHIFT_NODE=real (what
+`make integration` sets) the cluster has a real node too: a reused one must have it, an own one
+is started with `--node=real`. Binaries and images must be built already (`make binaries
+node-binaries images`): a cold build takes longer than the test timeout.
 """
 
 from __future__ import annotations
@@ -29,6 +31,17 @@ CLUSTER_PY = REPO / "hack" / "cluster" / "cluster.py"
 INTEGRATION_DIR = Path(__file__).resolve().parent
 
 T = TypeVar("T")
+# The real node's label and taint (hack/cluster/realnode.py): pods that must run for real select
+# the node with the label and tolerate the taint.
+REAL_NODE = {"test.nightshift.dev/node": "real"}
+REAL_NODE_TOLERATIONS = [
+    {"key": key, "operator": "Equal", "value": value, "effect": "NoSchedule"}
+    for key, value in REAL_NODE.items()
+]
+
+
+def want_real_node() -> bool:
+    return os.environ.get("NIGHTSHIFT_NODE") == "real"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -44,12 +57,18 @@ class KubectlError(subprocess.CalledProcessError):
 
 
 def run_cluster_py(
-    command: str, state_dir: Path, *, extra_env: dict[str, str] | None = None, timeout: float = 180
+    command: str,
+    state_dir: Path,
+    *,
+    extra_env: dict[str, str] | None = None,
+    timeout: float = 180,
+    args: tuple[str, ...] = (),
 ) -> subprocess.CompletedProcess[str]:
     """Runs hack/cluster/cluster.py COMMAND against STATE_DIR with the current Python."""
     env = {**os.environ, "NIGHTSHIFT_CLUSTER_DIR": str(state_dir), **(extra_env or {})}
+    env.pop("NIGHTSHIFT_NODE", None)  # `up` gets --node explicitly
     return subprocess.run(
-        [sys.executable, str(CLUSTER_PY), command],
+        [sys.executable, str(CLUSTER_PY), command, *args],
         capture_output=True,
         text=True,
         env=env,
@@ -79,17 +98,24 @@ class Cluster:
     bin_dir: Path
     server: str
     owned: bool  # started by this test session (and stopped at its end)
+    node_bin_dir: Path | None = None  # the real node's binaries (ctr), when it has one
 
     @classmethod
     def from_state(cls, state_dir: Path, *, owned: bool) -> Cluster:
         data = json.loads((state_dir / "state.json").read_text())
+        node_bin = data.get("node_bin_dir") if data.get("node") == "real" else None
         return cls(
             state_dir=state_dir,
             kubeconfig=state_dir / "kubeconfig",
             bin_dir=Path(data["bin_dir"]),
             server=data["server"],
             owned=owned,
+            node_bin_dir=Path(node_bin) if node_bin else None,
         )
+
+    @property
+    def real_node(self) -> bool:
+        return self.node_bin_dir is not None
 
     wait_for = staticmethod(wait_for)
 
@@ -141,7 +167,10 @@ class Cluster:
 
 def _start_own_cluster() -> Cluster:
     state_dir = Path(tempfile.mkdtemp(prefix="nightshift-cluster-"))
-    res = run_cluster_py("up", state_dir)
+    node = "real" if want_real_node() else "kwok"
+    # A warm start with a real node takes ~30 s (loading the images); a cold image build is
+    # `make images`' job, not this fixture's.
+    res = run_cluster_py("up", state_dir, args=(f"--node={node}",), timeout=900)
     if res.returncode != 0:
         run_cluster_py("down", state_dir)
         pytest.fail(
@@ -156,8 +185,15 @@ def cluster() -> Iterator[Cluster]:
     """The local control plane: reused when already up at the default state dir, else started."""
     default_dir = Path(os.environ.get("NIGHTSHIFT_CLUSTER_DIR") or REPO / ".cluster").resolve()
     if run_cluster_py("status", default_dir).returncode == 0:
-        yield Cluster.from_state(default_dir, owned=False)
-        return
+        found = Cluster.from_state(default_dir, owned=False)
+        if found.real_node:
+            # `up` on a running real node loads the images that changed since it started.
+            res = run_cluster_py("up", default_dir, args=("--node=real",), timeout=900)
+            if res.returncode != 0:
+                pytest.fail(f"could not refresh the real node's images:\n{res.stderr}")
+        if found.real_node or not want_real_node():
+            yield found
+            return
     own = _start_own_cluster()
     try:
         yield own
@@ -208,3 +244,106 @@ def crd(cluster: Cluster) -> None:
     """The generated ScheduledTask CRD, installed and Established."""
     cluster.kubectl("apply", "-f", str(REPO / "crds" / "scheduledtasks.nightshift.dev.yaml"))
     cluster.kubectl("wait", "--for=condition=Established", "crd/scheduledtasks.nightshift.dev")
+
+
+def on_real_node(manifest: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a ScheduledTask whose Job pods select the real node and tolerate its taint."""
+    out = json.loads(json.dumps(manifest))
+    template = out["spec"]["jobTemplate"].setdefault("spec", {}).setdefault("template", {})
+    pod_spec = template.setdefault("spec", {})
+    pod_spec["nodeSelector"] = {**(pod_spec.get("nodeSelector") or {}), **REAL_NODE}
+    pod_spec["tolerations"] = [*(pod_spec.get("tolerations") or []), *REAL_NODE_TOLERATIONS]
+    return out
+
+
+@dataclass(frozen=True)
+class RealRelease:
+    """The chart installed with the operator image built here, its pods on the real node."""
+
+    name: str  # release name; the chart's full name is f"{name}-nightshift"
+    system: str  # release namespace (Pod Security "restricted")
+    tasks: str  # watched namespaces, one for test_realnode, one for the examples
+    examples: str
+    install_seconds: float
+
+    @property
+    def fullname(self) -> str:
+        return f"{self.name}-nightshift"
+
+
+OPERATOR_IMAGE = "localhost/nightshift/operator"
+
+
+def helm_run(cluster: Cluster, *args: str, timeout: float = 240) -> str:
+    cmd = [str(cluster.bin_dir / "helm"), f"--kubeconfig={cluster.kubeconfig}", *args]
+    res = subprocess.run(
+        cmd, capture_output=True, text=True, env=cluster.env, timeout=timeout, check=False
+    )
+    if res.returncode != 0:
+        pytest.fail(f"{' '.join(cmd)} failed:\n{res.stdout}\n{res.stderr}", pytrace=False)
+    return res.stdout
+
+
+def real_release_values(release: RealRelease, tag: str = "dev") -> list[str]:
+    values = {
+        "image": {"repository": OPERATOR_IMAGE, "tag": tag, "pullPolicy": "Never"},
+        "watchNamespaces": [release.tasks, release.examples],
+        "nodeSelector": REAL_NODE,
+        "tolerations": REAL_NODE_TOLERATIONS,
+        "logFormat": "plain",
+    }
+    return [f"--set-json={key}={json.dumps(value)}" for key, value in values.items()]
+
+
+@pytest.fixture(scope="session")
+def real_release(cluster: Cluster, crd: None) -> Iterator[RealRelease]:
+    """`helm install` of charts/nightshift on the real node, shared by the real-node tests.
+
+    The operator watches only the two namespaces of this fixture, so it never acts on other
+    tests' tasks. test_realnode.py's last test upgrades and uninstalls it; the teardown here
+    uninstalls whatever is left.
+    """
+    if not cluster.real_node:
+        why = "the cluster has no real node (NIGHTSHIFT_NODE=real, as root: make integration)"
+        if os.environ.get("CI"):
+            pytest.fail(why, pytrace=False)
+        pytest.skip(why)
+    suffix = secrets.token_hex(3)
+    release = RealRelease(
+        name=f"rn{suffix}",
+        system=f"nightshift-system-{suffix}",
+        tasks=f"realnode-{suffix}",
+        examples=f"examples-real-{suffix}",
+        install_seconds=0.0,
+    )
+    for ns in (release.system, release.tasks, release.examples):
+        cluster.kubectl("create", "namespace", ns)
+        cluster.kubectl("label", "namespace", ns, "test.nightshift.dev/owner=pytest")
+    cluster.kubectl(
+        "label", "namespace", release.system, "pod-security.kubernetes.io/enforce=restricted"
+    )
+    # The session's CRD came from kubectl: let the release take it over (Helm's import).
+    crd_name = "crd/scheduledtasks.nightshift.dev"
+    cluster.kubectl(
+        "annotate", crd_name, "--overwrite", f"meta.helm.sh/release-name={release.name}",
+        f"meta.helm.sh/release-namespace={release.system}",
+    )  # fmt: skip
+    cluster.kubectl("label", crd_name, "--overwrite", "app.kubernetes.io/managed-by=Helm")
+    start = time.monotonic()
+    try:
+        helm_run(
+            cluster, "install", release.name, str(REPO / "charts" / "nightshift"),
+            "--namespace", release.system, *real_release_values(release),
+            "--wait", "--timeout", "180s",
+        )  # fmt: skip
+        release = RealRelease(**{**release.__dict__, "install_seconds": time.monotonic() - start})
+        print(f"\nhelm install until both replicas Ready: {release.install_seconds:.1f} s")
+        yield release
+    finally:
+        subprocess.run(
+            [str(cluster.bin_dir / "helm"), f"--kubeconfig={cluster.kubeconfig}", "uninstall",
+             release.name, "--namespace", release.system, "--wait", "--timeout", "120s"],
+            capture_output=True, env=cluster.env, check=False, timeout=180,
+        )  # fmt: skip
+        for ns in (release.system, release.tasks, release.examples):
+            cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)

@@ -459,7 +459,7 @@ def test_rendered_chart_is_accepted_by_the_api_server(
         crd = of_kind(docs, "CustomResourceDefinition")[0]
         assert "annotations" not in crd["metadata"]
         container = of_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
-        assert container["image"] == "ghcr.io/nightshift-dev/nightshift@sha256:" + "0" * 64
+        assert container["image"] == "localhost/nightshift/operator@sha256:" + "0" * 64
         assert not any(a.startswith("--webhook") for a in container["args"])
 
     result = cluster.kubectl(

@@ -1,12 +1,18 @@
 """Every example in examples/ does what its comment promises, on the local cluster.
 
 All examples are applied at once to one namespace with one operator (module-scoped), so the suite
-waits for the slowest example once instead of once per example.
+waits for the slowest example once instead of once per example. Each test runs twice:
+
+- `kwok`: the operator runs as a process, the Jobs' pods on the KWOK nodes (simulated);
+- `real`: the operator runs in the cluster (the chart, test_realnode's release) and the Jobs run
+  the job images built here on the real node. These examples are applied as soon as the `kwok`
+  pass starts, so both wait for their slowest example at the same time.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import secrets
 import subprocess
 import sys
@@ -17,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import Cluster, RealRelease, on_real_node
 from harness import Operator, poll
 from receiver import Receiver
 from test_operator import condition, finished, jobs, reasons, status, ts
@@ -36,7 +43,31 @@ def preview(name: str, namespace: str, start: datetime, count: int) -> list[str]
 
 
 @pytest.fixture(scope="module")
-def demo(cluster: Any, crd: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def real_examples(cluster: Cluster, real_release: RealRelease) -> Iterator[str]:
+    """The examples on the real node, in the namespace that the in-cluster operator watches;
+    deleted after this module, so their pods do not load the machine during later tests."""
+    for example in sorted(EXAMPLES.glob("*.yaml")):
+        out = cluster.kubectl(
+            "create", "--dry-run=client", "-o", "json", "-n", real_release.examples,
+            "-f", str(example),
+        )  # fmt: skip
+        cluster.apply(on_real_node(json.loads(out.stdout)), real_release.examples)
+    yield real_release.examples
+    cluster.kubectl("delete", "stask", "--all", "-n", real_release.examples, "--wait=false")
+
+
+@pytest.fixture(scope="module", params=["kwok", "real"])
+def demo(
+    request: pytest.FixtureRequest,
+    cluster: Cluster,
+    crd: None,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[str]:
+    if request.param == "real":
+        yield request.getfixturevalue("real_examples")
+        return
+    if cluster.real_node:
+        request.getfixturevalue("real_examples")  # start them now, checked in the `real` pass
     namespace = f"examples-{secrets.token_hex(3)}"
     cluster.kubectl("create", "namespace", namespace)
     poll(

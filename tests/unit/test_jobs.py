@@ -393,6 +393,28 @@ def test_template_metadata_is_kept_but_cannot_override_ours() -> None:
     assert pod_labels == {"app": "sync", LABEL_TASK: "nightly"}
 
 
+def test_pods_carry_run_attempt_and_slot_for_the_downward_api() -> None:
+    """A container reads them through env valueFrom fieldRef, which sees only its own pod."""
+    task_spec = spec(
+        {
+            "template": {
+                "metadata": {"annotations": {"sidecar": "off", ANNOTATION_ATTEMPT: "9"}},
+                "spec": {"containers": CONTAINERS},
+            }
+        }
+    )
+    pod_annotations = build(task_spec, attempt=3)["spec"]["template"]["metadata"]["annotations"]
+    assert pod_annotations == {
+        "sidecar": "off",
+        ANNOTATION_RUN: RUN,
+        ANNOTATION_ATTEMPT: "3",
+        ANNOTATION_SLOT: "2026-11-23T03:00:00+00:00",
+    }
+    manual = build(run="manual-abc123")["spec"]["template"]["metadata"]["annotations"]
+    assert ANNOTATION_SLOT not in manual
+    assert manual[ANNOTATION_ATTEMPT] == "1"
+
+
 def test_building_does_not_touch_the_spec() -> None:
     task_spec = spec({"backoffLimit": None}, timeout="5m")
     before = task_spec.model_dump()
