@@ -258,7 +258,7 @@ def fold_deliveries(
                 failed.append(outcome)
         failures = [o for o in mine if not o.ok and o.sink in left]
         if failures:
-            count = max(item.failures, max(o.round for o in failures))
+            count = max(item.failures, *(o.round for o in failures))
             last = max(failures, key=lambda o: o.at)
             update = {
                 "failures": count,
