@@ -80,7 +80,15 @@ def kueue(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
     (work / "config.yaml").write_text(json.dumps(config))
     cluster.kubectl("apply", "--server-side", "-f", str(built / "crds"))
     for crd in ("workloads", "clusterqueues", "localqueues", "resourceflavors"):
-        cluster.kubectl("wait", "--for=condition=Established", f"crd/{crd}.kueue.x-k8s.io")
+        # Poll: `kubectl wait` fails outright on a CRD whose status has no conditions yet.
+        poll(
+            lambda crd=crd: cluster.kubectl(
+                "wait", "--for=condition=Established", "--timeout=5s",
+                f"crd/{crd}.kueue.x-k8s.io", check=False,
+            ).returncode == 0,
+            timeout=60,
+            what=f"the CRD {crd}.kueue.x-k8s.io to be Established",
+        )  # fmt: skip
     # The overlay gives Kueue the metrics certificate it insists on, in its own view of /etc.
     script = (
         f"mount -t overlay overlay -o lowerdir=/etc,upperdir={work}/upper,"
