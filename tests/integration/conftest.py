@@ -288,6 +288,8 @@ def real_release_values(release: RealRelease, tag: str = "dev") -> list[str]:
     values = {
         "image": {"repository": OPERATOR_IMAGE, "tag": tag, "pullPolicy": "Never"},
         "watchNamespaces": [release.tasks, release.examples],
+        # The notification example names a Secret in its own namespace.
+        "notifications": {"secretNamespaces": [release.examples]},
         "nodeSelector": REAL_NODE,
         "tolerations": REAL_NODE_TOLERATIONS,
         "logFormat": "plain",
