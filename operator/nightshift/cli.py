@@ -13,7 +13,14 @@ import yaml
 
 from nightshift import __version__
 from nightshift.models import API_VERSION, KIND, SpecError, parse_spec, parse_time
-from nightshift.schedule import format_fire_time, next_fire_times, plan_for
+from nightshift.schedule import (
+    describe,
+    format_fire_time,
+    next_fire_slots,
+    plan_for,
+    schedule_texts,
+    sources,
+)
 
 __all__ = ["main"]
 
@@ -79,11 +86,23 @@ def preview(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> int:
             raise UsageError(f"--from: {error}") from None
     if spec.suspend:
         print("note: spec.suspend is true; these run only once it is resumed", file=sys.stderr)
-    times = next_fire_times(
+    found = next_fire_slots(
         plan, start, args.count, max_runs=spec.maxRuns, runs_so_far=_runs_so_far(task)
     )
-    for moment in times:
-        out.write(format_fire_time(moment, plan.tz) + "\n")
+    if spec.schedules is not None and not args.explain:
+        print(
+            f"note: the union of {len(spec.schedules)} schedules (a time they share is listed "
+            "once); --explain shows which schedule each time comes from",
+            file=sys.stderr,
+        )
+    texts = schedule_texts(spec)
+    for slot, moment in found:
+        line = format_fire_time(moment, plan.tz)
+        if args.explain and spec.schedules is None:
+            line += "  " + describe(spec)
+        elif args.explain:
+            line += "  " + "; ".join(f"schedules[{i}] {texts[i]}" for i in sources(plan, slot))
+        out.write(line + "\n")
     return 0
 
 
@@ -124,6 +143,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--from", dest="start", metavar="RFC3339", help="start after this time")
     p.add_argument("--count", "-n", type=int, default=10, help="how many (default 10)")
     p.add_argument("--name", help="which ScheduledTask, when FILE holds several")
+    p.add_argument(
+        "--explain",
+        action="store_true",
+        help="after each time, the schedule it comes from (for schedules: which entries)",
+    )
     p.set_defaults(handler=preview)
 
     p = commands.add_parser("crd", help="print the CustomResourceDefinition")

@@ -37,6 +37,7 @@ __all__ = [
     "CatchUp",
     "ConcurrencyPolicy",
     "Condition",
+    "CronSchedule",
     "History",
     "JobTemplate",
     "PendingRetry",
@@ -322,10 +323,33 @@ class JobTemplate(_Model):
         return value
 
 
+class CronSchedule(_Model):
+    """One entry of spec.schedules: a cron expression, read in its own time zone."""
+
+    cron: str = Field(min_length=1, max_length=256)
+    """Cron expression, as in spec.schedule (5 fields, names, macros, H)."""
+    timeZone: str | None = Field(default=None, max_length=64)
+    """IANA time zone this entry is read in (default: spec.timeZone)."""
+
+    @field_validator("timeZone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            load_zone(value)
+        return value
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        parse_cron(value, seed="validation")
+        return value
+
+
 _SPEC_RULES: list[JsonValue] = [
     {
-        "rule": "[has(self.schedule), has(self.interval), has(self.at)].filter(x, x).size() == 1",
-        "message": "set exactly one of schedule, interval and at",
+        "rule": "[has(self.schedule), has(self.interval), has(self.at), has(self.schedules)]"
+        ".filter(x, x).size() == 1",
+        "message": "set exactly one of schedule, interval, at and schedules",
     },
     {
         "rule": "!has(self.anchor) || has(self.interval)",
@@ -354,6 +378,9 @@ class TaskSpec(_Model):
     """For interval: a time the interval is aligned to (RFC 3339)."""
     at: Timestamp | None = None
     """One-shot: run once at this time (RFC 3339 with offset)."""
+    schedules: list[CronSchedule] | None = Field(default=None, min_length=1, max_length=16)
+    """Several cron schedules, each with an optional time zone: the task runs at the union of
+    their slots, and a slot two of them share runs once."""
     timeZone: str = Field(default="UTC", max_length=64)
     """IANA time zone the cron schedule is read in (e.g. Europe/Zurich)."""
     startAt: Timestamp | None = None
@@ -399,10 +426,14 @@ class TaskSpec(_Model):
 
     @model_validator(mode="after")
     def _one_kind(self) -> TaskSpec:
-        kinds = [k for k in ("schedule", "interval", "at") if getattr(self, k) is not None]
+        kinds = [
+            k for k in ("schedule", "interval", "at", "schedules") if getattr(self, k) is not None
+        ]
         if len(kinds) != 1:
             given = ", ".join(kinds) if kinds else "none"
-            raise ValueError(f"set exactly one of schedule, interval and at (given: {given})")
+            raise ValueError(
+                f"set exactly one of schedule, interval, at and schedules (given: {given})"
+            )
         if self.anchor is not None and self.interval is None:
             raise ValueError("anchor is only meaningful with interval")
         if self.startAt is not None and self.endAt is not None and self.startAt >= self.endAt:
@@ -410,12 +441,14 @@ class TaskSpec(_Model):
         return self
 
     @property
-    def kind(self) -> Literal["schedule", "interval", "at"]:
-        """Which of the three schedule kinds this spec uses."""
+    def kind(self) -> Literal["schedule", "interval", "at", "schedules"]:
+        """Which of the four schedule kinds this spec uses."""
         if self.schedule is not None:
             return "schedule"
         if self.interval is not None:
             return "interval"
+        if self.schedules is not None:
+            return "schedules"
         return "at"
 
 

@@ -1,4 +1,5 @@
-"""When a task runs: slots for cron, interval and one-shot specs, with window, jitter and catch-up.
+"""When a task runs: slots for cron, several-cron, interval and one-shot specs, with window,
+jitter and catch-up.
 
 A *slot* is the instant a run is due before jitter (aware UTC datetime); it names the run and its
 Jobs. The *fire time* is the slot plus the task's deterministic jitter: when the operator starts the
@@ -33,11 +34,14 @@ __all__ = [
     "next_fire_times",
     "next_slot",
     "plan_for",
+    "schedule_texts",
     "slots_between",
+    "sources",
 ]
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _FIRST_INSTANT = datetime.min.replace(tzinfo=UTC)
+_TICK = timedelta(microseconds=1)
 _LAST_INSTANT = datetime.max.replace(tzinfo=UTC)
 # A cron search looks up to ~29 years ahead (nightshift.cron): starting this close to the end of
 # the calendar it may run past year 9999.
@@ -48,7 +52,7 @@ _CALENDAR_END_YEARS = 30
 class Plan:
     """The schedule part of a spec, resolved: parsed cron, loaded zone, UTC instants."""
 
-    kind: Literal["schedule", "interval", "at"]
+    kind: Literal["schedule", "interval", "at", "schedules"]
     tz: ZoneInfo
     cron: CronExpr | None = None
     interval: timedelta | None = None
@@ -58,6 +62,8 @@ class Plan:
     end_at: datetime | None = None
     jitter: timedelta = timedelta(0)
     seed: str = ""
+    # spec.schedules: each entry's cron in its own zone; the slots are the union.
+    entries: tuple[tuple[CronExpr, ZoneInfo], ...] = ()
 
 
 def plan_for(spec: TaskSpec, namespace: str, name: str) -> Plan:
@@ -74,7 +80,24 @@ def plan_for(spec: TaskSpec, namespace: str, name: str) -> Plan:
         end_at=spec.endAt.astimezone(UTC) if spec.endAt else None,
         jitter=spec.jitter or timedelta(0),
         seed=seed,
+        entries=tuple(
+            (parse_cron(entry.cron, seed=seed), load_zone(entry.timeZone or spec.timeZone))
+            for entry in spec.schedules or ()
+        ),
     )
+
+
+def _next_cron(cron: CronExpr, tz: ZoneInfo, after: datetime) -> datetime | None:
+    try:
+        return next_cron_fire(cron, tz, after)
+    except NeverFiresError:
+        return None
+    except (OverflowError, ValueError):
+        # The search for the next match ran off the end of the calendar ("year 10000 is out
+        # of range"); anywhere else these are bugs and must surface.
+        if after.year < MAXYEAR - _CALENDAR_END_YEARS:
+            raise
+        return None
 
 
 def _raw_next(plan: Plan, after: datetime) -> datetime | None:
@@ -82,16 +105,12 @@ def _raw_next(plan: Plan, after: datetime) -> datetime | None:
     when there is none, also when it would lie beyond the calendar's end (9999-12-31)."""
     if plan.kind == "schedule":
         assert plan.cron is not None
-        try:
-            return next_cron_fire(plan.cron, plan.tz, after)
-        except NeverFiresError:
-            return None
-        except (OverflowError, ValueError):
-            # The search for the next match ran off the end of the calendar ("year 10000 is out
-            # of range"); anywhere else these are bugs and must surface.
-            if after.year < MAXYEAR - _CALENDAR_END_YEARS:
-                raise
-            return None
+        return _next_cron(plan.cron, plan.tz, after)
+    if plan.kind == "schedules":
+        # The union: the earliest next slot of any entry. An instant two entries share is one
+        # slot (one run, one Job name), because it is returned once and the search moves past it.
+        found = [_next_cron(cron, tz, after) for cron, tz in plan.entries]
+        return min((t for t in found if t is not None), default=None)
     if plan.kind == "interval":
         assert plan.interval is not None
         step = plan.interval
@@ -192,9 +211,17 @@ def next_fire_times(
     ``after`` whose jitter has not passed yet is still ahead), inside the startAt/endAt window, and
     no more than ``max_runs`` (0: unlimited) leaves after the ``runs_so_far`` already started.
     """
+    found = next_fire_slots(plan, after, count, max_runs=max_runs, runs_so_far=runs_so_far)
+    return [moment for _, moment in found]
+
+
+def next_fire_slots(
+    plan: Plan, after: datetime, count: int, *, max_runs: int = 0, runs_so_far: int = 0
+) -> list[tuple[datetime, datetime]]:
+    """:func:`next_fire_times` with the slot each fire time belongs to: (slot, fire time) pairs."""
     if max_runs:
         count = min(count, max(0, max_runs - runs_so_far))
-    found: list[datetime] = []
+    found: list[tuple[datetime, datetime]] = []
     if count <= 0:
         return found
     # Comparing spans rather than subtracting first keeps a start in year 1 from underflowing.
@@ -203,7 +230,7 @@ def next_fire_times(
         moment = fire_time(plan, slot)
         if moment <= after:
             continue
-        found.append(moment)
+        found.append((slot, moment))
         if len(found) >= count:
             break
     return found
@@ -215,8 +242,38 @@ def format_fire_time(moment: datetime, zone: tzinfo) -> str:
     return local.isoformat(timespec="seconds" if local.microsecond == 0 else "milliseconds")
 
 
+def sources(plan: Plan, slot: datetime) -> tuple[int, ...]:
+    """For spec.schedules: the indexes of the entries that have ``slot`` as a slot (several when
+    they share it). Empty for the other kinds."""
+    before = slot - _TICK
+    return tuple(
+        i for i, (cron, tz) in enumerate(plan.entries) if _next_cron(cron, tz, before) == slot
+    )
+
+
+def schedule_texts(spec: TaskSpec) -> list[str]:
+    """Each entry of spec.schedules as text: its cron, and its zone unless every zone is UTC."""
+    texts = []
+    for entry in spec.schedules or ():
+        zone = entry.timeZone or spec.timeZone
+        plain = zone == "UTC" and spec.timeZone == "UTC"
+        texts.append(entry.cron if plain else f"{entry.cron} ({zone})")
+    return texts
+
+
+# status.schedule's bound (models.TaskStatus.schedule).
+_SUMMARY_LIMIT = 300
+
+
 def describe(spec: TaskSpec) -> str:
-    """A one-line summary for the SCHEDULE column: ``0 3 * * * (Europe/Zurich)``, ``every 6h``."""
+    """A one-line summary for the SCHEDULE column: ``0 3 * * * (Europe/Zurich)``, ``every 6h``,
+    ``0 9 * * 1-5 (America/New_York); 0 12 * * SAT`` for several schedules."""
+    if spec.schedules is not None:
+        text = "; ".join(schedule_texts(spec))
+        if len(text) > _SUMMARY_LIMIT:
+            tail = f"… ({len(spec.schedules)} schedules)"
+            text = text[: _SUMMARY_LIMIT - len(tail)].rstrip() + tail
+        return text
     if spec.schedule is not None:
         text = spec.schedule
         if spec.timeZone != "UTC":

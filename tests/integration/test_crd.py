@@ -80,9 +80,9 @@ REJECTED = [
     (
         "schedule-and-interval",
         {"schedule": "* * * * *", "interval": "5m"},
-        "set exactly one of schedule, interval and at",
+        "set exactly one of schedule, interval, at and schedules",
     ),
-    ("no-schedule", {}, "set exactly one of schedule, interval and at"),
+    ("no-schedule", {}, "set exactly one of schedule, interval, at and schedules"),
     ("oversize-schedule", {"schedule": "1," * 200 + "1 * * * *"}, "spec.schedule: Too long"),
     ("negative-duration", {"interval": "-5s"}, "spec.interval"),
     ("nonsense-duration", {"schedule": "@daily", "timeout": "soon"}, "spec.timeout"),

@@ -193,3 +193,24 @@ def test_10_run_now_runs_once_per_token(cluster: Any, demo: str) -> None:
         what="the token in status",
     )
     assert len(jobs(cluster, demo, "on-demand")) == 1
+
+
+def test_11_several_schedules_are_one_union_in_their_own_zones(cluster: Any, demo: str) -> None:
+    times = preview("11-several-schedules.yaml", demo, datetime(2026, 3, 6, tzinfo=UTC), 4)
+    assert times == [
+        "2026-03-06T08:00:00+00:00",  # London open
+        "2026-03-06T14:30:00+00:00",  # New York open, 09:30 EST
+        "2026-03-09T08:00:00+00:00",
+        "2026-03-09T13:30:00+00:00",  # 09:30 EDT: the US has moved its clocks, the UK not yet
+    ]
+    st = poll(
+        lambda: (
+            status(cluster, demo, "market-open").get("nextScheduleTime")
+            and status(cluster, demo, "market-open")
+        ),
+        timeout=30,
+        what="nextScheduleTime",
+    )
+    assert st["schedule"] == "0 8 * * MON-FRI (Europe/London); 30 9 * * MON-FRI (America/New_York)"
+    expected = preview("11-several-schedules.yaml", demo, datetime.now(UTC), 1)[0]
+    assert ts(st["nextScheduleTime"]) == datetime.fromisoformat(expected)

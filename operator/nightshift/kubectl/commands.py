@@ -38,7 +38,7 @@ from nightshift.kubectl.render import (
 )
 from nightshift.kubectl.session import KIND_LOWER, RESOURCE, PluginError, Session
 from nightshift.models import GROUP, SpecError, parse_spec, read_time
-from nightshift.schedule import next_fire_times, plan_for
+from nightshift.schedule import next_fire_slots, plan_for, schedule_texts, sources
 
 __all__ = [
     "ANNOTATION_SUSPEND_REASON",
@@ -196,7 +196,7 @@ def cmd_next(args: argparse.Namespace, session: Session, out: TextIO, err: TextI
     except SpecError as error:
         raise PluginError(f"{KIND_LOWER} {args.task!r} has an invalid spec: {error}") from None
     plan = plan_for(spec, session.namespace, args.task)
-    times = next_fire_times(
+    found = next_fire_slots(
         plan,
         utc_now(),
         args.count,
@@ -205,18 +205,27 @@ def cmd_next(args: argparse.Namespace, session: Session, out: TextIO, err: TextI
     )
     if spec.suspend:
         err.write("note: the task is suspended (spec.suspend); these times apply once resumed\n")
-    rows = [[fire_time_text(t, plan.tz), fire_time_text(t, UTC)] for t in times]
+    rows = [[fire_time_text(t, plan.tz), fire_time_text(t, UTC)] for _, t in found]
+    times: list[dict[str, Any]] = [{"local": local, "utc": utc} for local, utc in rows]
+    header = [f"LOCAL ({spec.timeZone})", "UTC"]
+    if spec.schedules is not None:
+        # Several schedules: say which entries each time comes from (several when they share it).
+        texts = schedule_texts(spec)
+        header.append("SCHEDULES")
+        for (slot, _), row, entry in zip(found, rows, times, strict=True):
+            which = sources(plan, slot)
+            entry["schedules"] = [texts[i] for i in which]
+            row.append(" + ".join(f"[{i}] {texts[i]}" for i in which))
     data = {
         "task": args.task,
         "namespace": session.namespace,
         "timeZone": spec.timeZone,
         "suspended": spec.suspend,
-        "times": [{"local": local, "utc": utc} for local, utc in rows],
+        "times": times,
     }
-    if not times and args.output == "table":
+    if not found and args.output == "table":
         err.write(f"{KIND_LOWER} {args.task!r} has no upcoming fire times\n")
         return 0
-    header = [f"LOCAL ({spec.timeZone})", "UTC"]
     emit(out, args.output, data, lambda: render_table(header, rows))
     return 0
 

@@ -214,8 +214,10 @@ slots that passed while the task was suspended are not run.""",
         summary="print a task's upcoming fire times",
         description="""\
 Print the next fire times of TASK, computed locally from its spec as stored in the cluster
-(cron, interval or one-shot, time zone with DST, startAt/endAt, jitter and maxRuns), in the
-task's time zone and in UTC. The operator is not involved, so this works while it is down.
+(cron, several schedules, interval or one-shot, time zone with DST, startAt/endAt, jitter and
+maxRuns), in the task's time zone and in UTC. With several schedules a SCHEDULES column says
+which entries each time comes from (a time two entries share runs once). The operator is not
+involved, so this works while it is down.
 A suspended task is noted on standard error: the times apply once it is resumed. Retries
 waiting for their back-off are not shown (see history). After the command, -n followed by
 a number is the count (as in nightshift preview); otherwise -n is the namespace.""",
