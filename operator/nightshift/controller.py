@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -22,10 +22,20 @@ from typing import Any
 from nightshift import memory, metrics
 from nightshift.api import ApiError, KubeApi
 from nightshift.jobs import ANNOTATION_RUN_NOW, ANNOTATION_SLOT, LABEL_MANAGED
-from nightshift.models import SpecError, TaskSpec, TaskStatus, parse_spec, read_time
+from nightshift.models import (
+    CALENDAR_PLURAL,
+    GROUP,
+    CalendarSpec,
+    SpecError,
+    TaskSpec,
+    TaskStatus,
+    parse_calendar,
+    parse_spec,
+    read_time,
+)
 from nightshift.reconcile import CreateJob, JobView, Outcome, TaskView, decide, settle
 from nightshift.schedule import fire_time, plan_for
-from nightshift.store import RESYNC, Entry, Key, Store
+from nightshift.store import RESYNC, Calendars, Entry, Key, Store
 from nightshift.supervise import Supervisor
 from nightshift.workqueue import WorkQueue
 from nightshift.writer import EVENT_POSTERS, CreateGate, Writer
@@ -68,6 +78,8 @@ class Controller:
         self.is_leader = is_leader
         self.supervisor = supervisor or Supervisor()
         self.store = Store()
+        self.calendars = Calendars(self.store.tick)
+        self._missing_kinds: set[str] = set()  # resource types found not installed (logged once)
         self.gate = CreateGate(lambda: len(self.queue))
         self.queue: WorkQueue[Key] = WorkQueue(
             clock=lambda: self.clock().timestamp(), on_change=self.gate.update
@@ -97,6 +109,13 @@ class Controller:
         key = self.store.task_event(kind, body)
         metrics.TASKS.set(len(self.store))
         if key is not None:
+            self.calendars.task_event(key, body)
+            self.queue.add(key)
+
+    def calendar_event(self, kind: str | None, body: dict[str, Any]) -> None:
+        """A Calendar was listed, added, modified, deleted or resynced: every task that
+        references it is synced again, so a change takes effect at once."""
+        for key in self.calendars.event(kind, body):
             self.queue.add(key)
 
     def job_event(self, kind: str | None, body: dict[str, Any]) -> None:
@@ -110,6 +129,7 @@ class Controller:
     def forget(self, key: Key) -> None:
         """The task is gone: drop it from memory, the queue's wake-ups and the writer."""
         self.store.forget(key)
+        self.calendars.task_event(key, None)
         self.queue.forget(key)
         self.writer.drop(key)
         with contextlib.suppress(KeyError):
@@ -174,6 +194,7 @@ class Controller:
         scopes: Sequence[str | None] = self.namespaces or (None,)
         tasks: set[tuple[str, str, str]] = set()
         jobs: set[tuple[str, str]] = set()
+        calendars: set[Key] = set()
         for namespace in scopes:
             async for page in self.api.list_tasks(namespace):
                 for body in page:
@@ -187,6 +208,12 @@ class Controller:
                     meta = body.get("metadata") or {}
                     jobs.add((meta.get("namespace", ""), meta.get("name", "")))
                     self.job_event(RESYNC, body)
+            async for body in self._list_objects(CALENDAR_PLURAL, namespace):
+                meta = body.get("metadata") or {}
+                calendars.add((meta.get("namespace", ""), meta.get("name", "")))
+                self.calendar_event(RESYNC, body)
+        for key in self.calendars.resync_done(mark, calendars):
+            self.queue.add(key)
         result = self.store.resync_done(mark, tasks, jobs)
         for key in result.gone_tasks:
             log.info("task %s/%s was deleted while a watch was down; forgetting it", *key)
@@ -195,6 +222,24 @@ class Controller:
             log.info("Jobs of %s/%s were deleted while a watch was down", *key)
             self.queue.add(key)
         return len(result.gone_tasks), result.gone_jobs
+
+    async def _list_objects(
+        self, plural: str, namespace: str | None
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every object of ``plural``; none when its CRD is not installed (an older chart with
+        crds.enabled=false): the tasks that reference one then report it missing."""
+        try:
+            async for page in self.api.list_objects(plural, namespace):
+                for body in page:
+                    yield body
+        except ApiError as error:
+            if error.status != 404:
+                raise
+            if plural not in self._missing_kinds:
+                self._missing_kinds.add(plural)
+                log.warning(
+                    "%s.%s is not installed (%s); treating it as empty", plural, GROUP, error
+                )
 
     # --- running ----------------------------------------------------------------------------
 
@@ -321,6 +366,14 @@ class Controller:
         except ValueError:
             log.warning("status of %s/%s is unreadable; starting from an empty one", *key)
             status = TaskStatus()
+        calendar, calendar_problem = self._calendar_of(namespace, spec)
+        if calendar_problem is not None and not self.calendars.listed_in(namespace):
+            # Just started: the watch may not have delivered the Calendar yet. Missing is only
+            # known once a list of the namespace's Calendars has been taken in.
+            async for found in self._list_objects(CALENDAR_PLURAL, namespace):
+                self.calendars.event(RESYNC, found)
+            self.calendars.namespace_listed(namespace)
+            calendar, calendar_problem = self._calendar_of(namespace, spec)
         upcoming = status.nextScheduleTime
         if upcoming is not None and upcoming > self.clock():
             # Should reading the Jobs below fail, the next slot or retry still wakes the task.
@@ -336,6 +389,8 @@ class Controller:
             status=status,
             run_now=(meta.get("annotations") or {}).get(ANNOTATION_RUN_NOW),
             jobs=await self._job_views(key, entry),
+            calendar=calendar,
+            calendar_problem=calendar_problem,
         )
         now = self.clock()
         decision = decide(view, now)
@@ -368,6 +423,24 @@ class Controller:
         metrics.ACTIVE_RUNS.labels(namespace=namespace, task=name).set(decision.status.activeCount)
         if decision.wake_at is not None:
             self.queue.add_after(key, decision.wake_at.timestamp())
+
+    def _calendar_of(
+        self, namespace: str, spec: TaskSpec | None
+    ) -> tuple[CalendarSpec | None, tuple[str, str] | None]:
+        """The Calendar spec.calendarRef names, or why it cannot be used (reason, message)."""
+        if spec is None or spec.calendarRef is None:
+            return None, None
+        name = spec.calendarRef.name
+        body = self.calendars.get((namespace, name))
+        if body is None:
+            return None, (
+                "CalendarNotFound",
+                f'spec.calendarRef: calendar "{name}" not found in namespace {namespace}',
+            )
+        try:
+            return parse_calendar(body.get("spec") or {}), None
+        except SpecError as error:
+            return None, ("InvalidCalendar", f'spec.calendarRef: calendar "{name}": {error}')
 
     async def _create(
         self, key: Key, view: TaskView, creates: Sequence[CreateJob], spec: TaskSpec | None

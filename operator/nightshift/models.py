@@ -5,7 +5,8 @@ Validation, the generated CRD schema and the operator's reading of objects all c
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import re
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -28,16 +29,21 @@ from nightshift.timezones import load_zone
 
 __all__ = [
     "API_VERSION",
+    "CALENDAR_KIND",
+    "CALENDAR_PLURAL",
     "GROUP",
     "KIND",
     "PLURAL",
     "VERSION",
     "ActiveRun",
     "Backoff",
+    "CalendarRef",
+    "CalendarSpec",
     "CatchUp",
     "ConcurrencyPolicy",
     "Condition",
     "CronSchedule",
+    "Exclusion",
     "History",
     "JobTemplate",
     "PendingRetry",
@@ -48,6 +54,7 @@ __all__ = [
     "TaskSpec",
     "TaskStatus",
     "format_time",
+    "parse_calendar",
     "parse_spec",
     "parse_time",
     "read_time",
@@ -58,9 +65,12 @@ VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 KIND = "ScheduledTask"
 PLURAL = "scheduledtasks"
+CALENDAR_KIND = "Calendar"
+CALENDAR_PLURAL = "calendars"
 
 # Go-style durations with an optional day unit; the same grammar as nightshift.durations.
 DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d))+$"
+DATE_PATTERN = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 
 
 def _from_iso(text: str) -> datetime:
@@ -175,6 +185,7 @@ class RunResult(StrEnum):
     MISSED = "Missed"
     REPLACED = "Replaced"
     CANCELLED = "Cancelled"
+    EXCLUDED = "Excluded"
 
 
 class Backoff(_Model):
@@ -227,6 +238,8 @@ class History(_Model):
     """Successful runs to keep."""
     failed: int = Field(default=5, ge=0, le=100)
     """Runs that did not succeed (failed, timed out, missed, skipped, replaced) to keep."""
+    excluded: int = Field(default=3, ge=0, le=100)
+    """Slots excluded by the calendar or spec.exclude to keep (counted apart from failures)."""
 
 
 class TemplateMetadata(_Model):
@@ -345,6 +358,108 @@ class CronSchedule(_Model):
         return value
 
 
+def _parse_date(value: Any) -> Any:
+    if isinstance(value, str) and not DATE_PATTERN.fullmatch(value):
+        raise ValueError(f"invalid date {value!r}; write YYYY-MM-DD, e.g. 2026-12-25")
+    return value
+
+
+Day = Annotated[
+    date,
+    BeforeValidator(_parse_date),
+    PlainSerializer(date.isoformat, return_type=str),
+    WithJsonSchema({"type": "string", "maxLength": 10, "pattern": DATE_PATTERN.pattern}),
+]
+
+
+class Exclusion(_Model):
+    """Slots to skip: a whole day, a range of whole days, or the minutes a cron expression
+    matches, in a time zone."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "[has(self.date), has(self.start), has(self.cron)]"
+                    ".filter(x, x).size() == 1",
+                    "message": "set exactly one of date, start (with end) and cron",
+                },
+                {
+                    "rule": "has(self.start) == has(self.end)",
+                    "message": "start and end go together (a range of days, both included)",
+                },
+                {
+                    "rule": "!has(self.start) || !has(self.end) || self.start <= self.end",
+                    "message": "start must not be after end",
+                },
+            ]
+        }
+    )
+
+    date: Day | None = None
+    """A whole local day (YYYY-MM-DD): every slot whose local date it is."""
+    start: Day | None = None
+    """The first day of a range of whole local days (YYYY-MM-DD, included)."""
+    end: Day | None = None
+    """The last day of the range (YYYY-MM-DD, included)."""
+    cron: str | None = Field(default=None, min_length=1, max_length=256)
+    """Every slot whose local wall time, to the minute, matches this cron expression (e.g.
+    "* 0-6 * * SAT,SUN": weekend nights; "* * 25 12 *": Christmas Day)."""
+    timeZone: str | None = Field(default=None, max_length=64)
+    """IANA time zone the rule is read in (default: the calendar's, or the task's for
+    spec.exclude)."""
+    reason: str | None = Field(default=None, max_length=128)
+    """Why (e.g. "Christmas"); shown in the Excluded run record."""
+
+    @field_validator("timeZone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            load_zone(value)
+        return value
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_cron(value, seed="validation")
+        return value
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> Exclusion:
+        kinds = [k for k in ("date", "start", "cron") if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            given = ", ".join(kinds) if kinds else "none"
+            raise ValueError(f"set exactly one of date, start (with end) and cron (given: {given})")
+        if (self.start is None) != (self.end is None):
+            raise ValueError("start and end go together (a range of days, both included)")
+        if self.start is not None and self.end is not None and self.start > self.end:
+            raise ValueError("start must not be after end")
+        return self
+
+
+class CalendarRef(_Model):
+    """A Calendar in the task's namespace."""
+
+    name: str = Field(min_length=1, max_length=253)
+    """The Calendar's name."""
+
+
+class CalendarSpec(_Model):
+    """Slots that the tasks referencing this calendar skip (recorded as Excluded)."""
+
+    timeZone: str = Field(default="UTC", max_length=64)
+    """IANA time zone of the rules that name none (e.g. Europe/Zurich)."""
+    exclude: list[Exclusion] = Field(default_factory=list, max_length=1000)
+    """Days, ranges of days and cron expressions whose slots are skipped."""
+
+    @field_validator("timeZone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        load_zone(value)
+        return value
+
+
 _SPEC_RULES: list[JsonValue] = [
     {
         "rule": "[has(self.schedule), has(self.interval), has(self.at), has(self.schedules)]"
@@ -387,6 +502,11 @@ class TaskSpec(_Model):
     """No slot before this time runs (inclusive)."""
     endAt: Timestamp | None = None
     """No slot at or after this time runs."""
+    calendarRef: CalendarRef | None = None
+    """A Calendar (in the task's namespace) whose excluded days and times are skipped."""
+    exclude: list[Exclusion] | None = Field(default=None, max_length=100)
+    """Days, ranges of days and cron expressions whose slots are skipped, as in a Calendar
+    (rules without a timeZone are read in spec.timeZone)."""
     jitter: Duration | None = None
     """Random delay added to each run, deterministic per task and slot (e.g. 30s)."""
     concurrencyPolicy: ConcurrencyPolicy = ConcurrencyPolicy.FORBID
@@ -584,6 +704,26 @@ def _path(loc: tuple[int | str, ...]) -> str:
         else:
             parts.append(item)
     return ".".join(parts)
+
+
+def parse_calendar(spec: Any) -> CalendarSpec:
+    """Validate a Calendar ``spec`` mapping; raise SpecError naming the first bad field."""
+    if not isinstance(spec, dict):
+        raise SpecError("spec", "must be an object")
+    try:
+        return CalendarSpec.model_validate(spec)
+    except ValidationError as error:
+        raise _spec_error(error) from None
+
+
+def _spec_error(error: ValidationError) -> SpecError:
+    first = error.errors(include_url=False)[0]
+    message = str(first["msg"]).removeprefix("Value error, ")
+    if first["type"] == "missing":
+        message = "is required"
+    elif first["type"] == "extra_forbidden":
+        message = "is not a known field"
+    return SpecError(_path(tuple(first["loc"])), message)
 
 
 def parse_spec(spec: Any) -> TaskSpec:

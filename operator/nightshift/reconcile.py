@@ -15,6 +15,7 @@ from typing import Any, Literal
 from nightshift.jobs import build_job, manual_run_id, run_id_for_slot, token_key
 from nightshift.models import (
     ActiveRun,
+    CalendarSpec,
     CatchUp,
     ConcurrencyPolicy,
     Condition,
@@ -25,7 +26,15 @@ from nightshift.models import (
     TaskSpec,
     TaskStatus,
 )
-from nightshift.schedule import Plan, describe, fire_time, next_slot, plan_for, slots_between
+from nightshift.schedule import (
+    Plan,
+    describe,
+    fire_time,
+    next_slot,
+    plan_for,
+    slots_between,
+    without_exclusions,
+)
 
 __all__ = [
     "GRACE",
@@ -89,6 +98,10 @@ class TaskView:
     status: TaskStatus
     run_now: str | None = None
     jobs: tuple[JobView, ...] = ()
+    # The Calendar spec.calendarRef names, as stored; or why it cannot be used: (reason, message)
+    # with reason CalendarNotFound or InvalidCalendar. No scheduled slot runs while it cannot.
+    calendar: CalendarSpec | None = None
+    calendar_problem: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -573,9 +586,13 @@ def _due_slots(w: _Work, spec: TaskSpec, plan: Plan) -> datetime | None:
         # (At the very first instant of the calendar there is no "just before": it stays missed.)
         cursor = min(cursor, max(plan.at, _FIRST_INSTANT + _TICK) - _TICK)
     cap = max(spec.maxCatchUp, spec.history.failed, 1) + 1
+    excluded = _excluded_slots(w, spec, plan, cursor)
     candidates = slots_between(plan, cursor, now, limit=cap)
     due = [s for s in candidates if fire_time(plan, s) <= now]
     if not due:
+        if excluded:
+            cursor = max(cursor, excluded[-1])
+            w.set("lastSlotTime", cursor)
         upcoming = next_slot(plan, cursor)
         return fire_time(plan, upcoming) if upcoming else None
     deadline = (
@@ -627,15 +644,82 @@ def _due_slots(w: _Work, spec: TaskSpec, plan: Plan) -> datetime | None:
         if _start_run(w, spec, plan, run=run_id_for_slot(slot), slot=slot):
             w.set("runCount", w.get("runCount") + 1)
             w.set("lastScheduleTime", slot)
-    w.set("lastSlotTime", due[-1])
+    w.set("lastSlotTime", max([due[-1], *excluded[-1:]]))
     upcoming = next_slot(plan, due[-1])
     return fire_time(plan, upcoming) if upcoming else None
 
 
+def _excluded_slots(w: _Work, spec: TaskSpec, plan: Plan, cursor: datetime) -> list[datetime]:
+    """Record the slots after ``cursor`` that the calendar or spec.exclude skipped and whose fire
+    time has passed (Excluded: neither Missed nor Failed); return them, oldest first.
+
+    Also asks to look again at the next skipped slot, so that it is recorded when it passes,
+    not only at the next slot that runs.
+    """
+    if plan.exclusions is None:
+        return []
+    bare = without_exclusions(plan)
+    limit = max(spec.history.excluded, 1) + 1
+    skipped = [
+        s
+        for s in slots_between(bare, cursor, w.now, limit=limit)
+        if fire_time(bare, s) <= w.now and plan.exclusions.match(s) is not None
+    ]
+    for slot in skipped:
+        rule = plan.exclusions.match(slot)
+        assert rule is not None
+        _record_plain(
+            w,
+            run_id_for_slot(slot),
+            1,
+            None,
+            RunResult.EXCLUDED,
+            slot,
+            None,
+            f"excluded by {rule.describe()}",
+        )
+    if len(skipped) == 1:
+        rule = plan.exclusions.match(skipped[0])
+        assert rule is not None
+        w.event(
+            "Normal",
+            "RunExcluded",
+            f"slot {run_id_for_slot(skipped[0])} excluded by {rule.describe()}",
+        )
+    elif skipped:
+        w.event(
+            "Normal",
+            "RunExcluded",
+            f"{len(skipped)} slots between {run_id_for_slot(skipped[0])} and "
+            f"{run_id_for_slot(skipped[-1])} excluded by the calendar or spec.exclude",
+        )
+    after = max([cursor, *skipped])
+    following = next_slot(bare, after)
+    if following is not None and plan.exclusions.match(following) is not None:
+        recheck = fire_time(bare, following)
+        w.recheck = recheck if w.recheck is None else min(w.recheck, recheck)
+    return skipped
+
+
+def _excluded_ahead(w: _Work, plan: Plan) -> bool:
+    """Whether the bare schedule goes on although no slot outside the exclusions was found (a
+    calendar that excludes everything for as far as the search looks): not Completed."""
+    if plan.exclusions is None:
+        return False
+    cursor = w.get("lastSlotTime") or w.view.created
+    return next_slot(without_exclusions(plan), max(cursor, w.now)) is not None
+
+
 def _trim_history(w: _Work, spec: TaskSpec) -> None:
     kept: list[RunRecord] = []
-    ok = bad = 0
+    ok = bad = skipped = 0
     for record in w.runs:
+        if record.result is RunResult.EXCLUDED:
+            # Counted apart: a weekend of excluded hourly slots must not push failures out.
+            if skipped < spec.history.excluded:
+                kept.append(record)
+            skipped += 1
+            continue
         if record.result is RunResult.SUCCEEDED:
             if ok < spec.history.succeeded:
                 kept.append(record)
@@ -657,7 +741,7 @@ def decide(view: TaskView, now: datetime) -> Decision:
     if view.spec is None:
         return _invalid(view, now)
     spec = view.spec
-    plan = plan_for(spec, view.namespace, view.name)
+    plan = plan_for(spec, view.namespace, view.name, calendar=view.calendar)
     w = _Work(view, now)
     status = view.status
 
@@ -705,12 +789,17 @@ def decide(view: TaskView, now: datetime) -> Decision:
         w.set("lastSlotTime", max(last, now) if last else now)
     elif spec.maxRuns and w.get("runCount") >= spec.maxRuns:
         completed = True
+    elif view.calendar_problem is not None:
+        # Without its calendar the task cannot know which slots to skip: it runs none (run-now
+        # and retries still do), and the slots that pass are caught up afterwards like after
+        # downtime, under catchUp and startingDeadlineSeconds.
+        pass
     else:
         next_fire = _due_slots(w, spec, plan)
         if spec.maxRuns and w.get("runCount") >= spec.maxRuns:
             next_fire = None
             completed = True
-        elif next_fire is None:
+        elif next_fire is None and not _excluded_ahead(w, plan):
             completed = True  # one-shot done, window over, or the schedule never fires again
     _trim_history(w, spec)
     return _finalize(w, spec, next_fire, completed)
@@ -729,6 +818,11 @@ def _finalize(
     previous = next((c for c in view.status.conditions if c.type == "Ready"), None)
     if w.conflict:
         ready = _condition(w, "Ready", False, "JobNameConflict", w.conflict)
+    elif view.calendar_problem is not None:
+        reason, message = view.calendar_problem
+        ready = _condition(w, "Ready", False, reason, message)
+        if _ready_changed(view.status, ready):
+            w.event("Warning", reason, f"{message}; no scheduled slot runs until it is fixed")
     elif (
         previous is not None
         and previous.status == "False"
@@ -755,6 +849,13 @@ def _finalize(
     ]
     if w.conflict is None and _was_invalid(view.status):
         w.event("Normal", "SpecValid", "the spec is valid again; scheduling resumed")
+    if (
+        view.calendar_problem is None
+        and previous is not None
+        and previous.reason in _CALENDAR_REASONS
+        and ready.reason != previous.reason
+    ):
+        w.event("Normal", "CalendarFound", "the calendar can be read again; scheduling resumed")
     if done and not _was_completed(view.status):
         w.event("Normal", "Completed", _completed_message(spec))
     update = dict(w.fields)
@@ -778,6 +879,9 @@ def _finalize(
         events=w.events,
         wake_at=min((t for t in (shown_next, w.recheck) if t is not None), default=None),
     )
+
+
+_CALENDAR_REASONS = ("CalendarNotFound", "InvalidCalendar")
 
 
 def _running(w: _Work) -> Condition:

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import kopf
@@ -25,7 +25,16 @@ from nightshift.controller import Controller
 from nightshift.jobs import LABEL_MANAGED
 from nightshift.kube import KubeClient, load_config
 from nightshift.leader import LeaderElector
-from nightshift.models import GROUP, PLURAL, VERSION, SpecError, parse_spec
+from nightshift.models import (
+    CALENDAR_KIND,
+    CALENDAR_PLURAL,
+    GROUP,
+    PLURAL,
+    VERSION,
+    SpecError,
+    parse_calendar,
+    parse_spec,
+)
 from nightshift.supervise import Supervisor
 
 __all__ = ["registry", "run"]
@@ -61,6 +70,10 @@ class _NoDiffBase(kopf.DiffBaseStorage):
 
     def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
         return None
+
+
+# What the webhook checks per kind, beyond the CRD schema and CEL rules.
+_PARSERS: dict[str, Callable[[Any], object]] = {CALENDAR_KIND: parse_calendar}
 
 
 def registry(args: argparse.Namespace) -> kopf.OperatorRegistry:
@@ -120,16 +133,31 @@ def registry(args: argparse.Namespace) -> kopf.OperatorRegistry:
     async def _job_event(*, type: str | None, body: kopf.Body, memo: Any, **_: Any) -> None:
         memo.controller.job_event(type, dict(body))
 
+    @kopf.on.event(GROUP, VERSION, CALENDAR_PLURAL, registry=reg)
+    async def _calendar_event(*, type: str | None, body: kopf.Body, memo: Any, **_: Any) -> None:
+        memo.controller.calendar_event(type, dict(body))
+
     if args.webhook_port:
         # Only with a webhook server (kopf refuses admission handlers without one).
         # failurePolicy Ignore: while the operator is down, writes are not blocked; what slips
         # through is caught by the operator itself (Ready=False, one Warning Event, no Jobs).
-        @kopf.on.validate(GROUP, VERSION, PLURAL, id="validate", ignore_failures=True, registry=reg)
-        def _validate(*, spec: kopf.Spec, operation: str | None = None, **_: Any) -> None:
+        # One handler (one webhook, path /validate) for every kind in the category "nightshift".
+        @kopf.on.validate(
+            group=GROUP,
+            version=VERSION,
+            category="nightshift",
+            id="validate",
+            ignore_failures=True,
+            registry=reg,
+        )
+        def _validate(
+            *, spec: kopf.Spec, body: kopf.Body, operation: str | None = None, **_: Any
+        ) -> None:
             if operation == "DELETE":
                 return
+            parse = _PARSERS.get(str(body.get("kind")), parse_spec)
             try:
-                parse_spec(dict(spec))
+                parse(dict(spec))
             except SpecError as error:
                 raise kopf.AdmissionError(str(error), code=422) from None
 

@@ -12,14 +12,15 @@ from __future__ import annotations
 import hashlib
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import MAXYEAR, UTC, datetime, timedelta, tzinfo
 from typing import Literal
 from zoneinfo import ZoneInfo
 
 from nightshift.cron import CronExpr, NeverFiresError, next_cron_fire, parse_cron
 from nightshift.durations import format_duration
-from nightshift.models import TaskSpec, format_time
+from nightshift.exclusions import Exclusions, exclusions_for
+from nightshift.models import CalendarSpec, TaskSpec, format_time
 from nightshift.timezones import load_zone
 
 __all__ = [
@@ -37,11 +38,15 @@ __all__ = [
     "schedule_texts",
     "slots_between",
     "sources",
+    "without_exclusions",
 ]
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _FIRST_INSTANT = datetime.min.replace(tzinfo=UTC)
 _TICK = timedelta(microseconds=1)
+# Steps (an excluded day, range, hour or run of minutes, or an excluded slot) next_slot takes over
+# excluded time before it gives up: years of excluded days, more than any holiday list holds.
+_EXCLUSION_STEPS = 2000
 _LAST_INSTANT = datetime.max.replace(tzinfo=UTC)
 # A cron search looks up to ~29 years ahead (nightshift.cron): starting this close to the end of
 # the calendar it may run past year 9999.
@@ -64,10 +69,20 @@ class Plan:
     seed: str = ""
     # spec.schedules: each entry's cron in its own zone; the slots are the union.
     entries: tuple[tuple[CronExpr, ZoneInfo], ...] = ()
+    # The calendar's and spec.exclude's rules: slots they match are not slots of the plan.
+    exclusions: Exclusions | None = None
 
 
-def plan_for(spec: TaskSpec, namespace: str, name: str) -> Plan:
-    """Resolve a validated spec for the task ``namespace/name`` (the seed for H and jitter)."""
+def plan_for(
+    spec: TaskSpec,
+    namespace: str,
+    name: str,
+    *,
+    calendar: CalendarSpec | None = None,
+    calendar_name: str = "",
+) -> Plan:
+    """Resolve a validated spec for the task ``namespace/name`` (the seed for H and jitter),
+    with the exclusions of ``calendar`` (the one spec.calendarRef names) and spec.exclude."""
     seed = f"{namespace}/{name}"
     return Plan(
         kind=spec.kind,
@@ -84,7 +99,20 @@ def plan_for(spec: TaskSpec, namespace: str, name: str) -> Plan:
             (parse_cron(entry.cron, seed=seed), load_zone(entry.timeZone or spec.timeZone))
             for entry in spec.schedules or ()
         ),
+        exclusions=exclusions_for(
+            own=spec.exclude or (),
+            own_zone=spec.timeZone,
+            calendar=calendar.exclude if calendar is not None else (),
+            calendar_zone=calendar.timeZone if calendar is not None else "UTC",
+            calendar_name=calendar_name or (spec.calendarRef.name if spec.calendarRef else ""),
+            seed=seed,
+        ),
     )
+
+
+def without_exclusions(plan: Plan) -> Plan:
+    """The plan's bare schedule: every slot, also those its exclusions skip."""
+    return replace(plan, exclusions=None) if plan.exclusions is not None else plan
 
 
 def _next_cron(cron: CronExpr, tz: ZoneInfo, after: datetime) -> datetime | None:
@@ -126,10 +154,29 @@ def _raw_next(plan: Plan, after: datetime) -> datetime | None:
 
 
 def next_slot(plan: Plan, after: datetime) -> datetime | None:
-    """The first slot strictly after ``after`` inside the active window, or None if none is left."""
+    """The first slot strictly after ``after`` inside the active window and not excluded (by the
+    calendar or spec.exclude), or None if none is left."""
     if after.tzinfo is None:
         raise ValueError("after must be timezone-aware")
-    after = after.astimezone(UTC)
+    slot = _windowed_next(plan, after.astimezone(UTC))
+    if plan.exclusions is None:
+        return slot
+    budget = _EXCLUSION_STEPS
+    while budget > 0:
+        if slot is None:
+            return None
+        end, taken = plan.exclusions.walk(slot, budget)
+        if end is None:
+            return slot
+        budget -= max(taken, 1)
+        # Every slot before ``end`` is excluded: search on from there.
+        slot = _windowed_next(plan, end - _TICK)
+    # Excluded for as far as the search goes (a calendar that excludes everything): no slot is
+    # known to come, though the bare schedule goes on (see reconcile: the task is not Completed).
+    return None
+
+
+def _windowed_next(plan: Plan, after: datetime) -> datetime | None:
     if plan.start_at is not None and after < plan.start_at:
         # Slots at startAt itself count: search from just before it.
         after = plan.start_at - timedelta(microseconds=1)

@@ -205,6 +205,7 @@ def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]
 
 @pytest.fixture(scope="session")
 def crd(cluster: Cluster) -> None:
-    """The generated ScheduledTask CRD, installed and Established."""
-    cluster.kubectl("apply", "-f", str(REPO / "crds" / "scheduledtasks.nightshift.dev.yaml"))
-    cluster.kubectl("wait", "--for=condition=Established", "crd/scheduledtasks.nightshift.dev")
+    """The generated CRDs (ScheduledTask, Calendar, Backfill), installed and Established."""
+    cluster.kubectl("apply", "-f", str(REPO / "crds"))
+    for path in sorted((REPO / "crds").glob("*.yaml")):
+        cluster.kubectl("wait", "--for=condition=Established", f"crd/{path.stem}")

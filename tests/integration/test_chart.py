@@ -50,6 +50,7 @@ Rule = tuple[str, tuple[str, ...], frozenset[str]]
 OPERATOR_RULES: set[Rule] = {
     ("scheduledtasks.nightshift.dev", (), frozenset({"get", "list", "watch"})),
     ("scheduledtasks.nightshift.dev/status", (), frozenset({"patch"})),
+    ("calendars.nightshift.dev", (), frozenset({"get", "list", "watch"})),
     ("jobs.batch", (), frozenset({"create", "get", "list", "watch", "delete"})),
     ("pods", (), frozenset({"list"})),
     ("events", (), frozenset({"create"})),

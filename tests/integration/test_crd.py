@@ -17,8 +17,9 @@ EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
 
 @pytest.fixture(scope="module")
 def installed(cluster: Any) -> None:
-    cluster.kubectl("apply", "-f", str(CRD))
-    cluster.kubectl("wait", "--for=condition=Established", "crd/scheduledtasks.nightshift.dev")
+    cluster.kubectl("apply", "-f", str(CRD.parent))
+    for path in sorted(CRD.parent.glob("*.yaml")):
+        cluster.kubectl("wait", "--for=condition=Established", f"crd/{path.stem}")
 
 
 def manifest(**spec: Any) -> dict[str, Any]:

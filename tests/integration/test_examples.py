@@ -214,3 +214,23 @@ def test_11_several_schedules_are_one_union_in_their_own_zones(cluster: Any, dem
     assert st["schedule"] == "0 8 * * MON-FRI (Europe/London); 30 9 * * MON-FRI (America/New_York)"
     expected = preview("11-several-schedules.yaml", demo, datetime.now(UTC), 1)[0]
     assert ts(st["nextScheduleTime"]) == datetime.fromisoformat(expected)
+
+
+def test_12_calendar_days_are_skipped(cluster: Any, demo: str) -> None:
+    times = preview("12-calendar.yaml", demo, datetime(2026, 12, 23, tzinfo=UTC), 4)
+    assert times == [
+        "2026-12-23T08:00:00+01:00",
+        "2026-12-24T08:00:00+01:00",  # then Christmas, a weekend, the office closed to the 31st,
+        "2027-01-04T08:00:00+01:00",  # the task's own New Year's Day and another weekend
+        "2027-01-05T08:00:00+01:00",
+    ]
+    st = poll(
+        lambda: (s := status(cluster, demo, "office-report")).get("nextScheduleTime") and s,
+        timeout=30,
+        what="nextScheduleTime",
+    )
+    assert condition(st, "Ready")["status"] == "True"
+    expected = preview("12-calendar.yaml", demo, datetime.now(UTC), 1)[0]
+    assert ts(st["nextScheduleTime"]) == datetime.fromisoformat(expected)
+    table = cluster.kubectl("get", "calendar", "zurich-office", "-n", demo).stdout
+    assert "Europe/Zurich" in table

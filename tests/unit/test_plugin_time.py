@@ -93,3 +93,58 @@ def test_next_and_preview_agree_on_several_schedules(
     manifest.write_text(yaml.safe_dump(obj))
     assert nightshift_main(["preview", str(manifest), "--from", now, "--count", "5"]) == 0
     assert capsys.readouterr().out.splitlines() == listed
+
+
+# --- calendars ------------------------------------------------------------------------------------
+
+WEEKENDS = {"timeZone": "Europe/Zurich", "exclude": [{"cron": "* * * * SAT,SUN", "reason": "w/e"}]}
+
+
+def test_next_skips_the_calendar_and_notes_a_missing_one(
+    fake: FakeSession, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake.tasks["t"]["spec"] = spec(schedule="0 * * * *", calendarRef={"name": "office"})
+    calendars: dict[str, dict[str, Any]] = {"office": {"spec": WEEKENDS}}
+    monkeypatch.setattr(fake, "get_calendar", calendars.get, raising=False)
+    monkeypatch.setattr(kubectl_commands, "utc_now", lambda: at("2026-03-06T21:30:00Z"))
+    data = json.loads(run_main(capsys, "next", "t", "-n", "3", "-o", "json")[1])
+    assert [t["utc"] for t in data["times"]] == [
+        "2026-03-06T22:00:00Z",
+        "2026-03-08T23:00:00Z",  # Monday 00:00 in Zurich: the weekend is excluded
+        "2026-03-09T00:00:00Z",
+    ]
+    del calendars["office"]
+    code, out, err = run_main(capsys, "next", "t", "-n", "2")
+    assert code == 0
+    assert 'calendar "office" not found in namespace ns' in err
+    assert "2026-03-06T23:00:00Z" in out  # the bare schedule (Saturday in Zurich), noted
+
+
+def test_preview_applies_a_calendar_from_the_same_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    task = {
+        "apiVersion": "nightshift.dev/v1alpha1",
+        "kind": "ScheduledTask",
+        "metadata": {"name": "t"},
+        "spec": spec(schedule="0 * * * *", calendarRef={"name": "office"}),
+    }
+    calendar = {
+        "apiVersion": "nightshift.dev/v1alpha1",
+        "kind": "Calendar",
+        "metadata": {"name": "office"},
+        "spec": WEEKENDS,
+    }
+    both = tmp_path / "both.yaml"
+    both.write_text(yaml.safe_dump_all([task, calendar]))
+    args = ["--from", "2026-03-06T21:30:00Z", "-n", "2"]
+    assert nightshift_main(["preview", str(both), *args]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines() == ["2026-03-06T22:00:00+00:00", "2026-03-08T23:00:00+00:00"]
+    assert err == ""
+    alone = tmp_path / "task.yaml"
+    alone.write_text(yaml.safe_dump(task))
+    assert nightshift_main(["preview", str(alone), *args]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines()[1] == "2026-03-06T23:00:00+00:00"
+    assert "calendar 'office' is not in" in err

@@ -152,6 +152,10 @@ scanning is switched off; it only reads API discovery, which needs no grant).
 - apiGroups: ["nightshift.dev"]
   resources: ["scheduledtasks/status"]
   verbs: ["patch"]
+# Calendars: watched, so that a change reaches every task that references one at once.
+- apiGroups: ["nightshift.dev"]
+  resources: ["calendars"]
+  verbs: ["get", "list", "watch"]
 # Create one Job per (task, slot, attempt); read one back on AlreadyExists to adopt it; watch
 # the labelled ones; delete pruned, replaced and cancelled ones.
 - apiGroups: ["batch"]

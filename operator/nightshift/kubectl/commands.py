@@ -37,7 +37,7 @@ from nightshift.kubectl.render import (
     task_row,
 )
 from nightshift.kubectl.session import KIND_LOWER, RESOURCE, PluginError, Session
-from nightshift.models import GROUP, SpecError, parse_spec, read_time
+from nightshift.models import GROUP, CalendarSpec, SpecError, parse_calendar, parse_spec, read_time
 from nightshift.schedule import next_fire_slots, plan_for, schedule_texts, sources
 
 __all__ = [
@@ -195,7 +195,12 @@ def cmd_next(args: argparse.Namespace, session: Session, out: TextIO, err: TextI
         spec = parse_spec(task.get("spec"))
     except SpecError as error:
         raise PluginError(f"{KIND_LOWER} {args.task!r} has an invalid spec: {error}") from None
-    plan = plan_for(spec, session.namespace, args.task)
+    calendar = None
+    if spec.calendarRef is not None:
+        calendar, problem = _calendar(session, spec.calendarRef.name)
+        if problem:
+            err.write(f"note: {problem}; the operator runs no scheduled slot until it is fixed\n")
+    plan = plan_for(spec, session.namespace, args.task, calendar=calendar)
     found = next_fire_slots(
         plan,
         utc_now(),
@@ -228,6 +233,17 @@ def cmd_next(args: argparse.Namespace, session: Session, out: TextIO, err: TextI
         return 0
     emit(out, args.output, data, lambda: render_table(header, rows))
     return 0
+
+
+def _calendar(session: Session, name: str) -> tuple[CalendarSpec | None, str | None]:
+    """The Calendar a task references, or why it cannot be used (as the operator says it)."""
+    body = session.get_calendar(name)
+    if body is None:
+        return None, f'calendar "{name}" not found in namespace {session.namespace}'
+    try:
+        return parse_calendar(body.get("spec") or {}), None
+    except SpecError as error:
+        return None, f'calendar "{name}" is invalid: {error}'
 
 
 def cmd_history(args: argparse.Namespace, session: Session, out: TextIO, err: TextIO) -> int:

@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from nightshift.models import GROUP, PLURAL, VERSION
+from nightshift.models import CALENDAR_PLURAL, GROUP, PLURAL, VERSION
 
 __all__ = [
     "KIND_LOWER",
@@ -144,6 +144,25 @@ class Session:
             )
         except ApiException as error:
             raise self._fail(error, task=name) from None
+        return _as_dict(obj)
+
+    def get_calendar(self, name: str) -> dict[str, Any] | None:
+        """The Calendar ``name`` in the namespace, or None when there is none."""
+        from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
+
+        try:
+            obj = self.custom.get_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                self.namespace,
+                CALENDAR_PLURAL,
+                name,
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise self._fail(error) from None
         return _as_dict(obj)
 
     def list_tasks(self, *, all_namespaces: bool) -> list[dict[str, Any]]:
