@@ -47,6 +47,7 @@ __all__ = [
     "History",
     "JobTemplate",
     "PendingRetry",
+    "QueuedRun",
     "Retry",
     "RunRecord",
     "RunResult",
@@ -165,6 +166,7 @@ class ConcurrencyPolicy(StrEnum):
     ALLOW = "Allow"
     FORBID = "Forbid"
     REPLACE = "Replace"
+    QUEUE = "Queue"
 
 
 class CatchUp(StrEnum):
@@ -510,7 +512,8 @@ class TaskSpec(_Model):
     jitter: Duration | None = None
     """Random delay added to each run, deterministic per task and slot (e.g. 30s)."""
     concurrencyPolicy: ConcurrencyPolicy = ConcurrencyPolicy.FORBID
-    """Allow overlapping runs, Forbid them (the new slot is Skipped), or Replace the old run."""
+    """Allow overlapping runs, Forbid them (the new slot is Skipped), Replace the old run, or
+    Queue the new one (at most one waits, and starts as soon as the active run ends)."""
     startingDeadlineSeconds: int | None = Field(default=None, ge=1, le=31 * 86400)
     """A slot that cannot start within this many seconds is recorded as Missed instead."""
     catchUp: CatchUp = CatchUp.LATEST
@@ -607,6 +610,19 @@ class ActiveRun(_Model):
     """When the Job was created."""
 
 
+class QueuedRun(_Model):
+    """With concurrencyPolicy Queue: the run that starts as soon as the active one ends."""
+
+    run: str = Field(max_length=128)
+    """The run's identity: the slot time (RFC 3339, UTC) or manual-<token>."""
+    scheduledAt: Timestamp | None = None
+    """The slot the run belongs to (none for a run-now request)."""
+    queuedAt: Timestamp
+    """When it came due and was queued."""
+    runNowToken: str | None = Field(default=None, max_length=4096)
+    """The nightshift.dev/run-now token of a queued run-now request (its Job carries it)."""
+
+
 class PendingRetry(_Model):
     """A retry that is waiting for its back-off to pass."""
 
@@ -676,6 +692,8 @@ class TaskStatus(_Model):
     """Attempts whose Jobs are running."""
     pendingRetries: list[PendingRetry] = Field(default_factory=list, max_length=100)
     """Retries waiting for their back-off (one per run; several only with Allow)."""
+    queued: QueuedRun | None = None
+    """With concurrencyPolicy Queue: the run waiting for the active one to end."""
     runNowToken: str | None = Field(default=None, max_length=128)
     """The last nightshift.dev/run-now token that was acted on."""
     runs: list[RunRecord] = Field(default_factory=list, max_length=250)

@@ -20,6 +20,7 @@ from nightshift.models import (
     ConcurrencyPolicy,
     Condition,
     PendingRetry,
+    QueuedRun,
     RunRecord,
     RunResult,
     SpecError,
@@ -180,6 +181,7 @@ class _Work:
         self.now = now
         self.active: list[ActiveRun] = list(s.active)
         self.pending: list[PendingRetry] = list(s.pendingRetries)
+        self.queued: QueuedRun | None = s.queued
         self.runs: list[RunRecord] = list(s.runs)
         self.fields: dict[str, Any] = {}
         self.status = s
@@ -387,10 +389,16 @@ def _start_run(
     slot: datetime | None,
     token: str | None = None,
 ) -> bool:
-    """Start attempt 1 of a run under the concurrency policy; False if it was skipped."""
+    """Start attempt 1 of a run under the concurrency policy; False if it was skipped (or
+    queued: it starts later, see :func:`_start_queued`)."""
     if any(a.run == run for a in w.active) or any(p.run == run for p in w.pending):
         return False  # already in progress (e.g. adopted after a restart)
+    if w.queued is not None and w.queued.run == run:
+        return False  # already queued
     policy = spec.concurrencyPolicy
+    if _busy(w) and policy is ConcurrencyPolicy.QUEUE:
+        _queue(w, run=run, slot=slot, token=token)
+        return False
     if _busy(w) and policy is ConcurrencyPolicy.FORBID:
         busy = ", ".join(sorted({a.run for a in w.active} | {p.run for p in w.pending}))
         _record_plain(
@@ -425,6 +433,89 @@ def _start_run(
     what = "manual run" if slot is None else "run"
     w.event("Normal", "RunStarted", f"{what} {run} started (Job {w.create[-1].name})")
     return True
+
+
+def _queue(w: _Work, *, run: str, slot: datetime | None, token: str | None) -> None:
+    """Concurrency Queue (Temporal's BufferOne): hold one run until the active one ends; a run
+    that comes due while one is held already is Skipped, so runs never pile up."""
+    busy = ", ".join(sorted({a.run for a in w.active} | {p.run for p in w.pending}))
+    if w.queued is None:
+        w.queued = QueuedRun(
+            run=run,
+            scheduledAt=slot,
+            queuedAt=w.now,
+            runNowToken=token if token is not None and len(token) <= 4096 else None,
+        )
+        w.event("Normal", "RunQueued", f"run {run} queued: run {busy} still active (Queue)")
+        return
+    _record_plain(
+        w,
+        run,
+        1,
+        None,
+        RunResult.SKIPPED,
+        slot,
+        None,
+        f"skipped: run {w.queued.run} is already queued behind run {busy} "
+        "(concurrencyPolicy Queue holds one)",
+    )
+    w.event("Normal", "RunSkipped", f"run {run} skipped: run {w.queued.run} is already queued")
+
+
+def _start_queued(w: _Work, spec: TaskSpec, plan: Plan) -> None:
+    """Start the queued run once nothing is active or waiting for a retry."""
+    queued = w.queued
+    if queued is None:
+        return
+    if any(a.run == queued.run for a in w.active) or any(r.run == queued.run for r in w.runs):
+        # Its Job was created by a sync whose status write was lost, and adopted just now (and
+        # maybe found finished): it started then, so count it as started.
+        w.queued = None
+        _count_start(w, queued.scheduledAt)
+        return
+    if _busy(w):
+        return
+    w.queued = None
+    scheduled = queued.scheduledAt is not None
+    if scheduled and spec.maxRuns and w.get("runCount") >= spec.maxRuns:
+        _record_plain(
+            w,
+            queued.run,
+            1,
+            None,
+            RunResult.SKIPPED,
+            queued.scheduledAt,
+            None,
+            f"skipped: maxRuns {spec.maxRuns} reached while it was queued",
+        )
+        w.event("Normal", "RunSkipped", f"run {queued.run} skipped: maxRuns reached")
+        return
+    _create(
+        w,
+        spec,
+        run=queued.run,
+        attempt=1,
+        slot=queued.scheduledAt,
+        plan=plan,
+        token=queued.runNowToken,
+    )
+    since = queued.queuedAt.astimezone(UTC).isoformat(timespec="seconds")
+    w.event(
+        "Normal",
+        "RunStarted",
+        f"run {queued.run} started (Job {w.create[-1].name}); it was queued at {since}",
+    )
+    _count_start(w, queued.scheduledAt)
+
+
+def _count_start(w: _Work, slot: datetime | None) -> None:
+    """A queued scheduled run started: it counts towards maxRuns and lastScheduleTime."""
+    if slot is None:
+        return
+    w.set("runCount", w.get("runCount") + 1)
+    last = w.get("lastScheduleTime")
+    if last is None or slot > last:
+        w.set("lastScheduleTime", slot)
 
 
 def _condition(w: _Work, kind: str, status: bool, reason: str, message: str = "") -> Condition:
@@ -569,6 +660,8 @@ def _creation_unrecorded(view: TaskView, job: JobView) -> bool:
     status = view.status
     if job.attempt > 1:
         return any((p.run, p.attempt) == (job.run, job.attempt) for p in status.pendingRetries)
+    if status.queued is not None and status.queued.run == job.run:
+        return True  # a queued run's Job, created by a sync whose status write was lost
     if job.slot is not None:
         return status.lastSlotTime is None or job.slot > status.lastSlotTime
     token = job.run_now_token
@@ -781,6 +874,9 @@ def decide(view: TaskView, now: datetime) -> Decision:
             waiting.append(pending)
     w.pending = waiting
 
+    # concurrencyPolicy Queue: the queued run goes first, before any slot that is due now.
+    _start_queued(w, spec, plan)
+
     next_fire: datetime | None = None
     completed = False
     if spec.suspend:
@@ -868,6 +964,7 @@ def _finalize(
             "active": w.active,
             "activeCount": len(w.active),
             "pendingRetries": w.pending,
+            "queued": w.queued,
             "runs": w.runs,
         }
     )

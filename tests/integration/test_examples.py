@@ -234,3 +234,23 @@ def test_12_calendar_days_are_skipped(cluster: Any, demo: str) -> None:
     assert ts(st["nextScheduleTime"]) == datetime.fromisoformat(expected)
     table = cluster.kubectl("get", "calendar", "zurich-office", "-n", demo).stdout
     assert "Europe/Zurich" in table
+
+
+def test_13_queue_holds_one_slot_until_the_run_ends(cluster: Any, demo: str) -> None:
+    st = poll(
+        lambda: (s := status(cluster, demo, "slow-queue")).get("queued") and s,
+        timeout=200,
+        what="a queued slot",
+    )
+    queued = st["queued"]["run"]
+    assert len([j for j in jobs(cluster, demo, "slow-queue") if not finished(j)]) == 1
+    assert "RunQueued" in reasons(cluster, demo, "slow-queue")
+    # It starts when the active run ends (90 s runs: within a minute), not at a later slot.
+    started = poll(
+        lambda: [
+            a for a in status(cluster, demo, "slow-queue").get("active") or [] if a["run"] == queued
+        ],
+        timeout=100,
+        what="the queued run to start",
+    )
+    assert ts(started[0]["startedAt"]) > ts(queued)

@@ -4,6 +4,7 @@ local control plane: what a user sees in Jobs, status and Events."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 
 import pytest
 from harness import Operator, poll
-from test_operator import condition, jobs, reasons, status, task, ts
+from test_operator import condition, events, finished, jobs, reasons, status, task, ts
 
 
 @pytest.fixture
@@ -112,3 +113,64 @@ def test_a_calendar_is_held_while_missing_and_its_changes_apply_at_once(
         what="CalendarNotFound again",
     )
     assert reasons(cluster, namespace, "held").count("CalendarNotFound") == 2
+
+
+# --- concurrencyPolicy Queue ----------------------------------------------------------------------
+
+
+def job_finished_at(job: dict[str, Any]) -> datetime:
+    return max(
+        ts(c["lastTransitionTime"])
+        for c in job["status"]["conditions"]
+        if c["type"] in ("Complete", "Failed") and c["status"] == "True"
+    )
+
+
+def test_queue_starts_the_waiting_slot_as_soon_as_the_run_ends(
+    cluster: Any, namespace: str, operator: Operator
+) -> None:
+    cluster.apply(
+        task(
+            "queue",
+            interval="5s",
+            concurrencyPolicy="Queue",
+            history={"succeeded": 10, "failed": 10},
+            pod_annotations={"test.nightshift.dev/run-for": "12s"},
+        ),
+        namespace,
+    )
+    # While the first run is active, the next slot waits in status.queued.
+    st = poll(
+        lambda: (s := status(cluster, namespace, "queue")).get("queued") and s,
+        timeout=30,
+        what="a queued slot in status",
+    )
+    first = st["active"][0]
+    assert ts(st["queued"]["scheduledAt"]) > ts(first["scheduledAt"])
+
+    def two_finished() -> list[dict[str, Any]] | None:
+        done = [j for j in jobs(cluster, namespace, "queue") if finished(j) == "Complete"]
+        return done if len(done) >= 2 else None
+
+    peak = 0
+    deadline = time.monotonic() + 60
+    done = None
+    while done is None and time.monotonic() < deadline:
+        peak = max(peak, len([j for j in jobs(cluster, namespace, "queue") if not finished(j)]))
+        done = two_finished()
+        time.sleep(0.5)
+    assert done is not None, "two runs did not finish"
+    assert peak == 1  # never two at once
+    earlier, later = sorted(done, key=slot_of)[:2]
+    # The queued run's Job was created as soon as the earlier run ended, not at a later slot.
+    gap = ts(later["metadata"]["creationTimestamp"]) - job_finished_at(earlier)
+    assert timedelta(0) <= gap < timedelta(seconds=3), gap
+    assert slot_of(later) - slot_of(earlier) == timedelta(seconds=5)  # the very next slot
+    # Slots that came due while one was already queued were Skipped: at most one waits.
+    st = status(cluster, namespace, "queue")
+    skipped = [r for r in st["runs"] if r["result"] == "Skipped"]
+    assert skipped
+    assert "already queued" in skipped[0]["message"]
+    assert {"RunQueued", "RunSkipped"} <= set(reasons(cluster, namespace, "queue"))
+    started = [e["message"] for e in events(cluster, namespace, "queue")]
+    assert any("it was queued at" in m for m in started)
