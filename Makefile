@@ -74,6 +74,7 @@ integration: venv binaries ## Integration tests against the local control plane 
 generate: venv ## Regenerate the CRDs from the pydantic models and the CLI docs from --help
 	$(BIN)/nightshift crd > crds/scheduledtasks.nightshift.dev.yaml
 	$(BIN)/nightshift crd Calendar > crds/calendars.nightshift.dev.yaml
+	$(BIN)/nightshift crd Backfill > crds/backfills.nightshift.dev.yaml
 	$(PYTHON) hack/chart/sync_crd.py
 	$(PYTHON) hack/chart/gen_schema.py
 	$(PYTHON) hack/chart/gen_readme.py

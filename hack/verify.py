@@ -15,6 +15,7 @@ NIGHTSHIFT = REPO / ".venv" / "bin" / "nightshift"
 GENERATED = [
     ("crds/scheduledtasks.nightshift.dev.yaml", [str(NIGHTSHIFT), "crd"]),
     ("crds/calendars.nightshift.dev.yaml", [str(NIGHTSHIFT), "crd", "Calendar"]),
+    ("crds/backfills.nightshift.dev.yaml", [str(NIGHTSHIFT), "crd", "Backfill"]),
 ]
 
 

@@ -21,8 +21,11 @@ from typing import Any
 
 from nightshift import memory, metrics
 from nightshift.api import ApiError, KubeApi
+from nightshift.backfiller import WORKERS as BACKFILL_WORKERS
+from nightshift.backfiller import Backfiller
 from nightshift.jobs import ANNOTATION_RUN_NOW, ANNOTATION_SLOT, LABEL_MANAGED
 from nightshift.models import (
+    BACKFILL_PLURAL,
     CALENDAR_PLURAL,
     GROUP,
     CalendarSpec,
@@ -92,6 +95,16 @@ class Controller:
         self._last_listing = 0.0
         self._fresh = asyncio.Event()  # cleared while the API server was unreachable
         self._fresh.set()
+        self.backfiller = Backfiller(
+            api,
+            self.store,
+            calendar_of=self._calendar_of,
+            post=self.writer.post,
+            # Late-bound, like the queue's clock: a test may swap the controller's clock.
+            clock=lambda: self.clock(),  # noqa: PLW0108
+            is_leader=lambda: self.is_leader(),  # noqa: PLW0108
+            fresh=self._fresh,
+        )
         self._frozen = False
         api.on_unreachable = self._unreachable
         self.ready = asyncio.Event()
@@ -111,6 +124,7 @@ class Controller:
         if key is not None:
             self.calendars.task_event(key, body)
             self.queue.add(key)
+            self.backfiller.task_changed(key)
 
     def calendar_event(self, kind: str | None, body: dict[str, Any]) -> None:
         """A Calendar was listed, added, modified, deleted or resynced: every task that
@@ -125,11 +139,17 @@ class Controller:
         key = self.store.job_event(kind, body)
         if key is not None:
             self.queue.add(key)
+            self.backfiller.job_changed(body)
+
+    def backfill_event(self, kind: str | None, body: dict[str, Any]) -> None:
+        """A Backfill was listed, added, modified, deleted or resynced."""
+        self.backfiller.event(kind, body)
 
     def forget(self, key: Key) -> None:
         """The task is gone: drop it from memory, the queue's wake-ups and the writer."""
         self.store.forget(key)
         self.calendars.task_event(key, None)
+        self.backfiller.task_changed(key)
         self.queue.forget(key)
         self.writer.drop(key)
         with contextlib.suppress(KeyError):
@@ -195,6 +215,7 @@ class Controller:
         tasks: set[tuple[str, str, str]] = set()
         jobs: set[tuple[str, str]] = set()
         calendars: set[Key] = set()
+        backfills: set[Key] = set()
         for namespace in scopes:
             async for page in self.api.list_tasks(namespace):
                 for body in page:
@@ -212,9 +233,14 @@ class Controller:
                 meta = body.get("metadata") or {}
                 calendars.add((meta.get("namespace", ""), meta.get("name", "")))
                 self.calendar_event(RESYNC, body)
+            async for body in self._list_objects(BACKFILL_PLURAL, namespace):
+                meta = body.get("metadata") or {}
+                backfills.add((meta.get("namespace", ""), meta.get("name", "")))
+                self.backfill_event(RESYNC, body)
         for key in self.calendars.resync_done(mark, calendars):
             self.queue.add(key)
         result = self.store.resync_done(mark, tasks, jobs)
+        self.backfiller.resync_done(mark, backfills)
         for key in result.gone_tasks:
             log.info("task %s/%s was deleted while a watch was down; forgetting it", *key)
             self.forget(key)
@@ -252,6 +278,7 @@ class Controller:
         self.writer.drop_all()
         for key in list(self.store.entries):
             self.queue.add(key)
+            self.backfiller.task_changed(key)
 
     def _due(self, key: Key, when: float, now: float) -> None:
         metrics.SCHEDULER_LAG.observe(max(0.0, now - when))
@@ -301,6 +328,14 @@ class Controller:
             start(f"worker-{i}", self._worker)
         for i in range(EVENT_POSTERS):
             start(f"events-{i}", self.writer.post_events)
+        start(
+            "backfill-timer",
+            lambda: self.backfiller.run_timer(
+                lambda: self.supervisor.beat("backfill-timer", TIMER_LIMIT)
+            ),
+        )
+        for i in range(BACKFILL_WORKERS):
+            start(f"backfill-{i}", self.backfiller.worker)
         self.ready.set()
         try:
             await asyncio.Event().wait()  # the supervisor keeps them running

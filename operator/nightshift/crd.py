@@ -9,12 +9,16 @@ from typing import Any
 import yaml
 
 from nightshift.models import (
+    BACKFILL_KIND,
+    BACKFILL_PLURAL,
     CALENDAR_KIND,
     CALENDAR_PLURAL,
     GROUP,
     KIND,
     PLURAL,
     VERSION,
+    BackfillSpec,
+    BackfillStatus,
     CalendarSpec,
     TaskSpec,
     TaskStatus,
@@ -205,6 +209,8 @@ def crd_manifest(kind: str = KIND) -> dict[str, Any]:
     """The CustomResourceDefinition object of ``kind`` (one of KINDS)."""
     if kind == CALENDAR_KIND:
         return _calendar_crd()
+    if kind == BACKFILL_KIND:
+        return _backfill_crd()
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -312,10 +318,33 @@ def _calendar_crd() -> dict[str, Any]:
     )
 
 
+def _backfill_crd() -> dict[str, Any]:
+    return _crd(
+        kind=BACKFILL_KIND,
+        plural=BACKFILL_PLURAL,
+        description="A Backfill runs the slots in a range of a ScheduledTask's past that its "
+        "schedule did not run (or runs them again), as the task's own runs, exactly once.",
+        spec=_described(BackfillSpec),
+        status=_described(BackfillStatus),
+        columns=[
+            {"name": "Task", "type": "string", "jsonPath": ".spec.taskRef.name"},
+            {"name": "Reprocess", "type": "string", "jsonPath": ".spec.reprocess"},
+            {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+            {"name": "Progress", "type": "string", "jsonPath": ".status.progress"},
+            {"name": "Running", "type": "integer", "jsonPath": ".status.running"},
+            {"name": "Failed", "type": "integer", "jsonPath": ".status.failed"},
+            {"name": "From", "type": "string", "jsonPath": ".spec.from", "priority": 1},
+            {"name": "To", "type": "string", "jsonPath": ".spec.to", "priority": 1},
+            {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        ],
+    )
+
+
 # kind -> the file `make generate` writes it to, in crds/ and in the chart.
 KINDS = {
     KIND: f"{PLURAL}.{GROUP}.yaml",
     CALENDAR_KIND: f"{CALENDAR_PLURAL}.{GROUP}.yaml",
+    BACKFILL_KIND: f"{BACKFILL_PLURAL}.{GROUP}.yaml",
 }
 
 

@@ -29,6 +29,8 @@ from nightshift.timezones import load_zone
 
 __all__ = [
     "API_VERSION",
+    "BACKFILL_KIND",
+    "BACKFILL_PLURAL",
     "CALENDAR_KIND",
     "CALENDAR_PLURAL",
     "GROUP",
@@ -36,6 +38,9 @@ __all__ = [
     "PLURAL",
     "VERSION",
     "ActiveRun",
+    "BackfillSlot",
+    "BackfillSpec",
+    "BackfillStatus",
     "Backoff",
     "CalendarRef",
     "CalendarSpec",
@@ -46,15 +51,20 @@ __all__ = [
     "Exclusion",
     "History",
     "JobTemplate",
+    "OverlapPolicy",
     "PendingRetry",
     "QueuedRun",
+    "Reprocess",
     "Retry",
     "RunRecord",
     "RunResult",
+    "SlotState",
     "SpecError",
+    "TaskRef",
     "TaskSpec",
     "TaskStatus",
     "format_time",
+    "parse_backfill",
     "parse_calendar",
     "parse_spec",
     "parse_time",
@@ -68,6 +78,8 @@ KIND = "ScheduledTask"
 PLURAL = "scheduledtasks"
 CALENDAR_KIND = "Calendar"
 CALENDAR_PLURAL = "calendars"
+BACKFILL_KIND = "Backfill"
+BACKFILL_PLURAL = "backfills"
 
 # Go-style durations with an optional day unit; the same grammar as nightshift.durations.
 DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d))+$"
@@ -700,6 +712,148 @@ class TaskStatus(_Model):
     """Finished attempts, newest first, trimmed to spec.history."""
 
 
+# --- Backfill -------------------------------------------------------------------------------------
+
+
+class Reprocess(StrEnum):
+    """Which slots of the range a Backfill runs, judged from the Jobs and the task's history."""
+
+    MISSING = "Missing"
+    FAILED = "Failed"
+    ALL = "All"
+
+
+class OverlapPolicy(StrEnum):
+    """Whether a Backfill's runs may start while the task's own runs are active."""
+
+    WAIT = "Wait"
+    ALLOW = "Allow"
+
+
+class TaskRef(_Model):
+    """A ScheduledTask in the Backfill's namespace."""
+
+    name: str = Field(min_length=1, max_length=253)
+    """The ScheduledTask's name."""
+
+
+class BackfillSpec(_Model):
+    """Run a task's slots in [from, to) that the schedule did not run (or run again)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "timestamp(self.from) < timestamp(self.to)",
+                    "message": "from must be before to",
+                },
+                {
+                    "rule": "self == oldSelf",
+                    "message": "a Backfill's spec cannot change: delete it and create another",
+                },
+            ]
+        }
+    )
+
+    taskRef: TaskRef
+    """The ScheduledTask whose slots to run."""
+    from_: Timestamp = Field(alias="from")
+    """The start of the range (RFC 3339 with offset, included)."""
+    to: Timestamp
+    """The end of the range (RFC 3339 with offset, excluded)."""
+    reprocess: Reprocess = Reprocess.MISSING
+    """Which slots run: Missing (no run known), Failed (missing, or the last attempt did not
+    succeed) or All."""
+    parallelism: int = Field(default=1, ge=1, le=100)
+    """The most runs of this Backfill active (or waiting for a retry) at once."""
+    overlapPolicy: OverlapPolicy = OverlapPolicy.WAIT
+    """Wait: start a run only while the task has none of its own active or waiting for a retry;
+    Allow: start regardless."""
+    dryRun: bool = False
+    """List the slots and what would happen to each in status, and run none."""
+
+    @model_validator(mode="after")
+    def _range(self) -> BackfillSpec:
+        if self.from_ >= self.to:
+            raise ValueError("from must be before to")
+        return self
+
+
+class SlotState(StrEnum):
+    """Where one slot of a Backfill stands."""
+
+    PENDING = "Pending"
+    RUNNING = "Running"
+    RETRY_PENDING = "RetryPending"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    SKIPPED = "Skipped"
+
+
+class BackfillSlot(_Model):
+    """One slot of the range: whether it runs, and how it went."""
+
+    run: str = Field(max_length=128)
+    """The slot's run identity (its time in RFC 3339, UTC), as in the task's history."""
+    state: SlotState
+    """Pending, Running, RetryPending, Succeeded, Failed or Skipped (not run)."""
+    firstAttempt: int = Field(default=1, ge=1, le=100_000)
+    """The attempt number of this Backfill's first Job for the slot: one more than any attempt
+    known when the Backfill was planned, so its Job names are new (1 when the slot never ran:
+    the very Job the schedule would have created)."""
+    attempt: int = Field(default=1, ge=1, le=100_000)
+    """The current (or last) attempt."""
+    job: str | None = Field(default=None, max_length=253)
+    """The current (or last) attempt's Job."""
+    notBefore: Timestamp | None = None
+    """RetryPending: the earliest time of the next attempt."""
+    startedAt: Timestamp | None = None
+    """When the current (or last) attempt's Job was created."""
+    finishedAt: Timestamp | None = None
+    """When the last attempt finished."""
+    result: RunResult | None = None
+    """The last attempt's result."""
+    exitCode: int | None = Field(default=None, ge=0, le=255)
+    """The last attempt's exit code."""
+    reason: str | None = Field(default=None, max_length=256)
+    """Why a slot is Skipped, or the Job condition's reason."""
+    message: str | None = Field(default=None, max_length=256)
+    """The container's termination message (first 256 bytes)."""
+
+
+class BackfillStatus(_Model):
+    """Progress, written by the operator: the plan first, then each slot's outcome."""
+
+    observedGeneration: int | None = None
+    """The spec generation the status reflects."""
+    conditions: list[Condition] = Field(default_factory=list, max_length=16)
+    """Ready (the task can be run), Complete."""
+    phase: str | None = Field(default=None, max_length=32)
+    """Pending, Running, Succeeded, Failed or DryRun (shown by kubectl get)."""
+    taskUID: str | None = Field(default=None, max_length=64)
+    """The task the plan was made for (a task re-created under its name is another task)."""
+    plannedAt: Timestamp | None = None
+    """When the slots were planned (before any Job was created)."""
+    total: int = Field(default=0, ge=0)
+    """Slots in the range that the schedule has passed."""
+    pending: int = Field(default=0, ge=0)
+    """Slots still to start."""
+    running: int = Field(default=0, ge=0)
+    """Slots with a Job active or a retry waiting."""
+    succeeded: int = Field(default=0, ge=0)
+    """Slots whose run succeeded."""
+    failed: int = Field(default=0, ge=0)
+    """Slots whose run failed (after its retries)."""
+    skipped: int = Field(default=0, ge=0)
+    """Slots not run (already done under spec.reprocess, or in progress elsewhere)."""
+    leftToSchedule: int = Field(default=0, ge=0)
+    """Slots in the range the task's schedule has not reached yet: its own, not backfilled."""
+    progress: str | None = Field(default=None, max_length=32)
+    """Slots finished (run or skipped) of the total, e.g. 12/31 (shown by kubectl get)."""
+    slots: list[BackfillSlot] = Field(default_factory=list, max_length=1000)
+    """Every slot of the range, oldest first."""
+
+
 # --- reading objects ------------------------------------------------------------------------------
 
 
@@ -722,6 +876,16 @@ def _path(loc: tuple[int | str, ...]) -> str:
         else:
             parts.append(item)
     return ".".join(parts)
+
+
+def parse_backfill(spec: Any) -> BackfillSpec:
+    """Validate a Backfill ``spec`` mapping; raise SpecError naming the first bad field."""
+    if not isinstance(spec, dict):
+        raise SpecError("spec", "must be an object")
+    try:
+        return BackfillSpec.model_validate(spec)
+    except ValidationError as error:
+        raise _spec_error(error) from None
 
 
 def parse_calendar(spec: Any) -> CalendarSpec:

@@ -39,6 +39,7 @@ from nightshift.schedule import (
 
 __all__ = [
     "GRACE",
+    "JOB_VISIBLE",
     "CreateJob",
     "Decision",
     "DeleteJob",
@@ -47,7 +48,9 @@ __all__ = [
     "Outcome",
     "TaskView",
     "backoff_delay",
+    "condition",
     "decide",
+    "retry_allowed",
     "settle",
 ]
 
@@ -83,6 +86,7 @@ class JobView:
     exit_code: int | None = None
     message: str | None = None
     run_now_token: str | None = None
+    backfill: str | None = None  # the uid of the Backfill that runs it (None: the schedule)
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +215,40 @@ def _slot_of(run: str) -> datetime | None:
 
 
 _WORDS = {RunResult.FAILED: "failed", RunResult.TIMED_OUT: "timed out"}
+
+
+def retry_allowed(spec: TaskSpec, attempt: int, exit_code: int | None) -> bool:
+    """Whether the task's retry policy retries a failed ``attempt`` (1-based, within the run)
+    that exited with ``exit_code`` (None: none was read, e.g. it timed out)."""
+    return _retry_allowed(spec, attempt, exit_code)
+
+
+def condition(
+    old: list[Condition],
+    kind: str,
+    status: bool,
+    reason: str,
+    message: str,
+    *,
+    now: datetime,
+    generation: int,
+) -> Condition:
+    """A condition as :func:`decide` writes them: its lastTransitionTime kept while status and
+    reason stay (for other objects than tasks, e.g. Backfills)."""
+    value: Literal["True", "False"] = "True" if status else "False"
+    if len(message) > CONDITION_MESSAGE_LIMIT:
+        message = message[: CONDITION_MESSAGE_LIMIT - 1] + "…"
+    for cond in old:
+        if cond.type == kind and cond.status == value and cond.reason == reason:
+            return cond.model_copy(update={"message": message, "observedGeneration": generation})
+    return Condition(
+        type=kind,
+        status=value,
+        reason=reason,
+        message=message,
+        lastTransitionTime=now,
+        observedGeneration=generation,
+    )
 
 
 def _retry_allowed(spec: TaskSpec, attempt: int, exit_code: int | None) -> bool:

@@ -26,12 +26,15 @@ from nightshift.jobs import LABEL_MANAGED
 from nightshift.kube import KubeClient, load_config
 from nightshift.leader import LeaderElector
 from nightshift.models import (
+    BACKFILL_KIND,
+    BACKFILL_PLURAL,
     CALENDAR_KIND,
     CALENDAR_PLURAL,
     GROUP,
     PLURAL,
     VERSION,
     SpecError,
+    parse_backfill,
     parse_calendar,
     parse_spec,
 )
@@ -73,7 +76,10 @@ class _NoDiffBase(kopf.DiffBaseStorage):
 
 
 # What the webhook checks per kind, beyond the CRD schema and CEL rules.
-_PARSERS: dict[str, Callable[[Any], object]] = {CALENDAR_KIND: parse_calendar}
+_PARSERS: dict[str, Callable[[Any], object]] = {
+    CALENDAR_KIND: parse_calendar,
+    BACKFILL_KIND: parse_backfill,
+}
 
 
 def registry(args: argparse.Namespace) -> kopf.OperatorRegistry:
@@ -136,6 +142,10 @@ def registry(args: argparse.Namespace) -> kopf.OperatorRegistry:
     @kopf.on.event(GROUP, VERSION, CALENDAR_PLURAL, registry=reg)
     async def _calendar_event(*, type: str | None, body: kopf.Body, memo: Any, **_: Any) -> None:
         memo.controller.calendar_event(type, dict(body))
+
+    @kopf.on.event(GROUP, VERSION, BACKFILL_PLURAL, registry=reg)
+    async def _backfill_event(*, type: str | None, body: kopf.Body, memo: Any, **_: Any) -> None:
+        memo.controller.backfill_event(type, dict(body))
 
     if args.webhook_port:
         # Only with a webhook server (kopf refuses admission handlers without one).

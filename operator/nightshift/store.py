@@ -15,7 +15,13 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
-from nightshift.jobs import ANNOTATION_RUN_NOW, ANNOTATION_SLOT, job_identity
+from nightshift.jobs import (
+    ANNOTATION_BACKFILL,
+    ANNOTATION_BACKFILL_UID,
+    ANNOTATION_RUN_NOW,
+    ANNOTATION_SLOT,
+    job_identity,
+)
 from nightshift.models import KIND, read_time
 from nightshift.reconcile import JobView
 
@@ -81,6 +87,8 @@ class JobRecord:
     deleting: bool
     run_now_token: str | None
     outcome: Outcome | None = None  # read from the pod once the Job finished; None: not yet
+    backfill: str | None = None  # the uid of the Backfill that runs it (not the schedule)
+    backfill_name: str | None = None
 
     @classmethod
     def of(cls, body: dict[str, Any]) -> JobRecord:
@@ -103,11 +111,19 @@ class JobRecord:
             finished_at=finished_at,
             deleting=bool(meta.get("deletionTimestamp")),
             run_now_token=annotations.get(ANNOTATION_RUN_NOW),
+            backfill=annotations.get(ANNOTATION_BACKFILL_UID) or None,
+            backfill_name=annotations.get(ANNOTATION_BACKFILL) or None,
         )
 
     def belongs_to(self, task_uid: str) -> bool:
-        """Whether the reconciler should see this Job as one of the task's runs."""
-        return not self.deleting and self.owner_uid == task_uid and self.run is not None
+        """Whether the reconciler should see this Job as one of the task's runs (a Backfill's
+        Jobs are the task's too, but the Backfill follows them: docs/architecture.md)."""
+        return (
+            not self.deleting
+            and self.owner_uid == task_uid
+            and self.run is not None
+            and self.backfill is None
+        )
 
     def view(self) -> JobView:
         """What the reconciler reads (call only when :meth:`belongs_to` holds)."""
@@ -126,6 +142,7 @@ class JobRecord:
             exit_code=exit_code,
             message=message,
             run_now_token=self.run_now_token,
+            backfill=self.backfill,
         )
 
 

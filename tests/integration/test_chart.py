@@ -51,6 +51,8 @@ OPERATOR_RULES: set[Rule] = {
     ("scheduledtasks.nightshift.dev", (), frozenset({"get", "list", "watch"})),
     ("scheduledtasks.nightshift.dev/status", (), frozenset({"patch"})),
     ("calendars.nightshift.dev", (), frozenset({"get", "list", "watch"})),
+    ("backfills.nightshift.dev", (), frozenset({"get", "list", "watch"})),
+    ("backfills.nightshift.dev/status", (), frozenset({"patch"})),
     ("jobs.batch", (), frozenset({"create", "get", "list", "watch", "delete"})),
     ("pods", (), frozenset({"list"})),
     ("events", (), frozenset({"create"})),
