@@ -195,15 +195,18 @@ def _knowledge(view: BackfillView, task: TaskFacts) -> dict[str, _Known]:
     if status.queued is not None:
         of(status.queued.run).busy = "it is queued by the schedule"
     for other, other_status in view.others:
-        if other_status.taskUID not in (None, task.uid):
-            continue  # planned for an earlier task of that name
+        if other_status.taskUID not in (None, task.uid) or other_status.phase == "DryRun":
+            continue  # planned for an earlier task of that name, or planned only to look
+        running = other_status.phase == "Running"
         for slot in other_status.slots:
             if slot.state is SlotState.SKIPPED:
                 continue
+            if slot.state is SlotState.PENDING and not running:
+                continue  # it will never run (its Backfill ended without it)
             k = of(slot.run)
             # Its planned attempts are taken even before its Jobs exist.
             k.highest = max(k.highest, slot.attempt, slot.firstAttempt)
-            if slot.state in _OPEN:
+            if slot.state in _OPEN and running:
                 k.busy = f"Backfill {other} runs it"
             if slot.result is not None:
                 k.ran = True

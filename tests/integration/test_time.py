@@ -174,3 +174,112 @@ def test_queue_starts_the_waiting_slot_as_soon_as_the_run_ends(
     assert {"RunQueued", "RunSkipped"} <= set(reasons(cluster, namespace, "queue"))
     started = [e["message"] for e in events(cluster, namespace, "queue")]
     assert any("it was queued at" in m for m in started)
+
+
+# --- backfill -------------------------------------------------------------------------------------
+
+
+def backfill(
+    name: str, task_name: str, start: datetime, end: datetime, **spec: Any
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "nightshift.dev/v1alpha1",
+        "kind": "Backfill",
+        "metadata": {"name": name},
+        "spec": {
+            "taskRef": {"name": task_name},
+            "from": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "to": end.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            **spec,
+        },
+    }
+
+
+def bf_status(cluster: Any, namespace: str, name: str) -> dict[str, Any]:
+    result: dict[str, Any] = cluster.get("backfill", name, "-n", namespace).get("status") or {}
+    return result
+
+
+def bf_reasons(cluster: Any, namespace: str, name: str) -> list[str]:
+    items = cluster.get(
+        "events", "-n", namespace, "--field-selector", f"involvedObject.name={name}"
+    )["items"]
+    return [e["reason"] for e in items if e["involvedObject"].get("kind") == "Backfill"]
+
+
+def test_backfill_runs_the_missing_slots_once_across_a_restart(
+    cluster: Any, namespace: str, operator: Operator
+) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    anchor = now - timedelta(seconds=now.second % 20)
+    # The schedule's own slots are every 20 s from its creation on; the 9 slots before it are
+    # the past to backfill.
+    cluster.apply(
+        task(
+            "report",
+            interval="20s",
+            anchor=anchor.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            history={"succeeded": 20},  # keeps every Job, to count them
+            pod_annotations={"test.nightshift.dev/run-for": "3s"},
+        ),
+        namespace,
+    )
+    start, end = anchor - timedelta(seconds=180), anchor - timedelta(seconds=1)
+    expected = [start + timedelta(seconds=20 * i) for i in range(9)]
+
+    # A dry run lists the slots and runs none.
+    cluster.apply(backfill("look", "report", start, end, dryRun=True), namespace)
+    st = poll(
+        lambda: (s := bf_status(cluster, namespace, "look")).get("phase") == "DryRun" and s,
+        timeout=20,
+        what="the dry run's plan",
+    )
+    assert [ts(s["run"]) for s in st["slots"]] == expected
+    assert {s["state"] for s in st["slots"]} == {"Pending"}
+    assert "DryRun" in bf_reasons(cluster, namespace, "look")
+
+    cluster.apply(backfill("past", "report", start, end), namespace)
+
+    def ours() -> list[dict[str, Any]]:
+        return [
+            j
+            for j in jobs(cluster, namespace, "report")
+            if j["metadata"]["labels"].get("nightshift.dev/backfill") == "past"
+        ]
+
+    poll(
+        lambda: len([j for j in ours() if finished(j) == "Complete"]) >= 2,
+        timeout=40,
+        what="two backfilled runs",
+    )
+    operator.kill()  # part-way: the plan and the progress are in status
+    operator.start()
+    st = poll(
+        lambda: (s := bf_status(cluster, namespace, "past")).get("phase") == "Succeeded" and s,
+        timeout=90,
+        what="the backfill to finish",
+    )
+    assert st["progress"] == "9/9"
+    assert st["succeeded"] == 9
+    assert [ts(s["run"]) for s in st["slots"]] == expected
+    # Exactly one Job per slot, with the name the schedule would have used.
+    names = sorted(j["metadata"]["name"] for j in ours())
+    assert names == [f"report-{slot:%Y%m%d%H%M%S}-1" for slot in expected]
+    assert {"BackfillPlanned", "RunStarted", "BackfillComplete"} <= set(
+        bf_reasons(cluster, namespace, "past")
+    )
+    # The task's own record is undisturbed: no backfilled run in its history, nothing Missed,
+    # and its cursor only ever moved over its own slots.
+    task_status = status(cluster, namespace, "report")
+    assert ts(task_status["lastSlotTime"]) >= anchor
+    assert not any(ts(r["run"]) < anchor for r in task_status.get("runs") or [])
+    assert not any(r["result"] == "Missed" for r in task_status.get("runs") or [])
+
+    # Reprocessing All plans re-runs with the next attempt number: new Job names.
+    cluster.apply(backfill("again", "report", start, end, reprocess="All", dryRun=True), namespace)
+    st = poll(
+        lambda: (s := bf_status(cluster, namespace, "again")).get("phase") == "DryRun" and s,
+        timeout=20,
+        what="the second plan",
+    )
+    assert {(s["state"], s["firstAttempt"]) for s in st["slots"]} == {("Pending", 2)}

@@ -231,6 +231,7 @@ def test_a_dry_run_lists_the_slots_and_runs_none() -> None:
 def test_other_backfills_count_as_history_and_their_slots_are_not_run_twice() -> None:
     other = BackfillStatus(
         taskUID=TASK_UID,
+        phase="Running",
         slots=[
             {"run": run("04:00"), "state": "Running", "firstAttempt": 1, "attempt": 1},
             {"run": run("09:00"), "state": "Succeeded", "attempt": 1, "result": "Succeeded"},
@@ -243,6 +244,10 @@ def test_other_backfills_count_as_history_and_their_slots_are_not_run_twice() ->
     assert reasons(decision.status)["04:00"] == "in progress: Backfill earlier runs it"
     assert reasons(decision.status)["03:00"] == "in progress: Backfill earlier runs it"
     assert ("09:00", "Pending", 2) in slots(decision.status)  # after its attempt 1
+    # A dry run's plan is only a plan: its slots are neither taken nor in progress.
+    looked = other.model_copy(update={"phase": "DryRun"})
+    decision = decide_backfill(view(task=facts(), others=(("look", looked),)), at("10:30"))
+    assert {s[1:] for s in slots(decision.status)} == {("Pending", 1)}
 
 
 def test_calendar_excluded_slots_are_not_backfilled() -> None:

@@ -448,6 +448,7 @@ def test_every_command_has_a_description_and_examples() -> None:
         "history",
         "logs",
         "list",
+        "backfill",
     }
     for name, text in texts.items():
         assert "examples:\n  kubectl nightshift" in text, name
@@ -523,6 +524,7 @@ class FakeSession(Session):
         self.statuses: Iterator[dict[str, Any]] | None = None
         self.pods: list[dict[str, Any]] = []
         self.log_error: str | None = None
+        self.backfills: list[dict[str, Any]] = []
 
     def get_task(self, name: str) -> dict[str, Any]:
         if name not in self.tasks:
@@ -546,6 +548,9 @@ class FakeSession(Session):
 
     def list_tasks(self, *, all_namespaces: bool) -> list[dict[str, Any]]:
         return list(self.tasks.values())
+
+    def list_backfills(self) -> list[dict[str, Any]]:
+        return list(self.backfills)
 
     def pods_of_job(self, job: str) -> list[dict[str, Any]]:
         return [p for p in self.pods if p["metadata"]["labels"]["job"] == job]

@@ -25,25 +25,41 @@ from nightshift.jobs import (
 )
 from nightshift.kubectl.render import (
     HISTORY_HEADERS,
+    PLAN_HEADERS,
     RunProgress,
     attempt_line,
+    backfill_rows,
     emit,
     fire_time_text,
     history_rows,
     list_table,
+    plan_rows,
+    progress_bar,
+    progress_text,
     render_table,
     result_line,
     run_progress,
     task_row,
 )
 from nightshift.kubectl.session import KIND_LOWER, RESOURCE, PluginError, Session
-from nightshift.models import GROUP, CalendarSpec, SpecError, parse_calendar, parse_spec, read_time
+from nightshift.models import (
+    API_VERSION,
+    BACKFILL_KIND,
+    GROUP,
+    CalendarSpec,
+    SpecError,
+    format_time,
+    parse_calendar,
+    parse_spec,
+    read_time,
+)
 from nightshift.schedule import next_fire_slots, plan_for, schedule_texts, sources
 
 __all__ = [
     "ANNOTATION_SUSPEND_REASON",
     "Attempt",
     "choose_container",
+    "cmd_backfill",
     "cmd_history",
     "cmd_list",
     "cmd_logs",
@@ -247,25 +263,172 @@ def _calendar(session: Session, name: str) -> tuple[CalendarSpec | None, str | N
 
 
 def cmd_history(args: argparse.Namespace, session: Session, out: TextIO, err: TextIO) -> int:
-    """Print status.runs (and the attempts in flight) as a table, JSON or YAML."""
+    """Print status.runs (and the attempts in flight) as a table, JSON or YAML, then the runs
+    of the task's Backfills, each under its own heading."""
     task = session.get_task(args.task)
     status = task.get("status") or {}
+    backfills = _backfills_of(session, args.task)
     data = {
         "task": args.task,
         "namespace": session.namespace,
         "active": status.get("active") or [],
         "pendingRetries": status.get("pendingRetries") or [],
+        "queued": status.get("queued"),
         "runs": status.get("runs") or [],
+        "backfills": [
+            {
+                "name": (b.get("metadata") or {}).get("name"),
+                "reprocess": (b.get("spec") or {}).get("reprocess"),
+                "phase": (b.get("status") or {}).get("phase"),
+                "progress": (b.get("status") or {}).get("progress"),
+                "runs": [
+                    s
+                    for s in (b.get("status") or {}).get("slots") or []
+                    if s.get("state") not in ("Pending", "Skipped")
+                ],
+            }
+            for b in backfills
+        ],
     }
     if args.output == "table":
-        rows = history_rows(status, utc_now())
-        if not rows:
+        now = utc_now()
+        rows = history_rows(status, now)
+        queued = status.get("queued")
+        if queued:
+            rows.insert(0, [_plain(queued.get("run")), "1", "Queued", "-", "-", "-", ""])
+        sections = [(b, backfill_rows(b.get("status") or {}, now)) for b in backfills]
+        sections = [(b, r) for b, r in sections if r]
+        if not rows and not sections:
             out.write("no runs yet\n")
             return 0
-        out.write(render_table(HISTORY_HEADERS, rows))
+        out.write(render_table(HISTORY_HEADERS, rows) if rows else "no scheduled runs yet\n")
+        for backfill, backfill_table in sections:
+            spec = backfill.get("spec") or {}
+            phase = (backfill.get("status") or {}).get("phase") or "Pending"
+            progress = (backfill.get("status") or {}).get("progress") or "-"
+            name = (backfill.get("metadata") or {}).get("name")
+            out.write(
+                f"\nbackfill {name} ({spec.get('from')} to {spec.get('to')}, reprocess "
+                f"{spec.get('reprocess') or 'Missing'}): {phase}, {progress} slots\n"
+            )
+            out.write(render_table(HISTORY_HEADERS, backfill_table))
         return 0
     emit(out, args.output, data, str)
     return 0
+
+
+def _plain(value: Any) -> str:
+    return "-" if value in (None, "") else str(value)
+
+
+def _backfills_of(session: Session, task: str) -> list[dict[str, Any]]:
+    found = [
+        b
+        for b in session.list_backfills()
+        if ((b.get("spec") or {}).get("taskRef") or {}).get("name") == task
+    ]
+    return sorted(found, key=lambda b: str((b.get("metadata") or {}).get("creationTimestamp")))
+
+
+# --- backfill -------------------------------------------------------------------------------------
+
+_DONE = ("Succeeded", "Failed", "DryRun")
+
+
+def cmd_backfill(args: argparse.Namespace, session: Session, out: TextIO, err: TextIO) -> int:
+    """Create a Backfill of TASK's slots in [--from, --to); --dry-run prints its plan, --wait
+    follows it with a progress bar and exits 0 only if every run succeeded."""
+    session.get_task(args.task)  # a clear error for a task that does not exist
+    start, end = args.start, args.end
+    if start >= end:
+        raise PluginError("--from must be before --to")
+    metadata: dict[str, Any] = {"labels": {PREFIX + "task": args.task}}
+    if args.name:
+        metadata["name"] = args.name
+    else:
+        metadata["generateName"] = f"{args.task[:50]}-"
+    body = {
+        "apiVersion": API_VERSION,
+        "kind": BACKFILL_KIND,
+        "metadata": metadata,
+        "spec": {
+            "taskRef": {"name": args.task},
+            "from": format_time(start),
+            "to": format_time(end),
+            "reprocess": args.reprocess,
+            "parallelism": args.parallelism,
+            "overlapPolicy": args.overlap,
+            "dryRun": args.dry_run,
+        },
+    }
+    created = session.create_backfill(body)
+    name = str((created.get("metadata") or {}).get("name"))
+    if args.output == "table":
+        what = "dry run" if args.dry_run else f"reprocess {args.reprocess}"
+        out.write(
+            f"backfill.{GROUP}/{name} created: {args.task} from {format_time(start)} to "
+            f"{format_time(end)} ({what})\n"
+        )
+        out.flush()
+    if not (args.wait or args.dry_run):
+        if args.output != "table":
+            emit(out, args.output, created, str)
+        return 0
+    final = _follow(session, name, args.timeout, err, bar=args.wait and not args.dry_run)
+    status = final.get("status") or {}
+    if args.output != "table":
+        emit(out, args.output, final, str)
+    elif args.dry_run and status.get("phase") == "DryRun":
+        rows = plan_rows(status)
+        out.write(render_table(PLAN_HEADERS, rows) if rows else "no slots in the range\n")
+        if status.get("leftToSchedule"):
+            out.write(
+                f"{status['leftToSchedule']} later slot(s) in the range are the schedule's own\n"
+            )
+    else:
+        out.write(f"backfill {name}: {status.get('phase')}, {progress_text(status)}\n")
+    return 0 if status.get("phase") in ("Succeeded", "DryRun") else 1
+
+
+def _follow(
+    session: Session, name: str, timeout: timedelta, err: TextIO, *, bar: bool
+) -> dict[str, Any]:
+    """Poll the Backfill until it is done (or planned, for a dry run); a progress bar on
+    ``err`` (redrawn in place on a terminal, a line per change otherwise)."""
+    deadline = time.monotonic() + timeout.total_seconds()
+    tty = err.isatty()
+    shown = ""
+    while True:
+        obj = session.get_backfill(name)
+        status = obj.get("status") or {}
+        phase = status.get("phase")
+        if bar and status.get("plannedAt"):
+            line = progress_bar(status)
+            if line != shown:
+                err.write(("\r" + line) if tty else (line + "\n"))
+                err.flush()
+                shown = line
+        problem = _waiting_for(status)
+        if phase in _DONE:
+            if tty and shown:
+                err.write("\n")
+            return obj
+        if time.monotonic() >= deadline:
+            if tty and shown:
+                err.write("\n")
+            why = f" ({problem})" if problem else ""
+            raise PluginError(
+                f"timed out after {format_duration(timeout)}: backfill {name} is "
+                f"{phase or 'not planned yet'}{why}"
+            )
+        time.sleep(POLL_SECONDS)
+
+
+def _waiting_for(status: Mapping[str, Any]) -> str | None:
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "Ready" and cond.get("status") == "False":
+            return str(cond.get("message") or cond.get("reason"))
+    return None
 
 
 def cmd_list(args: argparse.Namespace, session: Session, out: TextIO, err: TextIO) -> int:
