@@ -254,3 +254,22 @@ def test_13_queue_holds_one_slot_until_the_run_ends(cluster: Any, demo: str) -> 
         what="the queued run to start",
     )
     assert ts(started[0]["startedAt"]) > ts(queued)
+
+
+def test_14_backfill_dry_run_lists_the_weeks_slots(cluster: Any, demo: str) -> None:
+    def planned() -> dict[str, Any] | None:
+        obj = cluster.get("backfill", "daily-etl-first-week", "-n", demo)
+        st: dict[str, Any] = obj.get("status") or {}
+        return st if st.get("phase") == "DryRun" else None
+
+    st = poll(planned, timeout=30, what="the dry run's plan")
+    # 02:00 in Zurich (CET, +01:00) is 01:00Z, from 1 to 7 January: the task never ran them.
+    assert [s["run"] for s in st["slots"]] == [f"2026-01-0{d}T01:00:00Z" for d in range(1, 8)]
+    assert {(s["state"], s["firstAttempt"]) for s in st["slots"]} == {("Pending", 1)}
+    assert st["progress"] == "0/7"
+    backfilled = [
+        j
+        for j in jobs(cluster, demo, "daily-etl")
+        if "nightshift.dev/backfill" in j["metadata"]["labels"]
+    ]
+    assert backfilled == []  # a dry run runs nothing

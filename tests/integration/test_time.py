@@ -283,3 +283,62 @@ def test_backfill_runs_the_missing_slots_once_across_a_restart(
         what="the second plan",
     )
     assert {(s["state"], s["firstAttempt"]) for s in st["slots"]} == {("Pending", 2)}
+
+
+# --- admission ------------------------------------------------------------------------------------
+
+
+def test_admission_rejects_bad_schedules_calendars_and_backfills_naming_the_field(
+    cluster: Any, crd: None, namespace: str, tmp_path: Path
+) -> None:
+    webhook = f"{namespace}.nightshift.dev"
+    op = Operator(cluster.kubeconfig, tmp_path, namespaces=[namespace], webhook=webhook)
+    op.start()
+
+    def apply(obj: dict[str, Any]) -> Any:
+        return cluster.kubectl(
+            "apply", "-n", namespace, "-f", "-", input=json.dumps(obj), check=False
+        )
+
+    try:
+        # The API server picks up the webhook configuration asynchronously (failurePolicy
+        # Ignore admits everything meanwhile): probe until it answers for a Calendar.
+        probe = calendar("probe", {"cron": "61 * * * *"})
+        poll(lambda: apply(probe).returncode != 0, timeout=30, what="the webhook to be called")
+        start = datetime(2026, 11, 1, tzinfo=UTC)
+        cases = [
+            # The webhook: what the schema and CEL cannot judge.
+            (task("t", schedules=[{"cron": "@daily"}, {"cron": "61 * * * *"}]),
+             "spec.schedules[1].cron: minute field '61'"),
+            (task("t", schedules=[{"cron": "@daily", "timeZone": "Mars/Olympus"}]),
+             'spec.schedules[0].timeZone: unknown time zone "Mars/Olympus"'),
+            (task("t", interval="1h", exclude=[{"cron": "* 25 * * *"}]),
+             "spec.exclude[0].cron: hour field '25'"),
+            (calendar("c", {"date": "2026-02-30"}), "spec.exclude[0].date: "),
+            (calendar("c", {"cron": "* * * * FUNDAY"}), "spec.exclude[0].cron: "),
+            # The schema and CEL.
+            (task("t", schedule="@daily", schedules=[{"cron": "@hourly"}]),
+             "set exactly one of schedule, interval, at and schedules"),
+            (calendar("c", {"date": "2026-12-25", "cron": "* * * * *"}),
+             "set exactly one of date, start (with end) and cron"),
+            (calendar("c", {"start": "2026-12-26", "end": "2026-12-24"}),
+             "start must not be after end"),
+            (calendar("c", {"date": "25.12.2026"}), "spec.exclude[0].date"),
+            (backfill("b", "t", start, start - timedelta(days=1)), "from must be before to"),
+            (backfill("b", "t", start, start + timedelta(days=1), parallelism=0),
+             "spec.parallelism"),
+            (backfill("b", "t", start, start + timedelta(days=1), reprocess="Some"),
+             "spec.reprocess"),
+        ]  # fmt: skip
+        for obj, expected in cases:
+            result = apply(obj)
+            assert result.returncode != 0, obj
+            assert expected in result.stderr, (expected, result.stderr)
+        # A Backfill's spec is fixed once created: another range is another Backfill.
+        assert apply(backfill("b", "t", start, start + timedelta(days=1))).returncode == 0
+        result = apply(backfill("b", "t", start, start + timedelta(days=2)))
+        assert result.returncode != 0
+        assert "a Backfill's spec cannot change" in result.stderr
+    finally:
+        op.stop()
+        cluster.kubectl("delete", "validatingwebhookconfiguration", webhook, check=False)

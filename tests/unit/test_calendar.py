@@ -26,6 +26,7 @@ from nightshift.models import (
 )
 from nightshift.reconcile import Decision, TaskView, decide
 from nightshift.schedule import next_fire_times, next_slot, plan_for
+from nightshift.store import RESYNC, Calendars, Store
 
 CONTAINERS = [{"name": "main", "image": "busybox"}]
 TEMPLATE = {"spec": {"template": {"spec": {"containers": CONTAINERS}}}}
@@ -369,3 +370,38 @@ def test_a_schedule_excluded_as_far_as_the_search_goes_is_not_completed() -> Non
     assert completed.status == "False"
     assert decision.status.nextScheduleTime is None
     assert z(decision.wake_at) == "2026-03-06T05:00:00Z"  # to record the next one
+
+
+# --- the operator's index of calendars and the tasks that reference them -------------------------
+
+
+def obj(name: str, rv: int, **spec: Any) -> dict[str, Any]:
+    meta = {"namespace": "ns", "name": name, "uid": f"uid-{name}", "resourceVersion": str(rv)}
+    return {"metadata": meta, "spec": spec}
+
+
+def test_a_calendar_event_names_every_task_that_references_it() -> None:
+    store = Store()
+    calendars = Calendars(store.tick)
+    calendars.task_event(("ns", "a"), obj("a", 1, calendarRef={"name": "office"}))
+    calendars.task_event(("ns", "b"), obj("b", 1, calendarRef={"name": "office"}))
+    calendars.task_event(("ns", "c"), obj("c", 1, calendarRef={"name": "other"}))
+    calendars.task_event(
+        ("other", "d"), {"metadata": {}, "spec": {"calendarRef": {"name": "office"}}}
+    )
+    assert calendars.event("ADDED", obj("office", 5)) == (("ns", "a"), ("ns", "b"))
+    assert calendars.event(RESYNC, obj("office", 5)) == ()  # nothing new
+    assert calendars.get(("ns", "office")) == obj("office", 5)
+    # A task that moves to another calendar (or is deleted) is no longer named.
+    calendars.task_event(("ns", "b"), obj("b", 2, calendarRef={"name": "other"}))
+    calendars.task_event(("ns", "a"), None)
+    assert calendars.event("MODIFIED", obj("office", 6)) == ()
+    calendars.task_event(("ns", "e"), obj("e", 1, calendarRef={"name": "office"}))
+    assert calendars.event("DELETED", obj("office", 7)) == (("ns", "e"),)
+    assert calendars.get(("ns", "office")) is None
+    # A calendar a full list no longer shows is forgotten, and its tasks are named.
+    assert not calendars.listed_in("ns")
+    calendars.event("ADDED", obj("office", 8))
+    mark = store.tick()
+    assert calendars.resync_done(mark, set()) == (("ns", "e"),)
+    assert calendars.listed_in("ns")
