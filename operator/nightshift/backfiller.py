@@ -135,6 +135,11 @@ class Backfiller:
                 self._by_task.pop((key[0], known.task), None)
         return known
 
+    def sync_all(self) -> None:
+        """Queue every Backfill (this replica just became the leader)."""
+        for key in sorted(self._known):
+            self.queue.add(key)
+
     def task_changed(self, task: Key) -> None:
         """The task changed (its status: its own runs, for overlapPolicy Wait) or went away."""
         for key in sorted(self._by_task.get(task, ())):

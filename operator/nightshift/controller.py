@@ -278,7 +278,7 @@ class Controller:
         self.writer.drop_all()
         for key in list(self.store.entries):
             self.queue.add(key)
-            self.backfiller.task_changed(key)
+        self.backfiller.sync_all()
 
     def _due(self, key: Key, when: float, now: float) -> None:
         metrics.SCHEDULER_LAG.observe(max(0.0, now - when))

@@ -29,6 +29,7 @@ REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "nightshift"
 CRD_SOURCE = REPO / "crds" / "scheduledtasks.nightshift.dev.yaml"
 CRD_NAME = "scheduledtasks.nightshift.dev"
+CRD_NAMES = [path.stem for path in sorted((REPO / "crds").glob("*.yaml"))]
 METRICS = (
     "nightshift_runs_total",
     "nightshift_fire_skew_seconds_bucket",
@@ -169,14 +170,16 @@ def delete_objects(cluster: Any, objects: list[dict[str, Any]]) -> None:
 
 
 def adopt_crd(cluster: Any, release: str, namespace: str) -> None:
-    """Let RELEASE take over a CRD that kubectl or an earlier release installed (Helm's import)."""
-    if cluster.kubectl("get", "crd", CRD_NAME, check=False).returncode != 0:
-        return
-    cluster.kubectl(
-        "annotate", "crd", CRD_NAME, "--overwrite",
-        f"meta.helm.sh/release-name={release}", f"meta.helm.sh/release-namespace={namespace}",
-    )  # fmt: skip
-    cluster.kubectl("label", "crd", CRD_NAME, "--overwrite", "app.kubernetes.io/managed-by=Helm")
+    """Let RELEASE take over the CRDs that kubectl or an earlier release installed (Helm's
+    import): the ScheduledTask, Calendar and Backfill CRDs."""
+    for name in CRD_NAMES:
+        if cluster.kubectl("get", "crd", name, check=False).returncode != 0:
+            continue
+        cluster.kubectl(
+            "annotate", "crd", name, "--overwrite",
+            f"meta.helm.sh/release-name={release}", f"meta.helm.sh/release-namespace={namespace}",
+        )  # fmt: skip
+        cluster.kubectl("label", "crd", name, "--overwrite", "app.kubernetes.io/managed-by=Helm")
 
 
 @pytest.fixture

@@ -67,7 +67,7 @@ def test_defaults_are_applied_by_the_api_server(
         "max": "10m",
         "jitter": True,
     }
-    assert spec["history"] == {"succeeded": 3, "failed": 5}
+    assert spec["history"] == {"succeeded": 3, "failed": 5, "excluded": 3}
 
 
 def test_short_name_category_and_columns(cluster: Any, installed: None, namespace: str) -> None:
