@@ -378,10 +378,12 @@ def test_rendered_chart_is_accepted_by_the_api_server(
     # What each value set is for.
     webhooks = of_kind(docs, "ValidatingWebhookConfiguration")
     if value_set == "defaults":
-        assert len(of_kind(docs, "CustomResourceDefinition")) == 1
-        crd = of_kind(docs, "CustomResourceDefinition")[0]
-        assert crd["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
-        assert crd["spec"] == yaml.safe_load(CRD_SOURCE.read_text())["spec"]
+        crds = of_kind(docs, "CustomResourceDefinition")
+        assert sorted(c["metadata"]["name"] for c in crds) == sorted(CRD_NAMES)
+        for crd in crds:
+            assert crd["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+            source = CRD_SOURCE.parent / f"{crd['metadata']['name']}.yaml"
+            assert crd["spec"] == yaml.safe_load(source.read_text())["spec"]
         assert of_kind(docs, "Deployment")[0]["spec"]["replicas"] == 2
         assert of_kind(docs, "PodDisruptionBudget")[0]["spec"]["minAvailable"] == 1
         (hook,) = webhooks[0]["webhooks"]
