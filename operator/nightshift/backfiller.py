@@ -28,6 +28,7 @@ from nightshift.jobs import ANNOTATION_BACKFILL, LABEL_TASK, task_label_value
 from nightshift.models import (
     BACKFILL_KIND,
     BACKFILL_PLURAL,
+    CALENDAR_PLURAL,
     BackfillSpec,
     BackfillStatus,
     CalendarSpec,
@@ -35,6 +36,7 @@ from nightshift.models import (
     TaskSpec,
     TaskStatus,
     parse_backfill,
+    parse_calendar,
     parse_spec,
     read_time,
 )
@@ -342,6 +344,20 @@ class Backfiller:
         if body is None:
             return None, (), ()
         task = self._task_facts(namespace, body)
+        if task.spec is not None and task.spec.calendarRef is not None:
+            # The Calendar decides which slots exist: read it afresh too.
+            name = task.spec.calendarRef.name
+            found = await self.api.get_object(CALENDAR_PLURAL, namespace, name)
+            calendar: CalendarSpec | None = None
+            problem: tuple[str, str] | None = None
+            if found is None:
+                problem = ("CalendarNotFound", f'calendar "{name}" not found in {namespace}')
+            else:
+                try:
+                    calendar = parse_calendar(found.get("spec") or {})
+                except SpecError as error:
+                    problem = ("InvalidCalendar", f'calendar "{name}": {error}')
+            task = replace(task, calendar=calendar, calendar_problem=problem)
         selector = f"{LABEL_TASK}={task_label_value(task.name)}"
         jobs: list[JobView] = []
         async for page in self.api.list_jobs(namespace, selector):

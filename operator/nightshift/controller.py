@@ -131,6 +131,7 @@ class Controller:
         references it is synced again, so a change takes effect at once."""
         for key in self.calendars.event(kind, body):
             self.queue.add(key)
+            self.backfiller.task_changed(key)
 
     def job_event(self, kind: str | None, body: dict[str, Any]) -> None:
         """A Job carrying our label was listed, added, modified, deleted or resynced."""
