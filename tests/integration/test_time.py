@@ -38,6 +38,45 @@ def slot_of(job: dict[str, Any]) -> datetime:
     return ts(job["metadata"]["annotations"]["nightshift.dev/scheduled-at"])
 
 
+# --- several schedules ----------------------------------------------------------------------------
+
+
+def test_several_schedules_run_a_shared_slot_once(
+    cluster: Any, namespace: str, operator: Operator
+) -> None:
+    # Every minute is a slot of the first two entries (Kolkata is +05:30: whole minutes too),
+    # every other minute of all three: one run per minute, never two.
+    schedules = [
+        {"cron": "* * * * *"},
+        {"cron": "* * * * *", "timeZone": "Asia/Kolkata"},
+        {"cron": "*/2 * * * *", "timeZone": "America/New_York"},
+    ]
+    cluster.apply(task("union", schedules=schedules), namespace)
+    poll(lambda: len(jobs(cluster, namespace, "union")) >= 2, timeout=140, what="two Jobs")
+    cluster.kubectl(
+        "patch", "stask", "union", "-n", namespace, "--type=merge", "-p",
+        json.dumps({"spec": {"suspend": True}}),
+    )  # fmt: skip
+    time.sleep(2)  # a run that started meanwhile shows in Jobs, status and Events alike
+    found = jobs(cluster, namespace, "union")
+    slots = sorted(slot_of(j) for j in found)
+    assert all(s.second == 0 for s in slots)
+    assert len(set(slots)) == len(slots)
+    assert slots[1] - slots[0] == timedelta(minutes=1)
+    st = poll(
+        lambda: (s := status(cluster, namespace, "union")).get("runCount", 0) >= len(found) and s,
+        timeout=20,
+        what="the runs counted",
+    )
+    started = poll(
+        lambda: (n := reasons(cluster, namespace, "union").count("RunStarted")) >= len(found) and n,
+        timeout=20,
+        what="the RunStarted Events",
+    )
+    assert st["runCount"] == started == len(found)  # one run per slot, shared or not
+    assert st["schedule"] == ("* * * * *; * * * * * (Asia/Kolkata); */2 * * * * (America/New_York)")
+
+
 # --- calendars ------------------------------------------------------------------------------------
 
 
