@@ -66,8 +66,20 @@ unit: venv ## Unit tests (pure logic, no cluster)
 	$(BIN)/pytest tests/unit -q
 
 .PHONY: integration
-integration: venv binaries ## Integration tests against the local control plane (started by a fixture)
+integration: venv binaries browser ## Integration tests against the local control plane (started by a fixture)
 	$(BIN)/pytest tests/integration -q
+
+.PHONY: browser
+browser: ## Install Debian's Chromium for the UI's browser tests, when it is missing
+	@command -v chromium >/dev/null || { \
+	  echo "installing Debian's chromium (the UI tests drive it headless)"; \
+	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq && \
+	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) env DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq chromium >/dev/null; }
+
+.PHONY: screenshots
+screenshots: venv binaries browser ## Run the UI's browser tests and keep their screenshots in docs/ui/
+	NIGHTSHIFT_SCREENSHOTS=$(abspath docs/ui) $(BIN)/pytest tests/integration/test_ui.py -q
 
 # --- Generated files
 .PHONY: generate

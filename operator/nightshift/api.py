@@ -8,11 +8,12 @@ drive the same code with an in-memory fake. Errors say what the caller should do
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from typing import Any, Literal, Protocol
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from typing import Any, Literal, Protocol, TypeVar
 
 __all__ = ["ApiError", "Conflict", "CreateResult", "KubeApi", "Unreachable"]
 
+T = TypeVar("T")
 CreateResult = tuple[Literal["created", "adopted", "conflict", "error"], str, dict[str, Any] | None]
 
 
@@ -126,6 +127,19 @@ class KubeApi(Protocol):
         """Like :meth:`patch_status`, for an object of our API group's ``plural``: the updated
         object, None when it is gone, :class:`Conflict` when it changed since
         ``resource_version``."""
+        ...
+
+    async def list_raw(
+        self, verb: str, path: str, params: Mapping[str, str], decode: Callable[[bytes], T]
+    ) -> T:
+        """One page of a list at ``path`` (e.g. /apis/batch/v1/jobs), decoded by ``decode``."""
+        ...
+
+    def watch_raw(
+        self, verb: str, path: str, params: Mapping[str, str], decode: Callable[[bytes], T]
+    ) -> AsyncGenerator[list[T], None]:
+        """A watch stream at ``path``: batches of events, each line decoded by ``decode``.
+        Ends when the server ends the stream; raises ApiError when it breaks."""
         ...
 
     async def post_event(

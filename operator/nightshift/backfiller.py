@@ -195,8 +195,9 @@ class Backfiller:
 
     # --- running ----------------------------------------------------------------------------
 
-    async def run_timer(self, beat: Callable[[], None]) -> None:
-        await self.queue.run_timer(tick=5.0, beat=beat)
+    async def run_timer(self) -> None:
+        """Move the Backfills' wake-ups (retry times, rechecks) into their queue, for ever."""
+        await self.queue.run_timer(tick=5.0)
 
     async def worker(self) -> None:
         while True:

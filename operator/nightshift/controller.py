@@ -1,11 +1,13 @@
 """The controller: watch events in, Jobs and status out, one task sync at a time per task.
 
-Watch events (tasks and our Jobs) update the :class:`~nightshift.store.Store` and queue the task;
-the :class:`~nightshift.workqueue.WorkQueue`'s timer queues it again when its next slot or retry
+Informers (``nightshift.informer``) list and watch the tasks, the Jobs the operator made, the
+Calendars and the Backfills, and feed the :class:`~nightshift.store.Store` (and the Calendars'
+index, and the :class:`~nightshift.backfiller.Backfiller`), which queues the task; the
+:class:`~nightshift.workqueue.WorkQueue`'s timer queues it again when its next slot or retry
 comes due. A worker's sync reads only memory, lets the pure reconciler decide, creates the Jobs it
 asked for, and hands the status, deletes and Events to the :class:`~nightshift.writer.Writer`.
-A resync lists everything afresh after re-lists and outages. Every long-lived part runs under the
-:class:`~nightshift.supervise.Supervisor`, which also answers the liveness probe.
+Every long-lived part runs under the :class:`~nightshift.supervise.Supervisor`, which also
+answers the liveness probe.
 """
 
 from __future__ import annotations
@@ -13,19 +15,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from nightshift import memory, metrics
 from nightshift.api import ApiError, KubeApi
 from nightshift.backfiller import WORKERS as BACKFILL_WORKERS
 from nightshift.backfiller import Backfiller
-from nightshift.jobs import ANNOTATION_RUN_NOW, ANNOTATION_SLOT, LABEL_MANAGED
+from nightshift.informer import BACKFILLS, CALENDARS, JOBS, TASKS, Informer
+from nightshift.jobs import ANNOTATION_RUN_NOW, ANNOTATION_SLOT, LABEL_MANAGED, token_key
 from nightshift.models import (
-    BACKFILL_PLURAL,
     CALENDAR_PLURAL,
     GROUP,
     CalendarSpec,
@@ -43,14 +44,9 @@ from nightshift.supervise import Supervisor
 from nightshift.workqueue import WorkQueue
 from nightshift.writer import EVENT_POSTERS, CreateGate, Writer
 
-__all__ = ["RESYNC", "Controller", "Key"]
+__all__ = ["Controller", "Key"]
 
 log = logging.getLogger(__name__)
-# How often the operator re-lists tasks and Jobs itself (see Controller.resync), besides after
-# every kopf re-list and every time the API server was unreachable; and how long a kopf re-list
-# must be quiet before that.
-SWEEP_EVERY = 600.0
-SWEEP_QUIET = 2.0
 # A sync is a few requests, each with its own timeout; one that takes longer than this is stuck.
 SYNC_TIMEOUT = 60.0
 # Liveness: the timer beats at least every TICK s and must not miss TIMER_LIMIT s; queued work
@@ -58,6 +54,53 @@ SYNC_TIMEOUT = 60.0
 TICK = 5.0
 TIMER_LIMIT = 15.0
 STUCK = 30.0
+
+
+LOOKAHEAD = timedelta(seconds=30)
+
+
+def _needs_attention(body: dict[str, Any], now: datetime) -> tuple[datetime | None, bool]:
+    """(the task's next wake-up as its status says, whether a sync is needed at once): a list
+    brings every task, and most of them only need looking at when their next slot comes."""
+    meta = body.get("metadata") or {}
+    status = body.get("status") or {}
+    upcoming = read_time(status.get("nextScheduleTime"))
+    if upcoming is None or upcoming <= now + LOOKAHEAD:
+        return upcoming, True
+    if status.get("observedGeneration") != meta.get("generation"):
+        return upcoming, True  # the spec changed
+    token = (meta.get("annotations") or {}).get(ANNOTATION_RUN_NOW)
+    if token and token_key(token) != status.get("runNowToken"):
+        return upcoming, True  # asked to run now
+    return upcoming, bool(status.get("active") or status.get("pendingRetries"))
+
+
+class _Feed:
+    """What one informer feeds the controller (tasks, Jobs, Calendars or Backfills), and whether
+    its list is done."""
+
+    def __init__(self, controller: Controller, resource: str) -> None:
+        self.controller = controller
+        self.resource = resource
+        self.synced = False
+        self.mark: int | None = None  # while a list runs: the tick it began at
+
+    def listing(self) -> int:
+        self.mark = self.controller.store.tick()
+        return self.mark
+
+    def event(self, kind: str, body: dict[str, Any]) -> None:
+        if self.resource == "tasks":
+            self.controller.task_event(kind, body)
+        elif self.resource == "calendars":
+            self.controller.calendar_event(kind, body)
+        elif self.resource == "backfills":
+            self.controller.backfill_event(kind, body)
+        else:
+            self.controller.job_event(kind, body)
+
+    def listed(self, mark: int, seen: set[tuple[str, str, str]]) -> None:
+        self.controller.listed(self, mark, seen)
 
 
 class Controller:
@@ -71,30 +114,31 @@ class Controller:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         is_leader: Callable[[], bool] = lambda: True,
         namespaces: Sequence[str] = (),
-        sweep_every: float = SWEEP_EVERY,
         supervisor: Supervisor | None = None,
+        shard: str = "",
     ) -> None:
         self.api = api
-        self.namespaces = tuple(namespaces)  # empty: cluster-wide, like the watches
-        self.sweep_every = sweep_every
+        self.namespaces = tuple(namespaces)  # empty: cluster-wide
         self.clock = clock
         self.is_leader = is_leader
         self.supervisor = supervisor or Supervisor()
         self.store = Store()
         self.calendars = Calendars(self.store.tick)
         self._missing_kinds: set[str] = set()  # resource types found not installed (logged once)
-        self.gate = CreateGate(lambda: len(self.queue))
+        self.gate = CreateGate(lambda: self.queue.urgent)
         self.queue: WorkQueue[Key] = WorkQueue(
-            clock=lambda: self.clock().timestamp(), on_change=self.gate.update
+            clock=lambda: self.clock().timestamp(),
+            on_change=self.gate.update,
+            monotonic=self.supervisor.clock,
         )
         self.writer = Writer(
             api, self.store, self.queue, self.gate, is_leader=is_leader, on_gone=self.forget
         )
         self._workers = workers
-        self._relisted = asyncio.Event()
-        self._last_listing = 0.0
-        self._fresh = asyncio.Event()  # cleared while the API server was unreachable
-        self._fresh.set()
+        # Syncs wait until every informer has listed: on start-up (a sync must see a task's Jobs),
+        # and after the API server was unreachable (a task deleted or suspended meanwhile must
+        # not fire on what was seen before).
+        self._fresh = asyncio.Event()
         self.backfiller = Backfiller(
             api,
             self.store,
@@ -105,45 +149,69 @@ class Controller:
             is_leader=lambda: self.is_leader(),  # noqa: PLW0108
             fresh=self._fresh,
         )
+        self._deferred: set[Key] = set()
         self._frozen = False
         api.on_unreachable = self._unreachable
+        scopes: Sequence[str | None] = self.namespaces or (None,)
+        self._feeds: list[_Feed] = []
+        self.informers: list[Informer] = []
+        resources = (
+            (TASKS, ""),
+            (JOBS, f"{LABEL_MANAGED}=true"),
+            (CALENDARS, ""),
+            (BACKFILLS, ""),
+        )
+        for resource, selector in resources:
+            for namespace in scopes:
+                feed = _Feed(self, resource.name)
+                self._feeds.append(feed)
+                self.informers.append(
+                    Informer(
+                        api, resource, feed, namespace=namespace, selector=selector, shard=shard
+                    )
+                )
         self.ready = asyncio.Event()
 
     # --- watch input ------------------------------------------------------------------------
 
-    def task_event(self, kind: str | None, body: dict[str, Any]) -> None:
-        """A ScheduledTask was listed (kind None), added, modified, deleted or resynced."""
-        if kind is None:
-            self._listed()
+    def task_event(self, kind: str, body: dict[str, Any]) -> None:
+        """A ScheduledTask was listed ("RESYNC"), added, modified or deleted."""
         if kind == "DELETED":
             meta = body.get("metadata") or {}
             self.forget((meta.get("namespace", ""), meta.get("name", "")))
             return
         key = self.store.task_event(kind, body)
         metrics.TASKS.set(len(self.store))
-        if key is not None:
-            self.calendars.task_event(key, body)
+        if key is None:
+            return
+        self.calendars.task_event(key, body)
+        self.backfiller.task_changed(key)
+        if kind != RESYNC:
             self.queue.add(key)
-            self.backfiller.task_changed(key)
+            return
+        # A list: look at every task once, but those that are due (or changed, or asked to run)
+        # first; the rest wait in the background, and wake at their next slot regardless.
+        upcoming, urgent = _needs_attention(body, self.clock())
+        self.queue.add(key, background=not urgent)
+        if upcoming is not None:
+            self.queue.add_after(key, upcoming.timestamp())
 
-    def calendar_event(self, kind: str | None, body: dict[str, Any]) -> None:
-        """A Calendar was listed, added, modified, deleted or resynced: every task that
-        references it is synced again, so a change takes effect at once."""
+    def job_event(self, kind: str, body: dict[str, Any]) -> None:
+        """A Job carrying our label was listed ("RESYNC"), added, modified or deleted."""
+        key = self.store.job_event(kind, body)
+        if key is not None:
+            self.queue.add(key, background=kind == RESYNC)
+            self.backfiller.job_changed(body)
+
+    def calendar_event(self, kind: str, body: dict[str, Any]) -> None:
+        """A Calendar was listed ("RESYNC"), added, modified or deleted: every task that
+        references it (and their Backfills) is synced again, so a change takes effect at once."""
         for key in self.calendars.event(kind, body):
             self.queue.add(key)
             self.backfiller.task_changed(key)
 
-    def job_event(self, kind: str | None, body: dict[str, Any]) -> None:
-        """A Job carrying our label was listed, added, modified, deleted or resynced."""
-        if kind is None:
-            self._listed()
-        key = self.store.job_event(kind, body)
-        if key is not None:
-            self.queue.add(key)
-            self.backfiller.job_changed(body)
-
-    def backfill_event(self, kind: str | None, body: dict[str, Any]) -> None:
-        """A Backfill was listed, added, modified, deleted or resynced."""
+    def backfill_event(self, kind: str, body: dict[str, Any]) -> None:
+        """A Backfill was listed ("RESYNC"), added, modified or deleted."""
         self.backfiller.event(kind, body)
 
     def forget(self, key: Key) -> None:
@@ -157,118 +225,63 @@ class Controller:
             metrics.ACTIVE_RUNS.remove(*key)
         metrics.TASKS.set(len(self.store))
 
-    def _listed(self) -> None:
-        """kopf re-lists after a watch expired (410 Gone) or broke; it reports what exists, but
-        not what was deleted meanwhile, so a resync follows once the listing is over."""
-        self._last_listing = time.monotonic()
-        self._relisted.set()
+    def listed(self, feed: _Feed, mark: int, seen: set[tuple[str, str, str]]) -> None:
+        """An informer finished a full list: forget what it no longer shows."""
+        if feed.resource == "tasks":
+            for key in self.store.tasks_listed(mark, seen):
+                log.info("task %s/%s was deleted while no watch ran; forgetting it", *key)
+                self.forget(key)
+        elif feed.resource == "calendars":
+            for key in self.calendars.resync_done(mark, {(ns, name) for ns, name, _ in seen}):
+                self.queue.add(key)
+                self.backfiller.task_changed(key)
+        elif feed.resource == "backfills":
+            self.backfiller.resync_done(mark, {(ns, name) for ns, name, _ in seen})
+        else:
+            changed, dropped = self.store.jobs_listed(mark, {(ns, name) for ns, name, _ in seen})
+            if dropped:
+                log.info("%d Job(s) were deleted while no watch ran", dropped)
+            for key in changed:
+                self.queue.add(key)
+        feed.synced = True
+        feed.mark = None
+        # A list of many tasks leaves many MB freed; give them back.
+        memory.trim()
+        if feed.resource == "tasks":
+            for key in self._deferred:
+                self.queue.add(key)
+            self._deferred.clear()
+        if not self._fresh.is_set() and all(f.synced for f in self._feeds if f.resource == "jobs"):
+            log.info("Jobs listed; syncs %s", "resume" if self._frozen else "start")
+            self._fresh.set()
+        # (Calendars and Backfills are few, and their CRDs may be missing: not waited for.)
+        if not self._frozen and all(
+            f.synced for f in self._feeds if f.resource in ("tasks", "jobs")
+        ):
+            self._frozen = True
+            memory.freeze()  # after the first full load: see memory.freeze
 
-    # --- resync -----------------------------------------------------------------------------
+    def _stale(self, key: Key) -> bool:
+        """Whether the task is known only from before a list of tasks that is still running
+        (after an outage: it may have been deleted or changed meanwhile)."""
+        entry = self.store.get(key)
+        if entry is None:
+            return False
+        marks = [f.mark for f in self._feeds if f.resource == "tasks" and f.mark is not None]
+        return bool(marks) and entry.seen < min(marks)
 
     def _unreachable(self) -> None:
-        """A request did not reach the API server: what the watches delivered may be out of date
-        (a task deleted or suspended meanwhile), so no sync runs until a resync has succeeded."""
-        if self._fresh.is_set():
-            log.warning("the API server is unreachable; syncs wait for a resync")
-            self._fresh.clear()
-        self._relisted.set()
-
-    async def _resyncer(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._relisted.wait(), timeout=self.sweep_every)
-            # After a kopf re-list, wait for it to finish: no listed object for SWEEP_QUIET s.
-            # (A sleep, not an Event: "quiet for 2 s" is the absence of events.)
-            while (quiet := time.monotonic() - self._last_listing) < SWEEP_QUIET:  # noqa: ASYNC110
-                await asyncio.sleep(SWEEP_QUIET - quiet)
-            self._relisted.clear()
-            try:
-                await self.resync()
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                retry = 2.0 if not self._fresh.is_set() else 10.0
-                if isinstance(error, ApiError):
-                    log.warning("resync failed: %s; retrying in %.0f s", error, retry)
-                else:
-                    log.exception("resync failed; retrying in %.0f s", retry)
-                await asyncio.sleep(retry)
-                self._relisted.set()
-                continue
-            if not self._fresh.is_set():
-                log.info("resync done; syncs resume")
-                self._fresh.set()
-            # A list of many tasks leaves many MB freed; give them back.
-            memory.trim()
-            if not self._frozen:
-                self._frozen = True
-                memory.freeze()  # after the first full load: see memory.freeze
-
-    async def resync(self) -> tuple[int, int]:
-        """List every task and Job afresh: take in what changed, forget what no longer exists.
-
-        kopf's re-list after a watch expired (410 Gone) or broke reports what exists but not what
-        was deleted meanwhile, and after an outage the operator must not act on what it saw
-        before. Returns (tasks forgotten, Jobs forgotten).
-        """
-        mark = self.store.tick()
-        scopes: Sequence[str | None] = self.namespaces or (None,)
-        tasks: set[tuple[str, str, str]] = set()
-        jobs: set[tuple[str, str]] = set()
-        calendars: set[Key] = set()
-        backfills: set[Key] = set()
-        for namespace in scopes:
-            async for page in self.api.list_tasks(namespace):
-                for body in page:
-                    meta = body.get("metadata") or {}
-                    tasks.add(
-                        (meta.get("namespace", ""), meta.get("name", ""), meta.get("uid", ""))
-                    )
-                    self.task_event(RESYNC, body)
-            async for page in self.api.list_jobs(namespace, f"{LABEL_MANAGED}=true"):
-                for body in page:
-                    meta = body.get("metadata") or {}
-                    jobs.add((meta.get("namespace", ""), meta.get("name", "")))
-                    self.job_event(RESYNC, body)
-            async for body in self._list_objects(CALENDAR_PLURAL, namespace):
-                meta = body.get("metadata") or {}
-                calendars.add((meta.get("namespace", ""), meta.get("name", "")))
-                self.calendar_event(RESYNC, body)
-            async for body in self._list_objects(BACKFILL_PLURAL, namespace):
-                meta = body.get("metadata") or {}
-                backfills.add((meta.get("namespace", ""), meta.get("name", "")))
-                self.backfill_event(RESYNC, body)
-        for key in self.calendars.resync_done(mark, calendars):
-            self.queue.add(key)
-        result = self.store.resync_done(mark, tasks, jobs)
-        self.backfiller.resync_done(mark, backfills)
-        for key in result.gone_tasks:
-            log.info("task %s/%s was deleted while a watch was down; forgetting it", *key)
-            self.forget(key)
-        for key in result.changed:
-            log.info("Jobs of %s/%s were deleted while a watch was down", *key)
-            self.queue.add(key)
-        return len(result.gone_tasks), result.gone_jobs
-
-    async def _list_objects(
-        self, plural: str, namespace: str | None
-    ) -> AsyncIterator[dict[str, Any]]:
-        """Every object of ``plural``; none when its CRD is not installed (an older chart with
-        crds.enabled=false): the tasks that reference one then report it missing."""
-        try:
-            async for page in self.api.list_objects(plural, namespace):
-                for body in page:
-                    yield body
-        except ApiError as error:
-            if error.status != 404:
-                raise
-            if plural not in self._missing_kinds:
-                self._missing_kinds.add(plural)
-                log.warning(
-                    "%s.%s is not installed (%s); treating it as empty", plural, GROUP, error
-                )
-
-    # --- running ----------------------------------------------------------------------------
+        """A request did not reach the API server: what the watches delivered may be out of date,
+        so every informer lists again. No sync runs until the Jobs are listed again (a sync must
+        see its task's Jobs), and a task is synced only once the new list has shown it."""
+        if not self._fresh.is_set():
+            return
+        log.warning("the API server is unreachable; syncs wait until everything is listed again")
+        self._fresh.clear()
+        for feed in self._feeds:
+            feed.synced = False
+        for informer in self.informers:
+            informer.relist()
 
     def resync_all(self) -> None:
         """Queue every task (used when this replica becomes the leader).
@@ -300,6 +313,9 @@ class Controller:
                 if not self._fresh.is_set():
                     again = True  # taken just before an outage: back in line for after it
                     continue
+                if self._stale(key):
+                    self._deferred.add(key)  # queued again when the list of tasks is done
+                    continue
                 if self.is_leader():
                     async with asyncio.timeout(SYNC_TIMEOUT):
                         await self.sync(key)
@@ -321,20 +337,18 @@ class Controller:
                     self.queue.add(key)
 
     async def run(self) -> None:
-        """Run the timer, the resync, the workers and the Event posters until cancelled."""
+        """Run the informers, the timer, the workers and the Event posters until cancelled."""
         start = self.supervisor.start
         start("timer", self._timer)
-        start("resync", self._resyncer)
+        for informer in self.informers:
+            scope = informer.namespace or "all"
+            start(f"informer-{informer.resource.name}-{scope}", informer.run)
         for i in range(self._workers):
             start(f"worker-{i}", self._worker)
         for i in range(EVENT_POSTERS):
             start(f"events-{i}", self.writer.post_events)
-        start(
-            "backfill-timer",
-            lambda: self.backfiller.run_timer(
-                lambda: self.supervisor.beat("backfill-timer", TIMER_LIMIT)
-            ),
-        )
+        # Supervised, not watched by liveness: the main timer's heartbeat says the loop runs.
+        start("backfill-timer", self.backfiller.run_timer)
         for i in range(BACKFILL_WORKERS):
             start(f"backfill-{i}", self.backfiller.worker)
         self.ready.set()
@@ -355,7 +369,7 @@ class Controller:
         out = self.supervisor.problems()
         if not self.ready.is_set():
             return out
-        idle = time.monotonic() - self.queue.last_taken
+        idle = self.supervisor.clock() - self.queue.last_taken
         if self._fresh.is_set() and len(self.queue) and idle > STUCK:
             out.append(f"{len(self.queue)} task(s) queued and no worker took one for {idle:.0f} s")
         return out
@@ -404,7 +418,7 @@ class Controller:
             status = TaskStatus()
         calendar, calendar_problem = self._calendar_of(namespace, spec)
         if calendar_problem is not None and not self.calendars.listed_in(namespace):
-            # Just started: the watch may not have delivered the Calendar yet. Missing is only
+            # Just started: the Calendars' informer may not have listed yet. Missing is only
             # known once a list of the namespace's Calendars has been taken in.
             async for found in self._list_objects(CALENDAR_PLURAL, namespace):
                 self.calendars.event(RESYNC, found)
@@ -477,6 +491,24 @@ class Controller:
             return parse_calendar(body.get("spec") or {}), None
         except SpecError as error:
             return None, ("InvalidCalendar", f'spec.calendarRef: calendar "{name}": {error}')
+
+    async def _list_objects(
+        self, plural: str, namespace: str | None
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every object of ``plural``; none when its CRD is not installed (an older chart with
+        crds.enabled=false): the tasks that reference one then report it missing."""
+        try:
+            async for page in self.api.list_objects(plural, namespace):
+                for body in page:
+                    yield body
+        except ApiError as error:
+            if error.status != 404:
+                raise
+            if plural not in self._missing_kinds:
+                self._missing_kinds.add(plural)
+                log.warning(
+                    "%s.%s is not installed (%s); treating it as empty", plural, GROUP, error
+                )
 
     async def _create(
         self, key: Key, view: TaskView, creates: Sequence[CreateJob], spec: TaskSpec | None

@@ -37,9 +37,13 @@ def parse(text: str) -> dict[str, Fault]:
     for item in filter(None, (part.strip() for part in text.split(","))):
         kind, _, rest = item.partition(":")
         name, _, after = rest.partition("@")
-        if kind not in ("crash", "crash-loop") or not name:
+        try:
+            seconds = float(after or 0)
+        except ValueError:
+            seconds = -1.0
+        if kind not in ("crash", "crash-loop") or not name or seconds < 0:
             raise ValueError(f"{ENV}: {item!r} is not crash:TASK@SECONDS or crash-loop:TASK@S")
-        faults[name] = Fault(name, float(after or 0), every_start=kind == "crash-loop")
+        faults[name] = Fault(name, seconds, every_start=kind == "crash-loop")
     return faults
 
 

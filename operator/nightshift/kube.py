@@ -11,11 +11,13 @@ its renewals never wait behind a burst of Job creates, and never slow them down.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
 import os
-from collections.abc import AsyncIterator, Callable
+import threading
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
@@ -40,6 +42,9 @@ TIMEOUT = (5.0, 30.0)
 # The Lease must be renewed within the renew deadline (7 s): a renewal stuck on a dead connection
 # gives up in time for a retry on a new one.
 LEASE_TIMEOUT = (2.0, 4.0)
+# A watch stream: the API server sends a bookmark about every minute, so this long without a byte
+# means the connection is dead.
+WATCH_TIMEOUT = (5.0, 90.0)
 # 5xx answers and throttling say nothing about the request itself: try again later.
 TRANSIENT = frozenset({429, 500, 502, 503, 504})
 
@@ -73,6 +78,7 @@ class KubeClient:
         self._core = client.CoreV1Api(self._api_client)
         self._custom = client.CustomObjectsApi(self._api_client)
         self._lease_client = _client(1)
+        self._watch_client = _client(4)
         self._coordination = client.CoordinationV1Api(self._lease_client)
         self._timeout = timeout
         self._lease_timeout = lease_timeout
@@ -133,6 +139,118 @@ class KubeClient:
                 response.release_conn()
 
         return await self._call(verb, raw)
+
+    # --- raw lists and watches (the informers decode them) ----------------------------------
+
+    def _raw(
+        self,
+        client_: client.ApiClient,
+        path: str,
+        params: Mapping[str, str],
+        timeout: tuple[float, float],
+    ) -> Any:
+        """GET ``path`` with ``params``; the urllib3 response, unread. ApiException if not 2xx."""
+        method, url, headers, _, _ = client_.param_serialize(
+            method="GET",
+            resource_path=path,
+            query_params=list(params.items()),
+            header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"],
+        )
+        response = client_.call_api(method, url, header_params=headers, _request_timeout=timeout)
+        raw = response.response
+        if not 200 <= raw.status <= 299:
+            try:
+                raise ApiException(http_resp=raw)
+            finally:
+                raw.release_conn()
+        return raw
+
+    async def list_raw(
+        self, verb: str, path: str, params: Mapping[str, str], decode: Callable[[bytes], T]
+    ) -> T:
+        """One GET of a list, decoded by ``decode`` in the pool's thread."""
+
+        def fetch(_request_timeout: tuple[float, float]) -> T:
+            raw = self._raw(self._api_client, path, params, _request_timeout)
+            try:
+                return decode(raw.data)
+            finally:
+                raw.release_conn()
+
+        try:
+            return await self._call(verb, fetch)
+        except ApiException as error:
+            raise classify(verb, error) from None
+
+    async def watch_raw(
+        self, verb: str, path: str, params: Mapping[str, str], decode: Callable[[bytes], T]
+    ) -> AsyncGenerator[list[T], None]:
+        """A watch stream: batches of events, each line decoded by ``decode`` in a thread of
+        its own (watches are long; they must not hold a thread of the request pool).
+
+        The read timeout is the inactivity limit: the API server sends a bookmark about every
+        minute, so WATCH_IDLE s of silence means a dead connection. Ends when the server ends the
+        stream; raises ApiError (Unreachable for no answer).
+        """
+        loop = asyncio.get_running_loop()
+        ready: collections.deque[T] = collections.deque()
+        woken = asyncio.Event()
+        outcome: list[BaseException | None] = []
+        response: list[Any] = []
+        stopping = threading.Event()
+        self.calls[verb] = self.calls.get(verb, 0) + 1
+        metrics.API_REQUESTS.labels(call=verb).inc()
+
+        def pump() -> None:
+            error: BaseException | None = None
+            try:
+                raw = self._raw(self._watch_client, path, params, WATCH_TIMEOUT)
+                response.append(raw)
+                buffer = b""
+                for chunk in raw.stream(amt=None, decode_content=True):
+                    buffer += chunk
+                    *lines, buffer = buffer.split(b"\n")
+                    decoded = [d for line in lines if line and (d := decode(line)) is not None]
+                    if decoded:
+                        ready.extend(decoded)
+                        loop.call_soon_threadsafe(woken.set)
+                    if stopping.is_set():
+                        break
+                raw.release_conn()
+            except BaseException as problem:  # handed to the event loop, raised there
+                error = problem
+            if not stopping.is_set():
+                outcome.append(error)
+                loop.call_soon_threadsafe(woken.set)
+
+        thread = threading.Thread(target=pump, name=f"watch-{verb}", daemon=True)
+        thread.start()
+        try:
+            while True:
+                await woken.wait()
+                woken.clear()
+                if ready:
+                    batch = list(ready)
+                    ready.clear()
+                    yield batch
+                if outcome and not ready:
+                    break
+        finally:
+            stopping.set()
+            for raw in response:
+                with contextlib.suppress(Exception):
+                    raw.shutdown()  # unblocks the thread's read
+        error = outcome[0] if outcome else None
+        if error is None:
+            return
+        if isinstance(error, ApiException):
+            raise classify(verb, error)
+        if isinstance(error, urllib3.exceptions.HTTPError | OSError):
+            metrics.API_ERRORS.labels(call=verb).inc()
+            self._watch_client.rest_client.pool_manager.clear()
+            raise Unreachable(f"{verb}: the watch stream broke ({_describe(error)})")
+        raise error
 
     def close(self) -> None:
         """Stop the worker threads."""

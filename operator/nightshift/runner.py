@@ -1,10 +1,11 @@
-"""``nightshift run``: wire kopf's watches to the controller and run until interrupted.
+"""``nightshift run``: start the controller, its probes and metrics, and kopf for admission.
 
-kopf gives us watch streams with reconnects, 410 handling and server-side label selectors; the
-handlers only hand bodies to the controller, which reaches them through kopf's ``memo``. No
-finalizers, no progress annotations, no per-object daemons: one scheduler serves every task.
-The liveness and readiness endpoints are our own (see ``nightshift.health``): liveness reports the
-scheduler's heartbeat, which kopf's probe endpoint cannot.
+The controller watches tasks and Jobs with informers of its own (``nightshift.informer``): kopf
+handed every watched object to per-object queues, which kept the start-up list of 10,000 tasks in
+memory and spent a third of the main thread on the events of the Jobs the operator creates. kopf
+serves the validating webhook, when one is asked for. No finalizers, no progress annotations, no
+per-object daemons: one scheduler serves every task. The liveness and readiness endpoints are our
+own (``nightshift.health``): liveness reports the scheduler's heartbeat.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 import socket
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -22,16 +24,12 @@ from prometheus_client import start_http_server
 
 from nightshift import faults, health, memory
 from nightshift.controller import Controller
-from nightshift.jobs import LABEL_MANAGED
 from nightshift.kube import KubeClient, load_config
 from nightshift.leader import LeaderElector
 from nightshift.models import (
     BACKFILL_KIND,
-    BACKFILL_PLURAL,
     CALENDAR_KIND,
-    CALENDAR_PLURAL,
     GROUP,
-    PLURAL,
     VERSION,
     SpecError,
     parse_backfill,
@@ -44,11 +42,9 @@ __all__ = ["registry", "run"]
 
 log = logging.getLogger("nightshift")
 
-# Timeouts of kopf's own requests (seconds). A watch that has sent nothing, not even a bookmark
-# (the API server sends one about every minute), for INACTIVITY is presumed dead and replaced.
+# Timeouts of kopf's own requests (seconds).
 CONNECT_TIMEOUT = 5.0
 REQUEST_TIMEOUT = 30.0
-INACTIVITY = 70.0
 
 
 class _Backoffs:
@@ -83,45 +79,31 @@ _PARSERS: dict[str, Callable[[Any], object]] = {
 
 
 def registry(args: argparse.Namespace) -> kopf.OperatorRegistry:
-    """The kopf handlers of one operator: the watches feed the controller kept in ``memo``."""
+    """The kopf handlers of one operator: its login, and the validating webhook."""
     reg = kopf.OperatorRegistry()
 
     @kopf.on.startup(registry=reg)
     async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
-        # Our own Events describe transitions; kopf's handler-log Events would be noise.
+        # kopf's handler-log Events would be noise; the operator posts its own.
         settings.posting.enabled = False
-        # Only Jobs we labelled are streamed: the filter runs in the API server, not here.
-        settings.watching.label_selectors["batch", "jobs"] = f"{LABEL_MANAGED}=true"
-        # Lists come in pages: one response with every task is a memory peak that never goes.
-        settings.watching.chunk_size = 500
-        settings.watching.server_timeout = 300
-        settings.watching.client_timeout = 330
-        settings.watching.connect_timeout = CONNECT_TIMEOUT
-        settings.watching.inactivity_timeout = INACTIVITY
         settings.networking.connect_timeout = CONNECT_TIMEOUT
         settings.networking.request_timeout = REQUEST_TIMEOUT
         settings.networking.error_backoffs = _Backoffs()
-        # Resolve our two resources from API discovery once instead of watching CRDs and
-        # namespaces cluster-wide, which would need RBAC we do not otherwise use. A CRD installed
-        # after start-up (crds.enabled=false in the chart) is picked up on the next restart.
+        # kopf watches nothing (the informers do): no CRD or namespace scanning, no RBAC for it.
         settings.scanning.disabled = True
-        # No kopf state is stored on our objects: handlers are event handlers only.
         settings.persistence.finalizer = "nightshift.dev/unused"
-        # kopf deep-copies every object on every event to diff it for change handlers; we have
-        # none.
         settings.persistence.diffbase_storage = _NoDiffBase()
-        if args.webhook_port:
-            settings.admission.server = kopf.WebhookServer(
-                addr=args.webhook_addr,
-                port=args.webhook_port,
-                host=args.webhook_host,
-                certfile=args.webhook_cert,
-                pkeyfile=args.webhook_key,
-                cafile=args.webhook_ca or args.webhook_cert,
-            )
-            if args.webhook_manage:
-                # Development and tests: the operator registers itself (the chart ships its own).
-                settings.admission.managed = args.webhook_manage
+        settings.admission.server = kopf.WebhookServer(
+            addr=args.webhook_addr,
+            port=args.webhook_port,
+            host=args.webhook_host,
+            certfile=args.webhook_cert,
+            pkeyfile=args.webhook_key,
+            cafile=args.webhook_ca or args.webhook_cert,
+        )
+        if args.webhook_manage:
+            # Development and tests: the operator registers itself (the chart ships its own).
+            settings.admission.managed = args.webhook_manage
 
     @kopf.on.login(registry=reg)
     def _login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -129,49 +111,40 @@ def registry(args: argparse.Namespace) -> kopf.OperatorRegistry:
         # own registry would add this handler, a registry of our own has to.
         return kopf.login_via_client(**kwargs)
 
-    @kopf.on.event(GROUP, VERSION, PLURAL, registry=reg)
-    async def _task_event(*, type: str | None, body: kopf.Body, memo: Any, **_: Any) -> None:
-        # async: kopf runs sync handlers in a thread pool, and the controller's queue is not
-        # thread-safe; on the event loop a wake-up cannot be lost.
-        memo.controller.task_event(type, dict(body))
-
-    @kopf.on.event("batch", "v1", "jobs", labels={LABEL_MANAGED: "true"}, registry=reg)
-    async def _job_event(*, type: str | None, body: kopf.Body, memo: Any, **_: Any) -> None:
-        memo.controller.job_event(type, dict(body))
-
-    @kopf.on.event(GROUP, VERSION, CALENDAR_PLURAL, registry=reg)
-    async def _calendar_event(*, type: str | None, body: kopf.Body, memo: Any, **_: Any) -> None:
-        memo.controller.calendar_event(type, dict(body))
-
-    @kopf.on.event(GROUP, VERSION, BACKFILL_PLURAL, registry=reg)
-    async def _backfill_event(*, type: str | None, body: kopf.Body, memo: Any, **_: Any) -> None:
-        memo.controller.backfill_event(type, dict(body))
-
-    if args.webhook_port:
-        # Only with a webhook server (kopf refuses admission handlers without one).
-        # failurePolicy Ignore: while the operator is down, writes are not blocked; what slips
-        # through is caught by the operator itself (Ready=False, one Warning Event, no Jobs).
-        # One handler (one webhook, path /validate) for every kind in the category "nightshift".
-        @kopf.on.validate(
-            group=GROUP,
-            version=VERSION,
-            category="nightshift",
-            id="validate",
-            ignore_failures=True,
-            registry=reg,
-        )
-        def _validate(
-            *, spec: kopf.Spec, body: kopf.Body, operation: str | None = None, **_: Any
-        ) -> None:
-            if operation == "DELETE":
-                return
-            parse = _PARSERS.get(str(body.get("kind")), parse_spec)
-            try:
-                parse(dict(spec))
-            except SpecError as error:
-                raise kopf.AdmissionError(str(error), code=422) from None
+    # failurePolicy Ignore: while the operator is down, writes are not blocked; what slips
+    # through is caught by the operator itself (Ready=False, one Warning Event, no Jobs).
+    # One handler (one webhook, path /validate) for every kind in the category "nightshift":
+    # ScheduledTasks, Calendars and Backfills.
+    @kopf.on.validate(
+        group=GROUP,
+        version=VERSION,
+        category="nightshift",
+        id="validate",
+        ignore_failures=True,
+        registry=reg,
+    )
+    def _validate(
+        *, spec: kopf.Spec, body: kopf.Body, operation: str | None = None, **_: Any
+    ) -> None:
+        if operation == "DELETE":
+            return
+        parse = _PARSERS.get(str(body.get("kind")), parse_spec)
+        try:
+            parse(dict(spec))
+        except SpecError as error:
+            raise kopf.AdmissionError(str(error), code=422) from None
 
     return reg
+
+
+async def _until_signalled() -> None:
+    """Return on SIGTERM or SIGINT (kopf does this itself when it runs)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("signal received; stopping")
 
 
 async def _main(args: argparse.Namespace) -> None:
@@ -201,13 +174,15 @@ async def _main(args: argparse.Namespace) -> None:
     probes = await health.serve(args.health_port, controller) if args.health_port else None
     scheduler = asyncio.create_task(controller.run(), name="nightshift-controller")
     try:
-        await kopf.operator(
-            registry=registry(args),
-            memo=kopf.Memo(controller=controller),
-            clusterwide=not args.namespaces,
-            namespaces=args.namespaces,
-            standalone=True,
-        )
+        if args.webhook_port:
+            await kopf.operator(
+                registry=registry(args),
+                clusterwide=not args.namespaces,
+                namespaces=args.namespaces,
+                standalone=True,
+            )
+        else:
+            await _until_signalled()
     finally:
         scheduler.cancel()
         await asyncio.gather(scheduler, return_exceptions=True)

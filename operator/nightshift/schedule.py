@@ -249,21 +249,35 @@ def fire_time(plan: Plan, slot: datetime) -> datetime:
 
 
 def next_fire_times(
-    plan: Plan, after: datetime, count: int, *, max_runs: int = 0, runs_so_far: int = 0
+    plan: Plan,
+    after: datetime,
+    count: int,
+    *,
+    max_runs: int = 0,
+    runs_so_far: int = 0,
+    until: datetime | None = None,
 ) -> list[datetime]:
     """The next ``count`` instants strictly after ``after`` at which the operator starts a
-    scheduled run, in slot order.
+    scheduled run, in slot order (and, with ``until``, none after it).
 
     They are what the operator will really use: each slot plus its jitter (so a slot just before
     ``after`` whose jitter has not passed yet is still ahead), inside the startAt/endAt window, and
     no more than ``max_runs`` (0: unlimited) leaves after the ``runs_so_far`` already started.
     """
-    found = next_fire_slots(plan, after, count, max_runs=max_runs, runs_so_far=runs_so_far)
+    found = next_fire_slots(
+        plan, after, count, max_runs=max_runs, runs_so_far=runs_so_far, until=until
+    )
     return [moment for _, moment in found]
 
 
 def next_fire_slots(
-    plan: Plan, after: datetime, count: int, *, max_runs: int = 0, runs_so_far: int = 0
+    plan: Plan,
+    after: datetime,
+    count: int,
+    *,
+    max_runs: int = 0,
+    runs_so_far: int = 0,
+    until: datetime | None = None,
 ) -> list[tuple[datetime, datetime]]:
     """:func:`next_fire_times` with the slot each fire time belongs to: (slot, fire time) pairs."""
     if max_runs:
@@ -274,9 +288,13 @@ def next_fire_slots(
     # Comparing spans rather than subtracting first keeps a start in year 1 from underflowing.
     lookback = min(plan.jitter, after - _FIRST_INSTANT)
     for slot in iter_slots(plan, after - lookback):
+        if until is not None and slot > until:
+            break  # a later slot's fire time is later still (jitter only delays)
         moment = fire_time(plan, slot)
         if moment <= after:
             continue
+        if until is not None and moment > until:
+            continue  # this slot's jitter passes ``until``; the next slot may still be inside
         found.append((slot, moment))
         if len(found) >= count:
             break

@@ -31,7 +31,6 @@ __all__ = [
     "Entry",
     "JobRecord",
     "Key",
-    "ResyncResult",
     "Store",
     "calendar_ref",
     "resource_version",
@@ -87,6 +86,7 @@ class JobRecord:
     deleting: bool
     run_now_token: str | None
     outcome: Outcome | None = None  # read from the pod once the Job finished; None: not yet
+    rv: int = field(default=0, compare=False)  # orders events; not a change the reconciler sees
     backfill: str | None = None  # the uid of the Backfill that runs it (not the schedule)
     backfill_name: str | None = None
 
@@ -111,6 +111,7 @@ class JobRecord:
             finished_at=finished_at,
             deleting=bool(meta.get("deletionTimestamp")),
             run_now_token=annotations.get(ANNOTATION_RUN_NOW),
+            rv=resource_version(body),
             backfill=annotations.get(ANNOTATION_BACKFILL_UID) or None,
             backfill_name=annotations.get(ANNOTATION_BACKFILL) or None,
         )
@@ -186,15 +187,6 @@ class Entry:
         self.job_seen.pop(name, None)
 
 
-@dataclass(frozen=True, slots=True)
-class ResyncResult:
-    """What a resync changed: the tasks it forgot, and the tasks whose Jobs it forgot."""
-
-    gone_tasks: tuple[Key, ...]
-    changed: tuple[Key, ...]
-    gone_jobs: int
-
-
 class Store:
     """Every task the operator knows, by (namespace, name), and Jobs seen before their task."""
 
@@ -224,9 +216,11 @@ class Store:
             self.forget(key)
             return None
         entry = self.entries.get(key)
-        if entry is not None and entry.uid != meta.get("uid"):
-            entry = None  # deleted and re-created under the same name
         rv = resource_version(body)
+        if entry is not None and entry.uid != meta.get("uid"):
+            if rv < entry.rv:
+                return None  # an older namesake: deleted before this task was created
+            entry = None  # deleted and re-created under the same name
         if entry is None:
             entry = Entry.of(body)
             self.entries[key] = entry
@@ -278,6 +272,8 @@ class Store:
             return key
         previous = entry.jobs.get(name)
         current = JobRecord.of(body)
+        if previous is not None and previous.uid == current.uid and current.rv < previous.rv:
+            return None  # older than what an event (or our own create) already said
         if previous is not None and previous.uid == current.uid and current.finished:
             current = replace(current, outcome=previous.outcome)  # read once, kept
         entry.jobs[name] = current
@@ -313,27 +309,30 @@ class Store:
         """Drop a task (deleted); True if it was known."""
         return self.entries.pop(key, None) is not None
 
-    # --- resync -------------------------------------------------------------------------------
+    # --- lists -------------------------------------------------------------------------------
 
-    def resync_done(
-        self, mark: int, tasks: set[tuple[str, str, str]], jobs: set[tuple[str, str]]
-    ) -> ResyncResult:
-        """Forget what a full list (begun at tick ``mark``) no longer shows.
-
-        ``tasks`` holds (namespace, name, uid) and ``jobs`` (namespace, name) of everything listed;
-        the listed objects themselves were fed in as RESYNC events. Only what was last heard of
-        before the lists began can be forgotten: anything newer has had an event since, so a list
-        that lacks it is merely older.
-        """
-        gone_tasks = tuple(
+    def tasks_listed(self, mark: int, tasks: set[tuple[str, str, str]]) -> list[Key]:
+        """A full list of tasks, begun at tick ``mark``, showed ``tasks`` (namespace, name,
+        uid): returns the known tasks it did not show and nothing has mentioned since ``mark``
+        (deleted while no watch ran; the caller forgets them). Jobs kept for tasks that are gone
+        go too."""
+        gone = [
             key
             for key, entry in self.entries.items()
             if entry.seen < mark and (*key, entry.uid) not in tasks
-        )
-        for key in gone_tasks:
-            self.forget(key)
+        ]
+        live = {uid for *_, uid in tasks}
+        for uid in [u for u, seen in self._orphan_seen.items() if seen < mark and u not in live]:
+            self._orphans.pop(uid, None)
+            self._orphan_seen.pop(uid, None)
+        return gone
+
+    def jobs_listed(self, mark: int, jobs: set[tuple[str, str]]) -> tuple[list[Key], int]:
+        """A full list of our Jobs, begun at ``mark``, showed ``jobs`` (namespace, name): drops
+        the Jobs it did not show and nothing has mentioned since. Returns the tasks that lost
+        Jobs (to sync again) and how many Jobs were dropped."""
         changed: list[Key] = []
-        gone_jobs = 0
+        dropped = 0
         for key, entry in self.entries.items():
             stale = [
                 name
@@ -343,13 +342,9 @@ class Store:
             for name in stale:
                 entry.drop_job(name)
             if stale:
-                gone_jobs += len(stale)
+                dropped += len(stale)
                 changed.append(key)
-        live = {uid for *_, uid in tasks}
-        for uid in [u for u, seen in self._orphan_seen.items() if seen < mark and u not in live]:
-            self._orphans.pop(uid, None)
-            self._orphan_seen.pop(uid, None)
-        return ResyncResult(gone_tasks, tuple(changed), gone_jobs)
+        return changed, dropped
 
 
 # --- calendars ------------------------------------------------------------------------------------

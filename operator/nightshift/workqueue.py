@@ -9,6 +9,7 @@ back. Failures back off per key, exponentially, until the key succeeds once.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import heapq
 import itertools
@@ -47,53 +48,87 @@ class WorkQueue(Generic[K]):
         clock: Callable[[], float] = time.time,
         backoff: Backoff | None = None,
         on_change: Callable[[], None] = lambda: None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.clock = clock
+        self.monotonic = monotonic  # for last_taken (liveness), never for wake-ups
         self.backoff = backoff or Backoff()
         self.on_change = on_change  # called whenever the number of queued keys changes
-        self._ready: asyncio.Queue[K] = asyncio.Queue()
-        self._queued: set[K] = set()
+        # Two lines: urgent keys (watch events, due wake-ups) go before background ones (what a
+        # list asks to look at), so that after a restart a due task does not wait behind the
+        # first look at 10,000 quiet ones. A key promoted to urgent may sit in both deques; the
+        # first copy taken wins and the other is skipped.
+        self._urgent: collections.deque[K] = collections.deque()
+        self._background: collections.deque[K] = collections.deque()
+        self._queued: dict[K, bool] = {}  # key -> urgent
+        self._urgent_queued = 0
+        self._available = asyncio.Event()
         self._busy: set[K] = set()
-        self._again: set[K] = set()
+        self._again: dict[K, bool] = {}
         self._heap: list[tuple[float, int, K]] = []
         self._wake: dict[K, float] = {}  # the current (earliest) wake-up of each key
         self._seq = itertools.count()
         self._timer = asyncio.Event()
         self._failures: dict[K, int] = {}
-        self.last_taken = time.monotonic()  # when a worker last took a key (liveness)
+        self.last_taken = monotonic()  # when a worker last took a key (liveness)
 
     # --- now --------------------------------------------------------------------------------
 
-    def add(self, key: K) -> None:
-        """Sync ``key`` soon (once, however often it is added before a worker takes it)."""
+    def add(self, key: K, *, background: bool = False) -> None:
+        """Sync ``key`` soon (once, however often it is added before a worker takes it);
+        ``background`` keys wait until no urgent one is queued."""
+        urgent = not background
         if key in self._busy:
-            self._again.add(key)
+            self._again[key] = self._again.get(key, False) or urgent
             return
-        if key in self._queued:
+        queued = self._queued.get(key)
+        if queued is not None:
+            if urgent and not queued:
+                self._queued[key] = True
+                self._urgent_queued += 1
+                self._urgent.append(key)
+                self.on_change()
             return
-        self._queued.add(key)
-        self._ready.put_nowait(key)
+        self._queued[key] = urgent
+        self._urgent_queued += urgent
+        (self._urgent if urgent else self._background).append(key)
+        self._available.set()
         self.on_change()
+
+    def _take(self) -> K | None:
+        for line in (self._urgent, self._background):
+            while line:
+                key = line.popleft()
+                if key in self._queued:
+                    return key
+        return None
 
     async def get(self) -> K:
         """The next key to sync; the caller must call :meth:`done` with it afterwards."""
-        key = await self._ready.get()
-        self._queued.discard(key)
+        while (key := self._take()) is None:
+            self._available.clear()
+            await self._available.wait()
+        self._urgent_queued -= self._queued.pop(key)
         self._busy.add(key)
-        self.last_taken = time.monotonic()
+        self.last_taken = self.monotonic()
         self.on_change()
         return key
 
     def done(self, key: K) -> None:
         """The worker finished ``key``; if it was added meanwhile, it is queued again."""
         self._busy.discard(key)
-        if key in self._again:
-            self._again.discard(key)
-            self.add(key)
+        urgent = self._again.pop(key, None)
+        if urgent is not None:
+            self.add(key, background=not urgent)
 
     def __len__(self) -> int:
         """Keys queued for a worker (not those being synced)."""
-        return self._ready.qsize()
+        return len(self._queued)
+
+    @property
+    def urgent(self) -> int:
+        """Urgent keys queued (Job creates may be coming)."""
+        return self._urgent_queued
 
     # --- later ------------------------------------------------------------------------------
 
@@ -155,8 +190,11 @@ class WorkQueue(Generic[K]):
             beat()
             upcoming = self.next_wake()
             delay = tick if upcoming is None else min(tick, max(0.0, upcoming - now))
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation that
+            # comes with the event (CPython gh-86296), and stopping would then hang.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._timer.wait(), timeout=delay)
+                async with asyncio.timeout(delay):
+                    await self._timer.wait()
 
     # --- failures ---------------------------------------------------------------------------
 

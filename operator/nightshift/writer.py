@@ -27,7 +27,7 @@ from nightshift import metrics
 from nightshift.api import ApiError, Conflict, KubeApi
 from nightshift.reconcile import Event
 from nightshift.store import RESYNC, Entry, Key, Store, resource_version
-from nightshift.workqueue import Backoff, WorkQueue
+from nightshift.workqueue import WorkQueue
 
 __all__ = [
     "EVENT_QUEUE",
@@ -89,8 +89,11 @@ class CreateGate:
 
     async def wait_idle(self, limit: float) -> None:
         """Return once nothing is being created, or after ``limit`` seconds."""
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation that
+        # comes with the event (CPython gh-86296).
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._idle.wait(), timeout=limit)
+            async with asyncio.timeout(limit):
+                await self._idle.wait()
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +154,7 @@ class Writer:
         # Write failures back off per task on their own: a sync that succeeds (it only reads
         # memory) must not reset the back-off of a write that keeps failing.
         self._failures: dict[Key, int] = {}
-        self.backoff = Backoff()
+        self.backoff = queue.backoff  # the same delays, counted apart
 
     # --- what syncs read and hand over -----------------------------------------------------
 

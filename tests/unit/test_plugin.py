@@ -449,6 +449,7 @@ def test_every_command_has_a_description_and_examples() -> None:
         "logs",
         "list",
         "backfill",
+        "ui",
     }
     for name, text in texts.items():
         assert "examples:\n  kubectl nightshift" in text, name

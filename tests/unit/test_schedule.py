@@ -61,3 +61,18 @@ def test_a_start_at_the_first_instant_of_the_calendar_does_not_underflow() -> No
     task = parse_spec(spec(at="0001-01-01T01:00:00Z", jitter="1h"))
     first = datetime.min.replace(tzinfo=UTC)
     assert len(upcoming(task, first, 1)) == 1
+
+
+def test_until_stops_at_the_window_end_without_changing_what_comes_before() -> None:
+    hourly = parse_spec(spec(schedule="0 * * * *", timeZone="America/New_York"))
+    plan = plan_for(hourly, "ns", "t")
+    start = datetime(2026, 3, 8, 5, 0, tzinfo=UTC)  # local midnight of the spring-forward day
+    midnight = datetime(2026, 3, 9, 4, 0, tzinfo=UTC)  # the next one, 23 hours later
+    day = next_fire_times(plan, start - timedelta(seconds=1), 1000, until=midnight)
+    assert len(day) == 24  # the day's 23 hours, and ``until`` itself
+    assert day == next_fire_times(plan, start - timedelta(seconds=1), 24)
+    jittered = parse_spec(spec(interval="1h", jitter="50m"))
+    plan = plan_for(jittered, "ns", "t")
+    until = NOW + timedelta(hours=5)
+    capped = next_fire_times(plan, NOW, 100, until=until)
+    assert capped == [t for t in next_fire_times(plan, NOW, 10) if t <= until]

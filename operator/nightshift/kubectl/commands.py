@@ -17,13 +17,15 @@ from typing import Any, TextIO
 from nightshift.durations import format_duration
 from nightshift.jobs import (
     ANNOTATION_RUN_NOW,
-    PREFIX,
+    LABEL_TASK,
     job_name,
     manual_run_id,
     new_token,
+    task_label_value,
     token_key,
 )
 from nightshift.kubectl.render import (
+    ANNOTATION_SUSPEND_REASON,
     HISTORY_HEADERS,
     PLAN_HEADERS,
     RunProgress,
@@ -58,6 +60,8 @@ from nightshift.schedule import next_fire_slots, plan_for, schedule_texts, sourc
 __all__ = [
     "ANNOTATION_SUSPEND_REASON",
     "Attempt",
+    "LogSource",
+    "RunRequest",
     "choose_container",
     "cmd_backfill",
     "cmd_history",
@@ -67,12 +71,14 @@ __all__ = [
     "cmd_resume",
     "cmd_run",
     "cmd_suspend",
+    "log_source",
     "newest_pod",
+    "request_run",
     "select_attempt",
+    "set_suspend",
     "utc_now",
 ]
 
-ANNOTATION_SUSPEND_REASON = PREFIX + "suspend-reason"
 DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
 POLL_SECONDS = 1.0
 
@@ -89,20 +95,42 @@ def _ref(name: str) -> str:
 # --- run, suspend, resume -------------------------------------------------------------------------
 
 
-def cmd_run(args: argparse.Namespace, session: Session, out: TextIO, err: TextIO) -> int:
-    """Request a run now; with --wait follow it to its result."""
-    task = session.get_task(args.task)
+@dataclass(frozen=True, slots=True)
+class RunRequest:
+    """A run-now request that was made: its token, the run's identity and its first Job."""
+
+    token: str
+    run: str
+    job: str
+    replaced: str | None  # an earlier token the operator had not taken yet, now replaced
+    suspended: bool  # the task is suspended (a run-now request still runs)
+
+
+def request_run(session: Session, name: str, now: datetime) -> RunRequest:
+    """Set a fresh run-now token on the task (a merge patch): the operator starts exactly one
+    run per distinct token. Shared by ``run`` and the web UI's Run now."""
+    task = session.get_task(name)
     previous = ((task.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_RUN_NOW)
+    replaced = None
     if previous and token_key(str(previous)) != (task.get("status") or {}).get("runNowToken"):
         # The operator acts on the annotation's latest value only.
-        err.write(
-            f"note: the previous run-now request ({previous}) has not been picked up yet; "
-            "this one replaces it\n"
-        )
-    token = new_token(utc_now())
+        replaced = str(previous)
+    token = new_token(now)
     run = manual_run_id(token)
-    job = job_name(args.task, run, 1)
-    session.patch_task(args.task, {"metadata": {"annotations": {ANNOTATION_RUN_NOW: token}}})
+    session.patch_task(name, {"metadata": {"annotations": {ANNOTATION_RUN_NOW: token}}})
+    suspended = bool((task.get("spec") or {}).get("suspend"))
+    return RunRequest(token, run, job_name(name, run, 1), replaced, suspended)
+
+
+def cmd_run(args: argparse.Namespace, session: Session, out: TextIO, err: TextIO) -> int:
+    """Request a run now; with --wait follow it to its result."""
+    request = request_run(session, args.task, utc_now())
+    if request.replaced:
+        err.write(
+            f"note: the previous run-now request ({request.replaced}) has not been picked up "
+            "yet; this one replaces it\n"
+        )
+    token, run, job = request.token, request.run, request.job
     data: dict[str, Any] = {
         "task": args.task,
         "namespace": session.namespace,
@@ -113,7 +141,7 @@ def cmd_run(args: argparse.Namespace, session: Session, out: TextIO, err: TextIO
     if args.output == "table":
         out.write(f"{_ref(args.task)}: run requested (token {token})\n")
         out.write(f"run {run}: first attempt is Job {job}\n")
-        if (task.get("spec") or {}).get("suspend"):
+        if request.suspended:
             err.write("note: the task is suspended; a run-now request still runs\n")
         out.flush()
     if not args.wait:
@@ -168,9 +196,9 @@ def _wait_for_run(
         time.sleep(POLL_SECONDS)
 
 
-def _set_suspend(session: Session, name: str, suspend: bool, reason: str | None) -> bool:
+def set_suspend(session: Session, name: str, suspend: bool, reason: str | None) -> bool:
     """Merge-patch spec.suspend and the reason annotation (None removes it); True when the task
-    was suspended before."""
+    was suspended before. Shared by ``suspend``, ``resume`` and the web UI."""
     task = session.get_task(name)
     was = bool((task.get("spec") or {}).get("suspend"))
     session.patch_task(
@@ -186,7 +214,7 @@ def _set_suspend(session: Session, name: str, suspend: bool, reason: str | None)
 def cmd_suspend(args: argparse.Namespace, session: Session, out: TextIO, err: TextIO) -> int:
     """Set spec.suspend=true and the reason annotation."""
     # A suspend without --reason clears an older reason rather than leaving a stale one.
-    already = _set_suspend(session, args.task, True, args.reason if args.reason else None)
+    already = set_suspend(session, args.task, True, args.reason if args.reason else None)
     note = " (was already suspended)" if already else ""
     out.write(f"{_ref(args.task)} suspended{note}\n")
     return 0
@@ -194,7 +222,7 @@ def cmd_suspend(args: argparse.Namespace, session: Session, out: TextIO, err: Te
 
 def cmd_resume(args: argparse.Namespace, session: Session, out: TextIO, err: TextIO) -> int:
     """Set spec.suspend=false and drop the reason annotation."""
-    was = _set_suspend(session, args.task, False, None)
+    was = set_suspend(session, args.task, False, None)
     note = "" if was else " (was not suspended)"
     out.write(f"{_ref(args.task)} resumed{note}\n")
     return 0
@@ -342,7 +370,7 @@ def cmd_backfill(args: argparse.Namespace, session: Session, out: TextIO, err: T
     start, end = args.start, args.end
     if start >= end:
         raise PluginError("--from must be before --to")
-    metadata: dict[str, Any] = {"labels": {PREFIX + "task": args.task}}
+    metadata: dict[str, Any] = {"labels": {LABEL_TASK: task_label_value(args.task)}}
     if args.name:
         metadata["name"] = args.name
     else:
@@ -565,10 +593,32 @@ def newest_pod(pods: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
     return max(pods, key=lambda p: str((p.get("metadata") or {}).get("creationTimestamp") or ""))
 
 
-def cmd_logs(args: argparse.Namespace, session: Session, out: TextIO, err: TextIO) -> int:
-    """Print the pod log of one attempt's Job."""
-    task = session.get_task(args.task)
-    chosen = select_attempt(task.get("status") or {}, args.task, args.run, args.attempt)
+@dataclass(frozen=True, slots=True)
+class LogSource:
+    """Whose log to read: the attempt, its pod and container (``note``: how it was defaulted)."""
+
+    attempt: Attempt
+    pod: str
+    container: str
+    note: str | None
+
+    def describe(self) -> str:
+        """``pod P (Job J, run R, attempt N)``."""
+        a = self.attempt
+        return f"pod {self.pod} (Job {a.job}, run {a.run}, attempt {a.attempt})"
+
+
+def log_source(
+    session: Session,
+    task: Mapping[str, Any],
+    name: str,
+    run: str | None = None,
+    attempt: int | None = None,
+    container: str | None = None,
+) -> LogSource:
+    """The pod and container of one attempt of ``task`` (by default its newest), found by its
+    Job's label. Shared by ``logs`` and the web UI's last-run log."""
+    chosen = select_attempt(task.get("status") or {}, name, run, attempt)
     assert chosen.job is not None
     pod = newest_pod(session.pods_of_job(chosen.job))
     if pod is None:
@@ -580,12 +630,17 @@ def cmd_logs(args: argparse.Namespace, session: Session, out: TextIO, err: TextI
     pod_spec = pod.get("spec") or {}
     names = [str(c.get("name")) for c in pod_spec.get("containers") or []]
     inits = [str(c.get("name")) for c in pod_spec.get("initContainers") or []]
-    container, note = choose_container(names, meta.get("annotations") or {}, args.container, inits)
-    if note:
-        err.write(note + "\n")
-    err.write(
-        f"pod {meta.get('name')} (Job {chosen.job}, run {chosen.run}, attempt {chosen.attempt})\n"
-    )
+    picked, note = choose_container(names, meta.get("annotations") or {}, container, inits)
+    return LogSource(chosen, str(meta.get("name")), picked, note)
+
+
+def cmd_logs(args: argparse.Namespace, session: Session, out: TextIO, err: TextIO) -> int:
+    """Print the pod log of one attempt's Job."""
+    task = session.get_task(args.task)
+    source = log_source(session, task, args.task, args.run, args.attempt, args.container)
+    if source.note:
+        err.write(source.note + "\n")
+    err.write(source.describe() + "\n")
     err.flush()
-    out.write(session.pod_log(str(meta.get("name")), container))
+    out.write(session.pod_log(source.pod, source.container))
     return 0

@@ -27,7 +27,8 @@ from nightshift.kubectl.commands import (
     cmd_suspend,
 )
 from nightshift.kubectl.render import OUTPUTS
-from nightshift.kubectl.session import PluginError, with_session
+from nightshift.kubectl.session import PluginError, SecretFiles, with_session
+from nightshift.kubectl.ui import cmd_ui
 from nightshift.models import parse_time
 
 __all__ = ["PROG", "build_parser", "help_texts", "main", "parse_args"]
@@ -64,6 +65,16 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0 to 65535, got {value}")
     return value
 
 
@@ -111,7 +122,7 @@ def _add_globals(
             "--all-namespaces",
             action="store_true",
             default=default(False),
-            help="list tasks in every namespace",
+            help="every namespace (list; ui: the namespace shown first)",
         )
 
 
@@ -147,6 +158,7 @@ examples:
   kubectl nightshift run backup --wait
   kubectl nightshift -n prod history backup
   kubectl nightshift backfill backup --from 2026-11-01T00:00:00Z --to 2026-11-08T00:00:00Z
+  kubectl nightshift ui
   kubectl nightshift <command> --help""",
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
@@ -372,6 +384,44 @@ result of the last finished attempt, as the operator last reported them in statu
     )
     _add_globals(p, suppress=True, output=True, all_namespaces=True)
     p.set_defaults(handler=cmd_list)
+
+    p = sub["ui"] = _command(
+        commands,
+        "ui",
+        summary="serve a web view of tasks, their timeline and runs",
+        description="""\
+Serve a web page of the tasks you may list: an overview (schedule, next fire, last
+result, recent runs; filter by namespace and label), a timeline of past runs and future
+fires, and a page per task (spec, conditions, runs, Events, the last run's log, the next
+10 fire times) with Run now, Suspend and Resume. Every request is made with your kubeconfig
+and context, so the API server's RBAC decides what you see and may do. The page updates
+live from watches. It listens on 127.0.0.1 only, on a free port unless --port is given,
+and prints a link that carries an access token. Credentials stay in memory, never on
+disk, and nothing of the kubeconfig reaches the page. Ctrl-C stops it. -n or -A choose
+the namespace shown first (default: all namespaces if you may list them, else the
+context's).""",
+        examples="""\
+  kubectl nightshift ui
+  kubectl nightshift ui --port 8090 --open
+  kubectl nightshift ui -n prod""",
+    )
+    p.add_argument(
+        "--port",
+        type=_port,
+        default=0,
+        metavar="PORT",
+        help="the port to listen on (default: a free one, printed)",
+    )
+    p.add_argument(
+        "--address",
+        default="127.0.0.1",
+        metavar="ADDRESS",
+        help="the address to listen on (default 127.0.0.1; any other is warned about)",
+    )
+    p.add_argument("--open", action="store_true", help="open the page in your web browser")
+    _add_globals(p, suppress=True, all_namespaces=True)
+    # A long-running process: certificates from the kubeconfig stay in memory (SecretFiles).
+    p.set_defaults(handler=cmd_ui, keep_secrets_in_memory=True)
     return parser, sub
 
 
@@ -401,8 +451,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         elif value is not None:
             args.namespace = value
         args.count = count or 5
-    if args.all_namespaces and command != "list":
-        sub[command].error("-A/--all-namespaces only applies to list")
+    if args.all_namespaces and command not in ("list", "ui"):
+        sub[command].error("-A/--all-namespaces only applies to list and ui")
     if args.output != "table" and command not in ("run", "next", "history", "list", "backfill"):
         sub[command].error(f"-o/--output is not supported by {command}")
     return args
@@ -412,8 +462,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``kubectl-nightshift`` console script."""
     args = parse_args(argv)
     out, err = sys.stdout, sys.stderr
+    secret_files = SecretFiles() if getattr(args, "keep_secrets_in_memory", False) else None
+    if secret_files is not None and secret_files.warning:
+        err.write(f"warning: {secret_files.warning}\n")
     try:
-        code: int = with_session(args, lambda session: args.handler(args, session, out, err))
+        code: int = with_session(
+            args,
+            lambda session: args.handler(args, session, out, err),
+            secret_files=secret_files,
+        )
     except PluginError as error:
         out.flush()
         print(f"Error: {error}", file=err)
@@ -425,4 +482,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
+    finally:
+        if secret_files is not None:
+            secret_files.close()
     return code

@@ -19,6 +19,7 @@ from nightshift.models import SpecError, parse_spec, read_time
 from nightshift.schedule import describe, format_fire_time
 
 __all__ = [
+    "ANNOTATION_SUSPEND_REASON",
     "HISTORY_HEADERS",
     "MESSAGE_WIDTH",
     "OUTPUTS",
@@ -41,6 +42,9 @@ __all__ = [
     "task_row",
 ]
 
+# Where ``suspend --reason`` records why (``kubectl describe`` shows annotations). Here, with the
+# other pure definitions, so that the web UI's pure views can read it too.
+ANNOTATION_SUSPEND_REASON = "nightshift.dev/suspend-reason"
 OUTPUTS = ("table", "json", "yaml")
 MESSAGE_WIDTH = 60
 HISTORY_HEADERS = ("RUN", "ATTEMPT", "RESULT", "EXIT", "STARTED", "DURATION", "MESSAGE")

@@ -1,0 +1,593 @@
+"""An in-memory API server for unit tests: :class:`FakeKube` implements ``nightshift.api.KubeApi``.
+
+It behaves like the real API server where the operator depends on it, and nowhere else:
+
+- resourceVersions come from one counter that only grows (like etcd's revision), uids are unique;
+- ``patch_status`` is a JSON merge patch of the status with a resourceVersion precondition:
+  :class:`~nightshift.api.Conflict` when the task changed (or was re-created) since, None when it
+  is gone; an empty resourceVersion is no precondition, as for the API server; nulls are pruned
+  (the CRD's fields are not nullable), in list items too;
+- ``create_job`` of an existing name is "adopted" only when the task's uid is the Job's controller
+  ownerReference, otherwise a "conflict"; ``delete_job`` with a uid leaves a namesake alone, and
+  deletes the Job's pods with it (background propagation);
+- ``pod_outcome`` reads only pods the Job (by uid) controls;
+- lists come in pages of ``page_size``, encoded as the API server does, every page from the
+  snapshot the first page was taken at (as a ``continue`` token does); a watch never delivers by
+  itself: tests hand its events over (:meth:`FakeKube.take_watch`), so they can make it lag;
+- Events are recorded; Leases refuse a replace at a stale resourceVersion.
+
+Faults are configured, never computed: :meth:`FakeKube.fail` makes the next calls of a verb raise
+(an :class:`~nightshift.api.Unreachable` also calls ``on_unreachable`` first, as the real client
+does), and :meth:`FakeKube.hold` keeps a verb's calls in flight until released. Every call is in
+:attr:`FakeKube.calls`; what the watches would deliver is in :attr:`FakeKube.watch`. Mutations
+made as "someone else" (a user, another replica, the Job controller) have their own methods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import itertools
+import json
+from collections.abc import AsyncGenerator, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, TypeVar
+
+from nightshift.api import ApiError, Conflict, CreateResult, Unreachable
+from nightshift.models import API_VERSION, KIND, format_time
+
+__all__ = ["Call", "FakeClock", "FakeKube", "Hold", "Monotonic", "WatchEvent"]
+
+T = TypeVar("T")
+Obj = dict[str, Any]
+ObjKey = tuple[str, str]
+WRITES = frozenset(
+    {"create_job", "delete_job", "patch_status", "post_event", "create_lease", "replace_lease"}
+)
+
+
+class FakeClock:
+    """A wall clock that moves only when told: ``clock()`` is the time, ``advance`` moves it."""
+
+    def __init__(self, now: datetime | str) -> None:
+        self.now = _utc(now) if isinstance(now, str) else now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> datetime:
+        self.now += timedelta(seconds=seconds)
+        return self.now
+
+    def set(self, when: datetime | str) -> datetime:
+        self.now = _utc(when) if isinstance(when, str) else when
+        return self.now
+
+
+class Monotonic:
+    """A monotonic clock (float seconds) that moves only when told."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> float:
+        self.now += seconds
+        return self.now
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One call of the API: its verb and its arguments (bodies are copies)."""
+
+    verb: str
+    namespace: str | None = None
+    name: str | None = None
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class WatchEvent:
+    """What a watch would deliver: ``resource`` is "tasks" or "jobs"."""
+
+    resource: Literal["tasks", "jobs"]
+    type: Literal["ADDED", "MODIFIED", "DELETED"]
+    body: Obj
+
+
+@dataclass(slots=True)
+class _Fault:
+    verb: str
+    error: Exception
+    remaining: int | None  # None: until healed
+    match: Callable[[Call], bool] | None
+
+
+class Hold:
+    """Calls of a verb wait here until :meth:`release`; :attr:`arrived` is set once one waits.
+
+    With ``match``, only the calls it accepts wait; with ``times``, only the first so many."""
+
+    def __init__(
+        self, match: Callable[[Call], bool] | None = None, times: int | None = None
+    ) -> None:
+        self.arrived = asyncio.Event()
+        self.waiting = 0
+        self._open = asyncio.Event()
+        self._match = match
+        self._left = times
+
+    def catches(self, call: Call) -> bool:
+        if self._open.is_set() or (self._match is not None and not self._match(call)):
+            return False
+        if self._left is not None:
+            if self._left == 0:
+                return False
+            self._left -= 1
+        return True
+
+    async def wait(self) -> None:
+        self.waiting += 1
+        self.arrived.set()
+        try:
+            await self._open.wait()
+        finally:
+            self.waiting -= 1
+
+    def release(self) -> None:
+        self._open.set()
+
+
+class FakeKube:
+    """Tasks, Jobs, pods, Events and Leases in memory, behind the ``KubeApi`` calls."""
+
+    def __init__(
+        self, clock: Callable[[], datetime] = lambda: datetime.now(UTC), *, page_size: int = 500
+    ) -> None:
+        self.clock = clock
+        self.page_size = page_size
+        self.tasks: dict[ObjKey, Obj] = {}
+        self.jobs: dict[ObjKey, Obj] = {}
+        self.pods: dict[ObjKey, Obj] = {}
+        self.leases: dict[ObjKey, Obj] = {}
+        self.events: list[Obj] = []
+        self.calls: list[Call] = []
+        self.watch: list[WatchEvent] = []
+        self.on_unreachable: Callable[[], None] = lambda: None
+        self._rv = itertools.count(100)
+        self._uid = itertools.count(1)
+        self._faults: list[_Fault] = []
+        self._holds: dict[str, Hold] = {}
+        self._snapshot: list[Obj] = []
+        self._snapshot_rv = ""
+
+    # --- configuration: faults and holds -------------------------------------------------------
+
+    def fail(
+        self,
+        verb: str,
+        error: Exception,
+        *,
+        times: int | None = 1,
+        match: Callable[[Call], bool] | None = None,
+    ) -> None:
+        """The next ``times`` calls of ``verb`` (None: all, until :meth:`heal`) that ``match``
+        raise ``error`` (an ApiError, or anything else to play a bug). A non-transient ApiError
+        on ``create_job`` is its permanent refusal: the call returns ("error", message, None),
+        as the Protocol says."""
+        self._faults.append(_Fault(verb, error, times, match))
+
+    def heal(self, verb: str | None = None) -> None:
+        """Forget the faults of ``verb`` (None: every verb)."""
+        self._faults = [f for f in self._faults if verb is not None and f.verb != verb]
+
+    def hold(
+        self, verb: str, *, match: Callable[[Call], bool] | None = None, times: int | None = None
+    ) -> Hold:
+        """Keep the calls of ``verb`` (those ``match`` accepts; only the first ``times``) in
+        flight, after they are recorded, until released."""
+        hold = self._holds[verb] = Hold(match, times)
+        return hold
+
+    async def _enter(self, call: Call) -> None:
+        self.calls.append(call)
+        hold = self._holds.get(call.verb)
+        if hold is not None and hold.catches(call):
+            await hold.wait()
+        for fault in self._faults:
+            if fault.verb != call.verb or fault.remaining == 0:
+                continue
+            if fault.match is not None and not fault.match(call):
+                continue
+            if fault.remaining is not None:
+                fault.remaining -= 1
+            if isinstance(fault.error, Unreachable):
+                self.on_unreachable()
+            raise fault.error
+
+    # --- what tests read -----------------------------------------------------------------------
+
+    def verbs(self) -> list[str]:
+        """Every call's verb, in order."""
+        return [c.verb for c in self.calls]
+
+    def writes(self) -> list[tuple[str, str]]:
+        """(verb, object name) of every write, in order (an Event's name is its reason)."""
+        return [(c.verb, c.name or "") for c in self.calls if c.verb in WRITES]
+
+    def task(self, namespace: str, name: str) -> Obj:
+        """The stored task (a copy)."""
+        return copy.deepcopy(self.tasks[namespace, name])
+
+    def job_names(self, namespace: str) -> list[str]:
+        return sorted(name for ns, name in self.jobs if ns == namespace)
+
+    def event_reasons(self) -> list[str]:
+        return [e["reason"] for e in self.events]
+
+    def take_watch(self) -> list[WatchEvent]:
+        """The watch events since the last call (and forget them)."""
+        events, self.watch = self.watch, []
+        return events
+
+    # --- changes made by someone else: users, other replicas, the Job controller ---------------
+
+    def _meta(self, namespace: str, name: str) -> Obj:
+        return {
+            "name": name,
+            "namespace": namespace,
+            "uid": f"uid-{next(self._uid)}",
+            "resourceVersion": str(next(self._rv)),
+            "creationTimestamp": format_time(self.clock()),
+        }
+
+    def _bump(self, obj: Obj) -> None:
+        obj["metadata"]["resourceVersion"] = str(next(self._rv))
+
+    def _emit(self, resource: Literal["tasks", "jobs"], kind: Any, obj: Obj) -> None:
+        self.watch.append(WatchEvent(resource, kind, copy.deepcopy(obj)))
+
+    def create_task(
+        self,
+        namespace: str,
+        name: str,
+        spec: Obj,
+        *,
+        status: Obj | None = None,
+        annotations: dict[str, str] | None = None,
+    ) -> Obj:
+        """A user creates a ScheduledTask (generation 1)."""
+        meta = self._meta(namespace, name) | {"generation": 1}
+        if annotations:
+            meta["annotations"] = dict(annotations)
+        obj: Obj = {"apiVersion": API_VERSION, "kind": KIND, "metadata": meta, "spec": spec}
+        if status is not None:
+            obj["status"] = copy.deepcopy(status)
+        self.tasks[namespace, name] = obj
+        self._emit("tasks", "ADDED", obj)
+        return copy.deepcopy(obj)
+
+    def update_task(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        spec: Obj | None = None,
+        annotations: dict[str, str] | None = None,
+    ) -> Obj:
+        """A user changes the spec (a new generation) or the annotations."""
+        obj = self.tasks[namespace, name]
+        if spec is not None and spec != obj["spec"]:
+            obj["spec"] = copy.deepcopy(spec)
+            obj["metadata"]["generation"] += 1
+        if annotations is not None:
+            obj["metadata"]["annotations"] = dict(annotations)
+        self._bump(obj)
+        self._emit("tasks", "MODIFIED", obj)
+        return copy.deepcopy(obj)
+
+    def write_status(self, namespace: str, name: str, status: Obj) -> Obj:
+        """Someone else (another replica) replaces the status."""
+        obj = self.tasks[namespace, name]
+        obj["status"] = _prune(status)
+        self._bump(obj)
+        self._emit("tasks", "MODIFIED", obj)
+        return copy.deepcopy(obj)
+
+    def delete_task(self, namespace: str, name: str, *, cascade: bool = True) -> None:
+        """A user deletes the task; with ``cascade`` the garbage collector takes its Jobs."""
+        obj = self.tasks.pop((namespace, name))
+        self._bump(obj)
+        self._emit("tasks", "DELETED", obj)
+        if cascade:
+            uid = obj["metadata"]["uid"]
+            for (ns, job), body in list(self.jobs.items()):
+                if ns == namespace and _controller_uid(body) == uid:
+                    self._remove_job(ns, job)
+
+    def finish_job(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        succeeded: bool,
+        exit_code: int | None = None,
+        message: str | None = None,
+        reason: str | None = None,
+    ) -> Obj:
+        """The Job controller marks the Job finished; its pod terminated with ``exit_code``."""
+        job = self.jobs[namespace, name]
+        now = format_time(self.clock())
+        job["status"] = {
+            "conditions": [
+                {
+                    "type": "Complete" if succeeded else "Failed",
+                    "status": "True",
+                    "reason": reason or ("Completed" if succeeded else "BackoffLimitExceeded"),
+                    "lastTransitionTime": now,
+                }
+            ]
+        }
+        self._bump(job)
+        if exit_code is not None:
+            self.add_pod(namespace, name, exit_code=exit_code, message=message)
+        self._emit("jobs", "MODIFIED", job)
+        return copy.deepcopy(job)
+
+    def add_pod(
+        self,
+        namespace: str,
+        job: str,
+        *,
+        exit_code: int | None,
+        message: str | None = None,
+        owner_uid: str | None = None,
+        suffix: str | None = None,
+    ) -> Obj:
+        """A pod of Job ``job`` (controlled by it unless ``owner_uid`` says otherwise)."""
+        uid = owner_uid if owner_uid is not None else self.jobs[namespace, job]["metadata"]["uid"]
+        name = f"{job}-{suffix or format(len(self.pods), '05d')}"
+        state: Obj = {"running": {}}
+        if exit_code is not None:
+            state = {"terminated": {"exitCode": exit_code}}
+            if message is not None:
+                state["terminated"]["message"] = message
+        pod: Obj = {
+            "metadata": self._meta(namespace, name)
+            | {
+                "labels": {"batch.kubernetes.io/job-name": job},
+                "ownerReferences": [{"kind": "Job", "name": job, "uid": uid, "controller": True}],
+            },
+            "status": {"containerStatuses": [{"name": "main", "state": state}]},
+        }
+        self.pods[namespace, name] = pod
+        return copy.deepcopy(pod)
+
+    def remove_job(self, namespace: str, name: str) -> None:
+        """Someone deletes the Job (kubectl delete job)."""
+        self._remove_job(namespace, name)
+
+    def _remove_job(self, namespace: str, name: str) -> None:
+        job = self.jobs.pop((namespace, name))
+        uid = job["metadata"]["uid"]
+        for key, pod in list(self.pods.items()):
+            if key[0] == namespace and _controller_uid(pod) == uid:
+                del self.pods[key]
+        self._bump(job)
+        self._emit("jobs", "DELETED", job)
+
+    def put_job(self, namespace: str, manifest: Obj) -> Obj:
+        """A Job created by someone else (another replica, before this one saw it)."""
+        name = manifest["metadata"]["name"]
+        job = copy.deepcopy(manifest)
+        job["metadata"] = job["metadata"] | self._meta(namespace, name)
+        job.setdefault("status", {})
+        self.jobs[namespace, name] = job
+        self._emit("jobs", "ADDED", job)
+        return copy.deepcopy(job)
+
+    # --- KubeApi --------------------------------------------------------------------------------
+
+    async def create_job(self, namespace: str, manifest: Obj, owner_uid: str) -> CreateResult:
+        name = manifest["metadata"]["name"]
+        call = Call("create_job", namespace, name, {"manifest": copy.deepcopy(manifest)})
+        try:
+            await self._enter(call)
+        except ApiError as error:
+            if error.transient:
+                raise
+            return "error", str(error), None
+        existing = self.jobs.get((namespace, name))
+        if existing is None:
+            return "created", "", self.put_job(namespace, manifest)
+        if _controller_uid(existing) == owner_uid:
+            return "adopted", "", copy.deepcopy(existing)
+        return "conflict", f"Job {name} exists and is controlled by someone else", None
+
+    async def delete_job(self, namespace: str, name: str, uid: str | None = None) -> None:
+        await self._enter(Call("delete_job", namespace, name, {"uid": uid}))
+        job = self.jobs.get((namespace, name))
+        if job is None or (uid and job["metadata"]["uid"] != uid):
+            return  # missing, or a namesake the precondition protects
+        self._remove_job(namespace, name)
+
+    async def get_task(self, namespace: str, name: str) -> Obj | None:
+        await self._enter(Call("get_task", namespace, name))
+        obj = self.tasks.get((namespace, name))
+        return copy.deepcopy(obj) if obj is not None else None
+
+    async def patch_status(
+        self, namespace: str, name: str, status: Obj, resource_version: str
+    ) -> Obj | None:
+        call = Call(
+            "patch_status",
+            namespace,
+            name,
+            {"status": copy.deepcopy(status), "resourceVersion": resource_version},
+        )
+        await self._enter(call)
+        obj = self.tasks.get((namespace, name))
+        if obj is None:
+            return None
+        if resource_version and resource_version != obj["metadata"]["resourceVersion"]:
+            raise Conflict(f"status of {namespace}/{name}: the object has been modified")
+        obj["status"] = _prune(_merge(obj.get("status") or {}, status))
+        self._bump(obj)
+        self._emit("tasks", "MODIFIED", obj)
+        return copy.deepcopy(obj)
+
+    async def pod_outcome(
+        self, namespace: str, job: str, job_uid: str
+    ) -> tuple[int | None, str | None]:
+        await self._enter(Call("pod_outcome", namespace, job, {"uid": job_uid}))
+        owned = sorted(
+            (
+                p
+                for (ns, _), p in self.pods.items()
+                if ns == namespace
+                and p["metadata"]["labels"].get("batch.kubernetes.io/job-name") == job
+                and _controller_uid(p) == job_uid
+            ),
+            key=lambda p: str(p["metadata"]["creationTimestamp"]),  # stable: ties keep their order
+        )
+        for pod in reversed(owned):
+            for status in pod["status"]["containerStatuses"]:
+                terminated = status["state"].get("terminated")
+                if terminated is not None:
+                    return terminated.get("exitCode"), terminated.get("message")
+        return None, None
+
+    async def list_raw(
+        self, verb: str, path: str, params: Mapping[str, str], decode: Callable[[bytes], T]
+    ) -> T:
+        """One page of a list at ``path``, as the API server encodes it (the ``continue`` token
+        is the page number; every page comes from the first page's snapshot)."""
+        namespace, resource = _parse_path(path)
+        page = int(params.get("continue") or 0)
+        await self._enter(Call(verb, namespace, None, {"page": page}))
+        if page == 0:
+            wanted = dict(
+                part.split("=", 1) for part in params.get("labelSelector", "").split(",") if part
+            )
+            objects = self.tasks if resource == "scheduledtasks" else self.jobs
+            self._snapshot = [
+                copy.deepcopy(obj)
+                for key, obj in sorted(objects.items())
+                if (namespace is None or key[0] == namespace)
+                and all(
+                    (obj["metadata"].get("labels") or {}).get(k) == v for k, v in wanted.items()
+                )
+            ]
+            self._snapshot_rv = str(next(self._rv))
+        size = int(params.get("limit") or self.page_size)
+        size = min(size, self.page_size)
+        items = self._snapshot[page * size : (page + 1) * size]
+        more = (page + 1) * size < len(self._snapshot)
+        body = {
+            "metadata": {
+                "resourceVersion": self._snapshot_rv,
+                **({"continue": str(page + 1)} if more else {}),
+            },
+            "items": items,
+        }
+        return decode(json.dumps(body).encode())
+
+    async def watch_raw(
+        self, verb: str, path: str, params: Mapping[str, str], decode: Callable[[bytes], T]
+    ) -> AsyncGenerator[list[T], None]:
+        """A watch that never delivers by itself: tests hand the events over with
+        :meth:`take_watch` (so they can make the watch lag)."""
+        namespace, _ = _parse_path(path)
+        await self._enter(Call(verb, namespace, None, dict(params)))
+        await asyncio.Event().wait()
+        yield []  # never reached
+
+    async def post_event(
+        self,
+        ref: Obj,
+        kind: Literal["Normal", "Warning"],
+        reason: str,
+        message: str,
+    ) -> None:
+        meta = ref["metadata"]
+        await self._enter(
+            Call("post_event", meta.get("namespace"), reason, {"message": message, "type": kind})
+        )
+        self.events.append(
+            {
+                "involvedObject": copy.deepcopy(meta),
+                "type": kind,
+                "reason": reason,
+                "message": message,
+            }
+        )
+
+    async def read_lease(self, namespace: str, name: str) -> Obj | None:
+        await self._enter(Call("read_lease", namespace, name))
+        lease = self.leases.get((namespace, name))
+        return copy.deepcopy(lease) if lease is not None else None
+
+    async def create_lease(self, namespace: str, body: Obj) -> bool:
+        name = body["metadata"]["name"]
+        await self._enter(Call("create_lease", namespace, name, {"body": copy.deepcopy(body)}))
+        if (namespace, name) in self.leases:
+            return False
+        lease = copy.deepcopy(body)
+        lease["metadata"] = lease["metadata"] | self._meta(namespace, name)
+        self.leases[namespace, name] = lease
+        return True
+
+    async def replace_lease(self, namespace: str, name: str, body: Obj) -> bool:
+        await self._enter(Call("replace_lease", namespace, name, {"body": copy.deepcopy(body)}))
+        lease = self.leases.get((namespace, name))
+        if lease is None:
+            raise ApiError(f"update Lease {namespace}/{name}: not found (HTTP 404)", status=404)
+        wanted = (body.get("metadata") or {}).get("resourceVersion")
+        if wanted and wanted != lease["metadata"]["resourceVersion"]:
+            return False
+        lease["spec"] = copy.deepcopy(body.get("spec") or {})
+        self._bump(lease)
+        return True
+
+
+def _parse_path(path: str) -> tuple[str | None, str]:
+    """(namespace or None, plural) of a collection path like /apis/batch/v1/namespaces/x/jobs."""
+    parts = path.strip("/").split("/")
+    namespace = parts[parts.index("namespaces") + 1] if "namespaces" in parts else None
+    return namespace, parts[-1]
+
+
+def _controller_uid(obj: Obj) -> str | None:
+    for ref in obj["metadata"].get("ownerReferences") or []:
+        if ref.get("controller"):
+            return str(ref.get("uid"))
+    return None
+
+
+def _merge(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch: objects merge, null deletes, everything else replaces."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = _merge(result.get(key), value)
+    return result
+
+
+def _prune(value: Any) -> Any:
+    """What a structural schema stores: null fields (not nullable) are dropped, at any depth."""
+    if isinstance(value, dict):
+        return {k: _prune(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_prune(v) for v in value]
+    return copy.deepcopy(value)
+
+
+def _utc(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
