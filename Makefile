@@ -66,7 +66,7 @@ unit: venv ## Unit tests (pure logic, no cluster)
 	$(BIN)/pytest tests/unit -q
 
 .PHONY: integration
-integration: venv binaries browser ## Integration tests against the local control plane (started by a fixture)
+integration: venv binaries browser kueue ## Integration tests against the local control plane (started by a fixture)
 	$(BIN)/pytest tests/integration -q
 
 .PHONY: browser

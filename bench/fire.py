@@ -74,6 +74,7 @@ from nightshift.jobs import (
     run_id_for_slot,
 )
 from nightshift.models import GROUP, KIND, PLURAL, VERSION, parse_spec
+from nightshift.sharding import bucket, shard_of
 
 REPO = Path(__file__).resolve().parent.parent
 CLUSTER_PY = REPO / "hack" / "cluster" / "cluster.py"
@@ -92,6 +93,7 @@ THREADS = 16
 MISS_AFTER = 60.0  # a task without a Job this long after T is a miss
 TICK = "zz-tick"  # listed last (etcd lists by key): the worst case for a restart
 TICK_EVERY = 10
+SCALE_TICK = 4  # s: the interval of the scale phase's tick tasks
 
 TARGETS = {
     "api_writes_per_run": 3,
@@ -99,6 +101,7 @@ TARGETS = {
     "first_fire_after_restart_s": 30,
     "p99_vs_floor": 1.2,
     "p99_vs_cronjob": 0.5,
+    "scale_rss_mib_per_replica": 200,
 }
 
 
@@ -769,10 +772,16 @@ class Operator:
     """``nightshift run`` as a child process, with its metrics and /proc numbers."""
 
     def __init__(
-        self, kubeconfig: Path, namespace: str, log_path: Path, env: dict[str, str] | None = None
+        self,
+        kubeconfig: Path,
+        namespace: str,
+        log_path: Path,
+        env: dict[str, str] | None = None,
+        args: list[str] | None = None,
     ) -> None:
         self.kubeconfig = kubeconfig
         self.extra_env = env or {}
+        self.extra_args = args or []
         self.namespace = namespace
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
@@ -790,6 +799,7 @@ class Operator:
         ]
         self.port = free_port()
         cmd.append(f"--metrics-port={self.port}")
+        cmd += self.extra_args
         env = dict(os.environ, KUBECONFIG=str(self.kubeconfig), PYTHONUNBUFFERED="1")
         env.update(self.extra_env)
         with open(self.log_path, "ab") as log:
@@ -904,6 +914,11 @@ class Operator:
         self.proc.kill()
         self.proc.wait()
 
+    @property
+    def identity(self) -> str:
+        """The identity the operator holds Leases under (no POD_NAME here: host-pid)."""
+        return f"{socket.gethostname()}-{self.pid}"
+
 
 # apiserver_request_total by what the phases write (the metric has no user or namespace label).
 REQUESTS: dict[str, dict[str, str]] = {
@@ -961,11 +976,11 @@ class Bench:
         self.custom = client.CustomObjectsApi(self.admin)
         self.log_count = 0
 
-    def operator(self, namespace: str) -> Operator:
+    def operator(self, namespace: str, args: list[str] | None = None) -> Operator:
         self.log_count += 1
         log = self.workdir / f"operator-{self.log_count}-{namespace}.log"
         env = dict(item.split("=", 1) for item in self.args.operator_env)
-        return Operator(self.operator_kubeconfig, namespace, log, env)
+        return Operator(self.operator_kubeconfig, namespace, log, env, args)
 
     def server_snapshot(self) -> dict[str, Any]:
         samples = self.cluster.metrics()
@@ -1457,6 +1472,273 @@ class Bench:
         result["namespace_delete_s"] = delete_namespace(self.admin, ns, wait=900)
         return result
 
+    # -- phase 5: scale-out by shards -------------------------------------------------------
+
+    def _holders(self, ns: str) -> dict[int, str]:
+        """Shard -> holder identity, from the shard Leases."""
+        leases = client.CoordinationV1Api(self.admin).list_namespaced_lease(
+            ns, label_selector="nightshift.dev/lease-role=shard"
+        )
+        return {
+            int(lease.metadata.labels["nightshift.dev/shard"]): lease.spec.holder_identity
+            for lease in leases.items
+            if lease.spec.holder_identity
+        }
+
+    def _settle_shards(
+        self, ops: dict[str, Operator], shards: int, tasks: int, *, timeout: float, what: str
+    ) -> dict[str, dict[str, Any]]:
+        """Wait until the replicas hold every shard, none above its fair share, and their
+        nightshift_tasks add up to ``tasks``, unchanged for 3 s. Per replica: the shards it
+        holds, its tasks, when its task count last grew (seconds after its start), RSS."""
+        share = -(-shards // len(ops))
+        last: dict[str, tuple[float, float]] = {}
+        changed = {name: op.started_at for name, op in ops.items()}
+        stable_since = math.inf
+        deadline = time.time() + timeout
+        while True:
+            now = time.time()
+            seen = {
+                name: (op.gauge("nightshift_shards_held") or 0, op.gauge("nightshift_tasks") or 0)
+                for name, op in ops.items()
+            }
+            for name, value in seen.items():
+                if value != last.get(name):
+                    changed[name] = now
+            done = (
+                sum(v[0] for v in seen.values()) == shards
+                and all(v[0] <= share for v in seen.values())
+                and sum(v[1] for v in seen.values()) == tasks
+            )
+            if seen != last or not done:
+                stable_since = now
+            last = seen
+            if done and now - stable_since >= 3:
+                break
+            if now > deadline:
+                raise TimeoutError(f"{what}: not settled after {timeout:.0f} s: {seen}")
+            time.sleep(0.5)
+        holders = self._holders(next(iter(ops.values())).namespace)
+        out = {}
+        for name, op in ops.items():
+            out[name] = {
+                "shards": sorted(s for s, who in holders.items() if who == op.identity),
+                "tasks": int(last[name][1]),
+                "loaded_s": round(changed[name] - op.started_at, 2),
+                **op.proc_status(),
+            }
+        say(
+            f"scale: {what}: "
+            + "; ".join(
+                f"{n} {r['shards']} {r['tasks']} tasks, loaded {r['loaded_s']} s, "
+                f"RSS {r['VmRSS']} MiB"
+                for n, r in out.items()
+            )
+        )
+        return out
+
+    def _ticks(self, ns: str, shards: int) -> dict[str, dict[str, Any]]:
+        """Tasks due every SCALE_TICK s, at least one in each shard (created until every shard
+        has one): a handover shows as their first Job after it, a duplicate or lost slot in
+        their Jobs."""
+        spec = {
+            "interval": f"{SCALE_TICK}s",
+            "concurrencyPolicy": "Allow",
+            "startingDeadlineSeconds": 300,
+            "catchUp": "All",
+            "maxCatchUp": 100,  # the CRD's bound: 400 s of ticks
+        }
+        ticks: dict[str, dict[str, Any]] = {}
+        covered: set[int] = set()
+        while len(covered) < shards and len(ticks) < 8 * shards:
+            name = f"tick-{len(ticks):03d}"
+            body = self.custom.create_namespaced_custom_object(
+                GROUP, VERSION, ns, PLURAL, task_body(name, spec)
+            )
+            shard = shard_of(bucket(body["metadata"]["uid"]), shards)
+            covered.add(shard)
+            created = datetime.fromisoformat(
+                body["metadata"]["creationTimestamp"].replace("Z", "+00:00")
+            ).timestamp()
+            ticks[name] = {"shard": shard, "created": created}
+        return ticks
+
+    def _slots_report(
+        self, watcher: JobWatcher, ticks: dict[str, dict[str, Any]], until: float
+    ) -> dict[str, Any]:
+        """Duplicate Jobs and slots without a Job of the tick tasks, up to ``until``."""
+        jobs = [j for j in watcher.snapshot() if j["task"] in ticks]
+        per_slot = Counter((j["task"], j["run"], j["attempt"]) for j in jobs)
+        have = {(j["task"], j["run"]) for j in jobs if j["attempt"] == "1"}
+        lost = []
+        for name, tick in ticks.items():
+            slot = (tick["created"] // SCALE_TICK + 1) * SCALE_TICK
+            while slot <= until:
+                run = run_id_for_slot(datetime.fromtimestamp(slot, UTC))
+                if (name, run) not in have:
+                    lost.append(f"{name} {run}")
+                slot += SCALE_TICK
+        return {
+            "jobs": len(jobs),
+            "duplicates": sum(n - 1 for n in per_slot.values() if n > 1),
+            "lost_slots": len(lost),
+            "lost": lost[:50],
+        }
+
+    def scale(self) -> dict[str, Any]:
+        """--scale-tasks over --scale-replicas replicas with --scale-shards shards: each
+        replica's RSS and load time; the skew of --tasks due together, spread over the shards;
+        the first fire after one replica's kill -9; then 1 -> 3 -> 2 replicas."""
+        count, replicas = self.args.scale_tasks, self.args.scale_replicas
+        shards = self.args.scale_shards
+        ns = fresh_namespace(self.admin, "bench-scale")
+        watcher = JobWatcher(self.admin, ns)
+        start_watcher(watcher)
+        args = ["--shards", str(shards), "--leader-election-namespace", ns]
+        ticks = self._ticks(ns, shards)
+        due_n = min(self.args.tasks, count // 2)
+        idle = count - due_n - len(ticks)
+        result: dict[str, Any] = {
+            "namespace": ns,
+            "total_tasks": count,
+            "tasks": due_n,  # due together: the skew's denominator (and the plot's)
+            "replicas": replicas,
+            "shards": shards,
+            "ticks": {name: t["shard"] for name, t in ticks.items()},
+            "load_before": loadavg(),
+        }
+        say(f"scale: {count} tasks over {replicas} replicas, {shards} shards, namespace {ns}")
+        bodies = [task_body(f"t-{i:05d}", {"schedule": "@yearly"}) for i in range(idle)]
+        result["create"] = {"seconds": create_tasks(self.admin, ns, bodies)["seconds"]}
+        del bodies
+        ops: dict[str, Operator] = {}
+        every: list[Operator] = []
+
+        def start(name: str) -> None:
+            op = self.operator(ns, args)
+            op.start()
+            ops[name] = op
+            every.append(op)
+            wait_for(op.metrics, timeout=60, what=f"replica {name}'s metrics endpoint")
+
+        try:
+            for i in range(replicas):
+                start(f"r{i}")
+            loaded = count - due_n
+            result["load"] = self._settle_shards(
+                ops, shards, loaded, timeout=1800, what=f"{replicas} replicas loaded"
+            )
+
+            # The skew of due_n tasks due together, spread over the shards.
+            due = minute_slot(due_n / 50 + 20)
+            names = [f"d-{i:05d}" for i in range(due_n)]
+            spec = {"schedule": daily_cron(due), "timeZone": "UTC"}
+            objs = create_tasks(self.admin, ns, [task_body(n, spec) for n in names])["objects"]
+            shard_of_task = {
+                o["metadata"]["name"]: shard_of(bucket(o["metadata"]["uid"]), shards) for o in objs
+            }
+            del objs
+            wait_for(
+                lambda: sum(op.gauge("nightshift_tasks") or 0 for op in ops.values()) == count,
+                timeout=max(30, due - time.time() - 2),
+                what="every replica to see the due tasks",
+            )
+            say(f"scale: {due_n} tasks due at {utc(due)} over {shards} shards")
+            sleep_until(due)
+            wait_for(
+                lambda: (
+                    {j["task"] for j in watcher.snapshot()} >= set(names)
+                    or time.time() > due + MISS_AFTER
+                ),
+                timeout=MISS_AFTER + 10,
+                what="a Job for every due task",
+                interval=0.1,
+            )
+            skew = reported_skew("scale: due together", watcher, names, due)
+            per_shard: dict[int, list[float]] = {}
+            first = {
+                j["task"]: j["t"] - due
+                for j in sorted(watcher.snapshot(), key=lambda j: -j["t"])
+                if j["task"] in shard_of_task and j["attempt"] == "1"
+            }
+            for name, seconds in first.items():
+                per_shard.setdefault(shard_of_task[name], []).append(seconds)
+            skew["per_shard"] = {
+                str(shard): {"n": len(v), "p99_ms": round((percentile(v, 99) or 0) * 1000, 1)}
+                for shard, v in sorted(per_shard.items())
+            }
+            result["skew"] = skew
+            result["after_fire"] = {name: op.proc_status() for name, op in ops.items()}
+
+            # kill -9 of one replica: its shards move, and its tick tasks fire again.
+            victim_name = "r0"
+            victim = ops.pop(victim_name)
+            lost = sorted(s for s, who in self._holders(ns).items() if who == victim.identity)
+            orphan_ticks = {n for n, t in ticks.items() if t["shard"] in lost}
+            time.sleep(SCALE_TICK)
+            killed = time.time()
+            victim.kill9()
+            survivors = {op.identity for op in ops.values()}
+            wait_for(
+                lambda: all(self._holders(ns).get(s) in survivors for s in lost),
+                timeout=120,
+                what="the killed replica's shards to be taken",
+            )
+            moved = time.time() - killed
+
+            def first_fire() -> float | None:
+                after = [
+                    j["t"]
+                    for j in watcher.snapshot()
+                    if j["task"] in orphan_ticks and j["t"] > killed
+                ]
+                return min(after) if after else None
+
+            fired = wait_for(first_fire, timeout=120, what="a Job of the killed replica's shards")
+            result["kill9"] = {
+                "shards": lost,
+                "ticks": sorted(orphan_ticks),
+                "shards_taken_s": round(moved, 2),
+                "first_fire_s": round(fired - killed, 2),
+            }
+            say(
+                f"scale: kill -9 of {victim_name}: shards {lost} taken after {moved:.1f} s, "
+                f"first Job after {fired - killed:.1f} s"
+            )
+            result["after_kill"] = self._settle_shards(
+                ops, shards, count, timeout=900, what=f"{len(ops)} replicas after the kill"
+            )
+
+            # Rescale 1 -> 3 -> 2 (SIGTERM to scale down, as a Deployment does).
+            steps: dict[str, Any] = {}
+            rescale_from = time.time()
+            while len(ops) > 1:
+                ops.pop(sorted(ops)[-1]).stop()
+            steps["1"] = self._settle_shards(ops, shards, count, timeout=900, what="1 replica")
+            time.sleep(2 * SCALE_TICK)
+            start("r4")
+            start("r5")
+            steps["3"] = self._settle_shards(ops, shards, count, timeout=900, what="3 replicas")
+            time.sleep(2 * SCALE_TICK)
+            ops.pop(sorted(ops)[-1]).stop()
+            steps["2"] = self._settle_shards(ops, shards, count, timeout=900, what="2 replicas")
+            time.sleep(3 * SCALE_TICK)
+            until = time.time() - 2 * SCALE_TICK
+            result["rescale"] = {"steps": steps, "seconds": round(until - rescale_from, 1)}
+            result["slots"] = self._slots_report(watcher, ticks, until)
+            slots = result["slots"]
+            say(
+                f"scale: {slots['jobs']} Jobs of {len(ticks)} tick tasks through the kill and "
+                f"the rescale: {slots['duplicates']} duplicates, {slots['lost_slots']} lost slots"
+            )
+        finally:
+            for op in every:
+                op.stop()
+            watcher.stop()
+        result["load_after"] = loadavg()
+        result["namespace_delete_s"] = delete_namespace(self.admin, ns, wait=1800)
+        return result
+
 
 # --- report ------------------------------------------------------------------------------------
 
@@ -1664,6 +1946,40 @@ def table(results: dict[str, Any]) -> list[Row]:
         add(f"all {size} loaded after restart", fmt(values(runs, "restart", "loaded_s"), "s"))
         add(f"RSS after restart, {size} tasks", fmt(values(runs, "restart", "VmRSS"), "MiB"))
         add(f"peak RSS after restart, {size} tasks", fmt(values(runs, "restart", "VmHWM"), "MiB"))
+    for run in results.get("scale", []):
+        where = f"{run['total_tasks']} tasks, {run['replicas']} replicas, {run['shards']} shards"
+        limit = TARGETS["scale_rss_mib_per_replica"]
+        for label, key in (("loaded", "load"), ("after the kill", "after_kill")):
+            hwm = [r["VmHWM"] for r in run.get(key, {}).values()]
+            add(
+                f"scale ({where}): peak RSS per replica, {label}",
+                fmt(hwm, "MiB"),
+                f"≤ {limit} MiB",
+                within(hwm, limit),
+            )
+        add(
+            "scale: load time per replica",
+            fmt([r["loaded_s"] for r in run.get("load", {}).values()], "s"),
+        )
+        skew = run.get("skew") or {}
+        add(
+            f"scale: p99 of {run['tasks']} due together (misses, duplicates)",
+            f"{skew.get('p99_ms')} ms ({len(skew.get('misses') or [])}, {skew.get('duplicates')})",
+        )
+        kill = run.get("kill9") or {}
+        add(
+            "scale: kill -9: shards taken, first fire",
+            f"{kill.get('shards_taken_s')} s, {kill.get('first_fire_s')} s",
+            "≤ 15 s",
+            within([kill.get("first_fire_s")], 15),
+        )
+        slots = run.get("slots") or {}
+        add(
+            "scale: kill -9 and 1 → 3 → 2: duplicates, lost slots",
+            f"{slots.get('duplicates')}, {slots.get('lost_slots')}",
+            "0, 0",
+            slots.get("duplicates") == 0 and slots.get("lost_slots") == 0,
+        )
     return rows
 
 
@@ -1686,6 +2002,7 @@ PLOTTED = (
     ("floor_raw", "floor (raw responses)", "tab:green"),
     ("fire", "Nightshift", "tab:blue"),
     ("cronjob", "CronJob controller", "tab:orange"),
+    ("scale", "Nightshift, shards over replicas", "tab:purple"),
 )
 
 
@@ -1828,7 +2145,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--phases",
         default="floor,fire,cronjob,big",
-        help="comma-separated subset of floor,fire,cronjob,big (always run in this order)",
+        help="comma-separated subset of floor,fire,cronjob,big,scale (always run in this order; "
+        "scale only when named)",
+    )
+    parser.add_argument(
+        "--scale-tasks",
+        type=int,
+        default=50000,
+        help="scale phase: tasks in all (default 50000; of them --tasks are due together)",
+    )
+    parser.add_argument(
+        "--scale-replicas", type=int, default=4, help="scale phase: replicas (default 4)"
+    )
+    parser.add_argument(
+        "--scale-shards", type=int, default=8, help="scale phase: shards (default 8)"
     )
     parser.add_argument(
         "--cluster-dir",
@@ -1872,7 +2202,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if done else 1
     args.keep = args.keep or bool(args.py_spy)
     phases = {p.strip() for p in args.phases.split(",") if p.strip()}
-    unknown = phases - {"floor", "fire", "cronjob", "big"}
+    unknown = phases - {"floor", "fire", "cronjob", "big", "scale"}
     if unknown:
         parser.error(f"unknown phases: {', '.join(sorted(unknown))}")
 
@@ -1921,6 +2251,9 @@ def main(argv: list[str] | None = None) -> int:
                 write(results, args.out)
             if args.huge:
                 results["huge"] = [bench.big(args.huge, 1)]
+        if "scale" in phases:
+            results["scale"] = [bench.scale()]
+            write(results, args.out)
         results["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
         results["ratios"] = ratios(results)
         results["table"] = table(results)

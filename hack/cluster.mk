@@ -5,10 +5,13 @@ PYTHON ?= .venv/bin/python
 CLUSTER := $(PYTHON) hack/cluster/cluster.py
 
 # --- Local cluster
-.PHONY: binaries cluster-up cluster-down cluster-status
+.PHONY: binaries kueue cluster-up cluster-down cluster-status
 
 binaries: ## Build (or reuse from the cache) kube-*, kubectl, etcd, kwok and helm; prints their directory
 	bash hack/build-binaries.sh
+
+kueue: ## Build (or reuse from the cache) Kueue's controller for tests/integration/test_kueue.py
+	bash hack/build-kueue.sh
 
 cluster-up: ## Start the local control plane in .cluster/ (no-op when already healthy)
 	$(CLUSTER) up

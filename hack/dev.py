@@ -29,6 +29,8 @@ DEMO = [
     "08-timeout.yaml",
     "09-history.yaml",
     "10-run-now.yaml",
+    "11-pause-on-failure.yaml",
+    "12-deadline.yaml",
 ]
 
 

@@ -660,6 +660,7 @@ def start(state: State, bin_dir: Path) -> None:
         f"--proxy-client-cert-file={pki / 'front-proxy-client.crt'}",
         f"--proxy-client-key-file={pki / 'front-proxy-client.key'}",
         "--profiling=false",
+        "--feature-gates=ShardedListAndWatch=true",  # shardSelector lists and watches (alpha, 1.36)
     ]
     procs["kube-apiserver"] = spawn(state, "kube-apiserver", argv, env)
     api = Api(ports["apiserver"], pki)

@@ -93,6 +93,12 @@ class KubeApi(Protocol):
         could not be read, so that the caller asks again rather than forgetting an exit code."""
         ...
 
+    async def get_secret(self, namespace: str, name: str) -> dict[str, str] | None:
+        """The Secret's data, decoded, or None when it does not exist. Called only for a Secret
+        that a task names, in that task's own namespace (a notification sink's URL and headers).
+        """
+        ...
+
     def list_tasks(self, namespace: str | None) -> AsyncIterator[list[dict[str, Any]]]:
         """Every ScheduledTask in ``namespace`` (None: all), a page at a time."""
         ...
@@ -162,4 +168,25 @@ class KubeApi(Protocol):
 
     async def replace_lease(self, namespace: str, name: str, body: dict[str, Any]) -> bool:
         """Replace the Lease at the resourceVersion in ``body``; False on a conflict."""
+        ...
+
+    async def list_leases(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        """The Leases in ``namespace`` matching the label ``selector``."""
+        ...
+
+    async def delete_lease(self, namespace: str, name: str, resource_version: str) -> None:
+        """Delete the Lease if it is still at ``resource_version`` (else, or if gone, nothing)."""
+        ...
+
+    async def label(
+        self,
+        plural: Literal["jobs", "scheduledtasks"],
+        namespace: str,
+        name: str,
+        uid: str,
+        labels: dict[str, str],
+    ) -> bool:
+        """Set ``labels`` on the Job or task ``name`` if it is still the object ``uid``.
+
+        False when it is gone or is another object of that name now."""
         ...

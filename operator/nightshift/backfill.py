@@ -16,6 +16,7 @@ never adopted, counted as missed or pruned by the schedule. Pure: the time is an
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -77,6 +78,7 @@ class TaskFacts:
     status: TaskStatus
     calendar: CalendarSpec | None = None
     calendar_problem: tuple[str, str] | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)  # the task's (Kueue's pass through)
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,6 +292,7 @@ def _create(w: _Work, task: TaskFacts, spec: TaskSpec, slot: BackfillSlot, attem
         slot=moment,
         tz_offset_slot=moment.astimezone(plan.tz),
         backfill=(view.name, view.uid),
+        task_labels=task.labels,
     )
     w.create.append(CreateJob(run=slot.run, attempt=attempt, manifest=manifest))
     return str(manifest["metadata"]["name"])

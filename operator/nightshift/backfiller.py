@@ -8,6 +8,11 @@ Jobs' progress, which queues the Backfill again, and so do changes of its task (
 overlapPolicy Wait). Its status is written at once, conditionally on the resourceVersion the
 sync started from; a conflict reads it again and decides again, adopting the Jobs it created.
 Deleting a Backfill deletes its Jobs (running ones too): the Backfill is the record of its runs.
+
+With shards every shard's controller has a Backfiller and sees every Backfill, but a Backfill
+belongs to the shard of its task (``owns``, the task's uid): only that one plans, runs and writes
+it. Its Jobs carry the task's shard-bucket label (they are the task's), so that shard's Job watch
+brings them. A Backfill whose task does not exist is reported by the shard its own uid falls in.
 """
 
 from __future__ import annotations
@@ -86,7 +91,9 @@ class Backfiller:
         clock: Callable[[], datetime],
         is_leader: Callable[[], bool],
         fresh: asyncio.Event,
+        owns: Callable[[str], bool] = lambda _: True,
     ) -> None:
+        """``owns(uid)``: whether a task of that uid is this controller's (its shard's)."""
         self.api = api
         self.store = store  # the tasks and their Jobs (the controller's memory)
         self.calendar_of = calendar_of
@@ -94,6 +101,7 @@ class Backfiller:
         self.clock = clock
         self.is_leader = is_leader
         self.fresh = fresh
+        self.owns = owns
         self.queue: WorkQueue[Key] = WorkQueue(clock=lambda: self.clock().timestamp())
         self._known: dict[Key, _Known] = {}
         self._by_task: dict[Key, set[Key]] = {}
@@ -247,11 +255,18 @@ class Backfiller:
         task: TaskFacts | None = None
         jobs: tuple[JobView, ...] = ()
         others: tuple[tuple[str, BackfillStatus], ...] = ()
-        if spec is not None:
-            if status.plannedAt is None:
-                task, jobs, others = await self._fresh_facts(key, spec)
-            else:
-                task, jobs = await self._facts_from_memory(key, spec)
+        if spec is None:
+            if not self.owns(known.uid):
+                return  # reported by the shard of the Backfill's own uid
+        elif status.plannedAt is None:
+            facts = await self._fresh_facts(key, spec, known.uid)
+            if facts is None:
+                return  # its task is another shard's
+            task, jobs, others = facts
+        else:
+            if status.taskUID is not None and not self.owns(status.taskUID):
+                return  # its task is another shard's
+            task, jobs = await self._facts_from_memory(key, spec)
         view = BackfillView(
             namespace=key[0],
             name=key[1],
@@ -334,16 +349,22 @@ class Backfiller:
             status=status,
             calendar=calendar,
             calendar_problem=calendar_problem,
+            labels=meta.get("labels") or {},
         )
 
     async def _fresh_facts(
-        self, key: Key, spec: BackfillSpec
-    ) -> tuple[TaskFacts | None, tuple[JobView, ...], tuple[tuple[str, BackfillStatus], ...]]:
-        """The task, its Jobs and its other Backfills as the API has them now (to plan from)."""
+        self, key: Key, spec: BackfillSpec, uid: str
+    ) -> (
+        tuple[TaskFacts | None, tuple[JobView, ...], tuple[tuple[str, BackfillStatus], ...]] | None
+    ):
+        """The task, its Jobs and its other Backfills as the API has them now (to plan from);
+        None when the task is another shard's (``uid``: the Backfill's, for a missing task)."""
         namespace = key[0]
         body = await self.api.get_task(namespace, spec.taskRef.name)
         if body is None:
-            return None, (), ()
+            return (None, (), ()) if self.owns(uid) else None
+        if not self.owns(str((body.get("metadata") or {}).get("uid") or "")):
+            return None
         task = self._task_facts(namespace, body)
         if task.spec is not None and task.spec.calendarRef is not None:
             # The Calendar decides which slots exist: read it afresh too.
@@ -419,20 +440,4 @@ class Backfiller:
 
 def _view(record: JobRecord) -> JobView:
     """A Job as the Backfill sees it: every Job of the task, the schedule's and Backfills'."""
-    assert record.run is not None
-    assert record.attempt is not None
-    exit_code, message = record.outcome or (None, None)
-    return JobView(
-        name=record.name,
-        run=record.run,
-        attempt=record.attempt,
-        slot=record.slot,
-        created=record.created,
-        finished=record.finished,
-        reason=record.reason,
-        finished_at=record.finished_at,
-        exit_code=exit_code,
-        message=message,
-        run_now_token=record.run_now_token,
-        backfill=record.backfill,
-    )
+    return record.view()

@@ -157,6 +157,16 @@ def run_operator(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> int:
     return run(args)
 
 
+def _shard_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 1 <= value <= 256:
+        raise argparse.ArgumentTypeError("must be 1 to 256 (each shard owns a bucket at least)")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nightshift",
@@ -238,6 +248,24 @@ def _parser() -> argparse.ArgumentParser:
         help="namespace of the Lease (default: $POD_NAMESPACE, else default)",
     )
     p.add_argument("--leader-election-name", default="nightshift", help="name of the Lease")
+    p.add_argument(
+        "--shards",
+        type=_shard_count,
+        default=1,
+        metavar="S",
+        help="split the tasks into S shards (1-256), each held through a Lease of its own "
+        "(<lease name>-shard-<i>, in the leader-election namespace); every replica takes a fair "
+        "share. 1 (default): one Lease, held with --leader-elect",
+    )
+    p.add_argument(
+        "--shard-filter",
+        choices=["auto", "shardSelector", "label"],
+        default="auto",
+        help="how a shard's tasks are selected: by the API server's shardSelector (Kubernetes "
+        "1.36+, feature gate ShardedListAndWatch) or by the nightshift.dev/shard-bucket label "
+        "(which the operator sets); auto (default): shardSelector where the API server filters "
+        "by it",
+    )
     p.add_argument("--health-port", type=int, default=8080, help="liveness/readiness port")
     p.add_argument("--metrics-port", type=int, default=9090, help="Prometheus metrics port")
     p.add_argument("--log-format", choices=["plain", "json"], default="plain")

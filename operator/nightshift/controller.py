@@ -24,6 +24,7 @@ from nightshift import memory, metrics
 from nightshift.api import ApiError, KubeApi
 from nightshift.backfiller import WORKERS as BACKFILL_WORKERS
 from nightshift.backfiller import Backfiller
+from nightshift.care import ANNOTATION_RESUME, Delivery
 from nightshift.informer import BACKFILLS, CALENDARS, JOBS, TASKS, Informer
 from nightshift.jobs import ANNOTATION_RUN_NOW, ANNOTATION_SLOT, LABEL_MANAGED, token_key
 from nightshift.models import (
@@ -37,12 +38,14 @@ from nightshift.models import (
     parse_spec,
     read_time,
 )
+from nightshift.notify import WORKERS as NOTIFY_WORKERS
+from nightshift.notify import Notifier, TaskRef
 from nightshift.reconcile import CreateJob, JobView, Outcome, TaskView, decide, settle
 from nightshift.schedule import fire_time, plan_for
 from nightshift.store import RESYNC, Calendars, Entry, Key, Store
 from nightshift.supervise import Supervisor
 from nightshift.workqueue import WorkQueue
-from nightshift.writer import EVENT_POSTERS, CreateGate, Writer
+from nightshift.writer import EVENT_POSTERS, YIELD_MAX, CreateGate, Writer
 
 __all__ = ["Controller", "Key"]
 
@@ -54,6 +57,8 @@ SYNC_TIMEOUT = 60.0
 TICK = 5.0
 TIMER_LIMIT = 15.0
 STUCK = 30.0
+# A delivery the notifier's full queue refused is offered again this many seconds later.
+NOTIFY_AGAIN = 5.0
 
 
 LOOKAHEAD = timedelta(seconds=30)
@@ -115,12 +120,26 @@ class Controller:
         is_leader: Callable[[], bool] = lambda: True,
         namespaces: Sequence[str] = (),
         supervisor: Supervisor | None = None,
-        shard: str = "",
+        task_selector: str = "",
+        task_shard: str = "",
+        job_selector: str = f"{LABEL_MANAGED}=true",
+        owns: Callable[[dict[str, Any]], bool] = lambda _: True,
+        owns_uid: Callable[[str], bool] = lambda _: True,
+        listen_unreachable: bool = True,
     ) -> None:
+        """``task_selector``/``task_shard`` (label and shard selectors of the task watch) and
+        ``job_selector`` narrow what this controller sees, e.g. to one shard; ``owns`` says
+        whether a task it was sent is its own (a task it does not own is ignored, in case the
+        API server did not filter), and ``owns_uid`` whether a task of that uid is (the
+        Backfills it runs are its tasks'; it sees every Backfill and Calendar). With
+        ``listen_unreachable`` it hears of requests that did not reach the API server itself;
+        otherwise whoever owns it calls :meth:`unreachable`.
+        """
         self.api = api
         self.namespaces = tuple(namespaces)  # empty: cluster-wide
         self.clock = clock
         self.is_leader = is_leader
+        self.owns = owns
         self.supervisor = supervisor or Supervisor()
         self.store = Store()
         self.calendars = Calendars(self.store.tick)
@@ -148,20 +167,25 @@ class Controller:
             clock=lambda: self.clock(),  # noqa: PLW0108
             is_leader=lambda: self.is_leader(),  # noqa: PLW0108
             fresh=self._fresh,
+            owns=owns_uid,
         )
         self._deferred: set[Key] = set()
         self._frozen = False
-        api.on_unreachable = self._unreachable
+        if listen_unreachable:
+            api.on_unreachable = self.unreachable
         scopes: Sequence[str | None] = self.namespaces or (None,)
         self._feeds: list[_Feed] = []
         self.informers: list[Informer] = []
-        resources = (
-            (TASKS, ""),
-            (JOBS, f"{LABEL_MANAGED}=true"),
-            (CALENDARS, ""),
-            (BACKFILLS, ""),
+        # Calendars and Backfills are watched whole by every controller (each shard's too): they
+        # are few, a task of any shard may reference any Calendar, and a Backfill belongs to the
+        # shard of its task, which the Backfiller checks (docs/operator.md#scale-out).
+        watches = (
+            (TASKS, task_selector, task_shard),
+            (JOBS, job_selector, ""),
+            (CALENDARS, "", ""),
+            (BACKFILLS, "", ""),
         )
-        for resource, selector in resources:
+        for resource, selector, shard in watches:
             for namespace in scopes:
                 feed = _Feed(self, resource.name)
                 self._feeds.append(feed)
@@ -171,17 +195,19 @@ class Controller:
                     )
                 )
         self.ready = asyncio.Event()
+        self.notifier = Notifier(api, on_done=self._delivered, clock=self.clock)
+        # Delivery outcomes the next sync folds into the task's status.
+        self._deliveries: dict[Key, list[Delivery]] = {}
 
     # --- watch input ------------------------------------------------------------------------
 
     def task_event(self, kind: str, body: dict[str, Any]) -> None:
         """A ScheduledTask was listed ("RESYNC"), added, modified or deleted."""
-        if kind == "DELETED":
+        if kind == "DELETED" or not self.owns(body):
             meta = body.get("metadata") or {}
             self.forget((meta.get("namespace", ""), meta.get("name", "")))
             return
         key = self.store.task_event(kind, body)
-        metrics.TASKS.set(len(self.store))
         if key is None:
             return
         self.calendars.task_event(key, body)
@@ -200,7 +226,9 @@ class Controller:
         """A Job carrying our label was listed ("RESYNC"), added, modified or deleted."""
         key = self.store.job_event(kind, body)
         if key is not None:
-            self.queue.add(key, background=kind == RESYNC)
+            # Recording a run's end can wait for the Jobs that are due now: its sync reads the
+            # pod (an API call), and a burst of due Jobs ends in a burst of finished ones.
+            self.queue.add(key, background=True)
             self.backfiller.job_changed(body)
 
     def calendar_event(self, kind: str, body: dict[str, Any]) -> None:
@@ -221,9 +249,16 @@ class Controller:
         self.backfiller.task_changed(key)
         self.queue.forget(key)
         self.writer.drop(key)
+        self._deliveries.pop(key, None)
         with contextlib.suppress(KeyError):
             metrics.ACTIVE_RUNS.remove(*key)
-        metrics.TASKS.set(len(self.store))
+
+    def close(self) -> None:
+        """This controller stops for good (its shard moved on): drop its per-task gauges, which
+        the new owner sets again."""
+        for key in list(self.store.entries):
+            with contextlib.suppress(KeyError):
+                metrics.ACTIVE_RUNS.remove(*key)
 
     def listed(self, feed: _Feed, mark: int, seen: set[tuple[str, str, str]]) -> None:
         """An informer finished a full list: forget what it no longer shows."""
@@ -270,7 +305,7 @@ class Controller:
         marks = [f.mark for f in self._feeds if f.resource == "tasks" and f.mark is not None]
         return bool(marks) and entry.seen < min(marks)
 
-    def _unreachable(self) -> None:
+    def unreachable(self) -> None:
         """A request did not reach the API server: what the watches delivered may be out of date,
         so every informer lists again. No sync runs until the Jobs are listed again (a sync must
         see its task's Jobs), and a task is synced only once the new list has shown it."""
@@ -299,7 +334,6 @@ class Controller:
 
     def _beat(self) -> None:
         self.supervisor.beat("timer", TIMER_LIMIT)
-        metrics.QUEUE_DEPTH.set(self.queue.scheduled)
 
     async def _timer(self) -> None:
         await self.queue.run_timer(tick=TICK, on_due=self._due, beat=self._beat)
@@ -316,6 +350,10 @@ class Controller:
                 if self._stale(key):
                     self._deferred.add(key)  # queued again when the list of tasks is done
                     continue
+                if not self.queue.taken_urgent(key):
+                    # Background work (a finished Job, a list's first look) makes API calls
+                    # too: it waits while Jobs that are due are being created (at most 5 s).
+                    await self.gate.wait_idle(YIELD_MAX)
                 if self.is_leader():
                     async with asyncio.timeout(SYNC_TIMEOUT):
                         await self.sync(key)
@@ -351,12 +389,15 @@ class Controller:
         start("backfill-timer", self.backfiller.run_timer)
         for i in range(BACKFILL_WORKERS):
             start(f"backfill-{i}", self.backfiller.worker)
+        for i in range(NOTIFY_WORKERS):
+            start(f"notify-{i}", self.notifier.work)
         self.ready.set()
         try:
             await asyncio.Event().wait()  # the supervisor keeps them running
         finally:
             self.ready.clear()
             await self.supervisor.stop()
+            await self.notifier.close()
 
     @property
     def running(self) -> bool:
@@ -441,6 +482,9 @@ class Controller:
             jobs=await self._job_views(key, entry),
             calendar=calendar,
             calendar_problem=calendar_problem,
+            labels=meta.get("labels") or {},
+            resume=(meta.get("annotations") or {}).get(ANNOTATION_RESUME),
+            deliveries=tuple(self._deliveries.get(key, ())),
         )
         now = self.clock()
         decision = decide(view, now)
@@ -466,6 +510,10 @@ class Controller:
             deletes=deletes,
             events=decision.events,
         )
+        self._folded(key, view.deliveries)
+        if decision.late:
+            metrics.LATE_RUNS.inc(len(decision.late))
+        self._offer(key, view, decision.status, spec)
         seen = {(r.run, r.attempt, r.result) for r in status.runs}
         for record in decision.status.runs:
             if (record.run, record.attempt, record.result) not in seen:
@@ -509,6 +557,50 @@ class Controller:
                 log.warning(
                     "%s.%s is not installed (%s); treating it as empty", plural, GROUP, error
                 )
+
+    # --- notifications ----------------------------------------------------------------------
+
+    def _delivered(self, key: Key, outcome: Delivery) -> None:
+        """The notifier finished an attempt: the next sync records it in status."""
+        if key in self.store.entries:
+            self._deliveries.setdefault(key, []).append(outcome)
+            self.queue.add(key)
+
+    def _folded(self, key: Key, taken: Sequence[Delivery]) -> None:
+        """A sync handed these outcomes to the writer with its status."""
+        if not taken:
+            return
+        left = [d for d in self._deliveries.get(key, []) if d not in taken]
+        if left:
+            self._deliveries[key] = left
+        else:
+            self._deliveries.pop(key, None)
+
+    def _offer(self, key: Key, view: TaskView, status: TaskStatus, spec: TaskSpec | None) -> None:
+        """Hand the due notifications to the notifier: for each sink only the oldest one still
+        owed (a sink gets them in order), none whose outcome the status does not show yet."""
+        if not status.notifications or spec is None or not spec.notify:
+            return
+        sinks = {s.name: s for s in spec.notify}
+        unfolded = {(d.id, d.sink) for d in self._deliveries.get(key, ())}
+        task = TaskRef(view.namespace, view.name, view.uid)
+        now = self.clock()
+        taken: set[str] = set()
+        refused = False
+        for item in status.notifications:
+            for name in item.sinks:
+                if name in taken or name not in sinks:
+                    continue
+                taken.add(name)
+                if (item.id, name) in unfolded:
+                    continue
+                if item.notBefore is not None and item.notBefore > now:
+                    continue
+                if not self.notifier.offer(key, task, item, sinks[name]):
+                    refused = True
+        if refused:
+            log.warning("the notification queue is full; %s/%s tries again shortly", *key)
+            self.queue.add_after(key, now.timestamp() + NOTIFY_AGAIN)
 
     async def _create(
         self, key: Key, view: TaskView, creates: Sequence[CreateJob], spec: TaskSpec | None

@@ -12,10 +12,12 @@ import hashlib
 import math
 import re
 import secrets
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from nightshift.models import API_VERSION, KIND, TaskSpec, format_time
+from nightshift.sharding import LABEL_BUCKET, bucket
 
 __all__ = [
     "ANNOTATION_ATTEMPT",
@@ -24,7 +26,10 @@ __all__ = [
     "ANNOTATION_RUN",
     "ANNOTATION_RUN_NOW",
     "ANNOTATION_SLOT",
+    "CRONJOB_SCHEDULED_TIMESTAMP",
+    "KUEUE_LABELS",
     "LABEL_BACKFILL",
+    "LABEL_BUCKET",
     "LABEL_MANAGED",
     "LABEL_TASK",
     "PREFIX",
@@ -50,6 +55,15 @@ ANNOTATION_TASK_UID = PREFIX + "task-uid"
 ANNOTATION_BACKFILL = PREFIX + "backfill"
 ANNOTATION_BACKFILL_UID = PREFIX + "backfill-uid"
 LABEL_BACKFILL = PREFIX + "backfill"
+
+# KEP-4026: the CronJob controller stamps each Job with its scheduled time (RFC 3339, in the
+# CronJob's zone); tools that read CronJob-made Jobs (dashboards, Kueue, kube-state-metrics)
+# understand ours when we write it too.
+CRONJOB_SCHEDULED_TIMESTAMP = "batch.kubernetes.io/cronjob-scheduled-timestamp"
+# Kueue admits a Job to the queue its label names, at the priority its label names. Set on the
+# task itself they are passed to every Job; the jobTemplate's own labels win
+# (docs/guide.md#queues-kueue).
+KUEUE_LABELS = ("kueue.x-k8s.io/queue-name", "kueue.x-k8s.io/priority-class")
 
 TOKEN_LIMIT = 128  # characters; status.runNowToken's bound
 
@@ -138,6 +152,7 @@ def build_job(
     tz_offset_slot: datetime | None = None,
     run_now_token: str | None = None,
     backfill: tuple[str, str] | None = None,
+    task_labels: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The batch/v1 Job for one attempt: the template plus our name, owner, labels and limits.
 
@@ -157,9 +172,13 @@ def build_job(
     if spec.timeout is not None:
         job_spec["activeDeadlineSeconds"] = max(1, math.ceil(spec.timeout.total_seconds()))
 
-    labels = dict(template.metadata.labels or {})
+    labels = {k: v for k, v in (task_labels or {}).items() if k in KUEUE_LABELS}
+    labels.update(template.metadata.labels or {})
     labels[LABEL_TASK] = _task_label(task_name)
     labels[LABEL_MANAGED] = "true"
+    # The shard that owns the task selects its Jobs by this label: a Job's own uid is not its
+    # task's, so the API server's shardSelector cannot pick them (docs/operator.md#scale-out).
+    labels[LABEL_BUCKET] = str(bucket(task_uid))
     annotations = dict(template.metadata.annotations or {})
     annotations[ANNOTATION_RUN] = run
     annotations[ANNOTATION_ATTEMPT] = str(attempt)
@@ -167,6 +186,10 @@ def build_job(
     if slot is not None:
         shown = tz_offset_slot or slot
         annotations[ANNOTATION_SLOT] = shown.isoformat(timespec="seconds")
+        # Go's RFC 3339 writes a zero offset as "Z".
+        annotations[CRONJOB_SCHEDULED_TIMESTAMP] = annotations[ANNOTATION_SLOT].replace(
+            "+00:00", "Z"
+        )
     if run_now_token is not None:
         annotations[ANNOTATION_RUN_NOW] = run_now_token
     if backfill is not None:

@@ -11,6 +11,7 @@ its renewals never wait behind a burst of Job creates, and never slow them down.
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
 import contextlib
 import json
@@ -42,6 +43,8 @@ TIMEOUT = (5.0, 30.0)
 # The Lease must be renewed within the renew deadline (7 s): a renewal stuck on a dead connection
 # gives up in time for a retry on a new one.
 LEASE_TIMEOUT = (2.0, 4.0)
+LEASE_WORKERS = 4
+WATCH_CONNECTIONS = 32
 # A watch stream: the API server sends a bookmark about every minute, so this long without a byte
 # means the connection is dead.
 WATCH_TIMEOUT = (5.0, 90.0)
@@ -72,13 +75,17 @@ class KubeClient:
         lease_timeout: tuple[float, float] = LEASE_TIMEOUT,
     ) -> None:
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="kube")
-        self._lease_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kube-lease")
+        # Sharded, a replica renews a Lease per shard it holds, each within the renew deadline.
+        self._lease_pool = ThreadPoolExecutor(
+            max_workers=LEASE_WORKERS, thread_name_prefix="kube-lease"
+        )
         self._api_client = _client(max_workers)
         self._batch = client.BatchV1Api(self._api_client)
         self._core = client.CoreV1Api(self._api_client)
         self._custom = client.CustomObjectsApi(self._api_client)
-        self._lease_client = _client(1)
-        self._watch_client = _client(4)
+        self._lease_client = _client(LEASE_WORKERS)
+        # Two watches per namespace and per shard held, each on a connection of its own.
+        self._watch_client = _client(WATCH_CONNECTIONS)
         self._coordination = client.CoordinationV1Api(self._lease_client)
         self._timeout = timeout
         self._lease_timeout = lease_timeout
@@ -387,6 +394,24 @@ class KubeClient:
             )
         return None, None
 
+    async def get_secret(self, namespace: str, name: str) -> dict[str, str] | None:
+        """A Secret's data, decoded as UTF-8 text (None when it does not exist)."""
+        try:
+            body = await self._json(
+                "get_secret", self._core.read_namespaced_secret, name, namespace
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise classify(f"read Secret {namespace}/{name}", error) from None
+        data: dict[str, str] = {}
+        for key, value in (body.get("data") or {}).items():
+            try:
+                data[key] = base64.b64decode(value).decode()
+            except (ValueError, UnicodeDecodeError):
+                continue  # not text: no URL or header can be in it
+        return data
+
     async def list_tasks(self, namespace: str | None) -> AsyncIterator[list[dict[str, Any]]]:
         """Every ScheduledTask in ``namespace`` (None: all), a page at a time."""
         if namespace is None:
@@ -579,6 +604,72 @@ class KubeClient:
             if error.status == 409:
                 return False
             raise classify(f"update Lease {namespace}/{name}", error) from None
+        return True
+
+    async def list_leases(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        """The Leases in ``namespace`` matching the label ``selector`` (one page: a few dozen)."""
+        try:
+            listed = await self._call(
+                "list_leases",
+                self._coordination.list_namespaced_lease,
+                namespace,
+                label_selector=selector,
+                _lease=True,
+            )
+        except ApiException as error:
+            raise classify(f"list Leases in {namespace}", error) from None
+        body = self._lease_client.sanitize_for_serialization(listed)
+        return list(body.get("items") or [])
+
+    async def delete_lease(self, namespace: str, name: str, resource_version: str) -> None:
+        """Delete the Lease if it is still at ``resource_version``; gone or changed: nothing."""
+        options = {"preconditions": {"resourceVersion": resource_version}}
+        try:
+            await self._call(
+                "delete_lease",
+                self._coordination.delete_namespaced_lease,
+                name,
+                namespace,
+                body=options,
+                _lease=True,
+            )
+        except ApiException as error:
+            if error.status in (404, 409):
+                return
+            raise classify(f"delete Lease {namespace}/{name}", error) from None
+
+    async def label(
+        self,
+        plural: Literal["jobs", "scheduledtasks"],
+        namespace: str,
+        name: str,
+        uid: str,
+        labels: dict[str, str],
+    ) -> bool:
+        """Merge-patch ``labels`` onto the object if it is still ``uid`` (the uid in the patch is
+        a precondition: a namesake created since is left alone)."""
+        patch = {"metadata": {"uid": uid, "labels": labels}}
+        try:
+            if plural == "jobs":
+                await self._json(
+                    "label_job", self._batch.patch_namespaced_job, name, namespace, patch
+                )
+            else:
+                await self._json(
+                    "label_task",
+                    self._custom.patch_namespaced_custom_object,
+                    GROUP,
+                    VERSION,
+                    namespace,
+                    PLURAL,
+                    name,
+                    patch,
+                )
+        except ApiException as error:
+            # 409 or 422: the uid in the patch is another object's now (re-created since).
+            if error.status in (404, 409, 422):
+                return False
+            raise classify(f"label {plural} {namespace}/{name}", error) from None
         return True
 
 

@@ -12,7 +12,7 @@ import ctypes.util
 import gc
 import logging
 
-__all__ = ["freeze", "limit_arenas", "trim"]
+__all__ = ["freeze", "limit_arenas", "release", "trim"]
 
 log = logging.getLogger(__name__)
 _M_ARENA_MAX = -8  # from glibc's malloc.h
@@ -56,3 +56,18 @@ def freeze() -> None:
     loop for tens of ms at a time, e.g. in the middle of creating a thousand Jobs.
     """
     gc.freeze()
+
+
+def release() -> None:
+    """Free what a stopped part left behind (a shard's controller, once its shard moved on).
+
+    Frozen objects are never examined by the collector, so a frozen reference cycle (a
+    controller and its callbacks are one) would stay for ever: unfreeze, collect, freeze again.
+    """
+    frozen = gc.get_freeze_count() > 0
+    if frozen:
+        gc.unfreeze()
+    gc.collect()
+    if frozen:
+        gc.freeze()
+    trim()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = [
@@ -10,14 +12,20 @@ __all__ = [
     "API_REQUESTS",
     "EVENTS_DROPPED",
     "FIRE_SKEW",
+    "LATE_RUNS",
+    "NOTIFICATIONS",
+    "NOTIFY_QUEUE",
     "QUEUE_DEPTH",
     "RESTARTS",
     "RETRIES",
     "RUNS",
     "SCHEDULER_LAG",
+    "SHARDS_HELD",
+    "SHARD_CHANGES",
     "STATUS_CONFLICTS",
     "SYNC_ERRORS",
     "TASKS",
+    "track",
 ]
 
 RUNS = Counter(
@@ -41,6 +49,12 @@ SCHEDULER_LAG = Histogram(
 )
 QUEUE_DEPTH = Gauge("nightshift_scheduler_queue_depth", "Wake-ups waiting in the scheduler heap.")
 TASKS = Gauge("nightshift_tasks", "ScheduledTasks known to this replica.")
+SHARDS_HELD = Gauge("nightshift_shards_held", "Shards this replica holds (with --shards > 1).")
+SHARD_CHANGES = Counter(
+    "nightshift_shard_changes_total",
+    "Shards this replica took (acquired), gave back (released) or lost (could not renew).",
+    ["change"],
+)
 SYNC_ERRORS = Counter("nightshift_sync_errors_total", "Task syncs that raised an error.")
 API_REQUESTS = Counter(
     "nightshift_api_requests_total",
@@ -60,8 +74,28 @@ EVENTS_DROPPED = Counter(
     "nightshift_events_dropped_total",
     "Events not posted because too many were waiting (the posting queue is bounded).",
 )
+LATE_RUNS = Counter(
+    "nightshift_late_runs_total",
+    "Scheduled runs not Succeeded within spec.deadline of their slot (Missed slots included).",
+)
+NOTIFICATIONS = Counter(
+    "nightshift_notifications_total",
+    "Notification delivery attempts, by sink type (Webhook, CloudEvents, Slack) and result.",
+    ["sink", "result"],
+)
+NOTIFY_QUEUE = Gauge(
+    "nightshift_notify_queue_depth",
+    "Notification delivery attempts waiting for a worker (the queue is bounded).",
+)
 RESTARTS = Counter(
     "nightshift_internal_restarts_total",
     "Internal tasks (timer, workers, resync, ...) restarted after they crashed.",
     ["task"],
 )
+
+
+def track(tasks: Callable[[], float], queued: Callable[[], float]) -> None:
+    """Read ``nightshift_tasks`` and ``nightshift_scheduler_queue_depth`` from these when scraped:
+    with shards, one controller per shard held, and the gauges are their sums."""
+    TASKS.set_function(tasks)
+    QUEUE_DEPTH.set_function(queued)

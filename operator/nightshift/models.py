@@ -45,19 +45,28 @@ __all__ = [
     "CalendarRef",
     "CalendarSpec",
     "CatchUp",
+    "Change",
+    "CloudEventsMode",
     "ConcurrencyPolicy",
     "Condition",
     "CronSchedule",
     "Exclusion",
+    "FailurePolicy",
     "History",
     "JobTemplate",
+    "NotifySink",
     "OverlapPolicy",
+    "PendingNotification",
     "PendingRetry",
+    "PolicySuspension",
     "QueuedRun",
     "Reprocess",
+    "Resume",
     "Retry",
     "RunRecord",
     "RunResult",
+    "SecretRef",
+    "SinkType",
     "SlotState",
     "SpecError",
     "TaskRef",
@@ -474,6 +483,117 @@ class CalendarSpec(_Model):
         return value
 
 
+class FailurePolicy(_Model):
+    """What the task does when its runs keep failing."""
+
+    suspendAfter: int | None = Field(default=None, ge=1, le=1000)
+    """Suspend the task after this many runs in a row failed (each after its retries); it stays
+    suspended until `kubectl nightshift resume`. A success resets the count. Unset: never."""
+
+
+class Change(StrEnum):
+    """A change of a task's state that is worth a notification (never a single ordinary run)."""
+
+    FAILING = "Failing"
+    RECOVERED = "Recovered"
+    MISSED = "Missed"
+    LATE = "Late"
+    SUSPENDED = "Suspended"
+
+
+class SinkType(StrEnum):
+    """The payload a sink receives."""
+
+    WEBHOOK = "Webhook"
+    CLOUD_EVENTS = "CloudEvents"
+    SLACK = "Slack"
+
+
+class CloudEventsMode(StrEnum):
+    """CloudEvents HTTP content mode: attributes in ce- headers (Binary) or in the JSON body."""
+
+    BINARY = "Binary"
+    STRUCTURED = "Structured"
+
+
+class SecretRef(_Model):
+    """A Secret in the task's own namespace (never another)."""
+
+    name: str = Field(min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    """The Secret's name. Its key `url` holds the URL (unless `url` is set); each key
+    `header.NAME` is sent as the HTTP header NAME (e.g. `header.Authorization`)."""
+
+
+_SINK_RULES: list[JsonValue] = [
+    {
+        "rule": "[has(self.url), has(self.secretRef)].filter(x, x).size() <= 1",
+        "message": "set at most one of url and secretRef",
+    },
+    {
+        "rule": "has(self.url) || has(self.secretRef)",
+        "message": "set url or secretRef (whose key url holds the URL)",
+    },
+    {
+        "rule": "!has(self.mode) || self.type == 'CloudEvents'",
+        "message": "mode is only meaningful with type CloudEvents",
+    },
+]
+SINK_TIMEOUT_MAX = timedelta(seconds=60)
+
+
+class NotifySink(_Model):
+    """Where notifications about the task's changes of state are sent (HTTP POST)."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": _SINK_RULES})
+
+    name: str = Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    """A name for the sink, unique in the task (status and Events name it)."""
+    type: SinkType = SinkType.WEBHOOK
+    """Webhook (Nightshift's JSON), CloudEvents (1.0 over HTTP) or Slack (an incoming-webhook
+    JSON payload, also understood by Mattermost and others)."""
+    url: str | None = Field(default=None, max_length=2048, pattern=r"^https?://[^\s]+$")
+    """The URL to POST to; for a URL that is itself a secret (a Slack webhook) use secretRef."""
+    secretRef: SecretRef | None = None
+    """A Secret in the task's namespace with the URL (key `url`) and headers (`header.NAME`)."""
+    mode: CloudEventsMode | None = None
+    """CloudEvents only: Binary (the default) or Structured."""
+    changes: list[Change] | None = Field(default=None, max_length=5)
+    """Which changes to send (default: all of Failing, Recovered, Missed, Late, Suspended)."""
+    timeout: Duration = timedelta(seconds=10)
+    """How long one delivery attempt may take (at most 60s); a slower answer is a failure."""
+
+    @field_validator("url", mode="before")
+    @classmethod
+    def _http(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, value: timedelta) -> timedelta:
+        if not timedelta(seconds=1) <= value <= SINK_TIMEOUT_MAX:
+            raise ValueError("must be between 1s and 60s")
+        return value
+
+    @model_validator(mode="after")
+    def _target(self) -> NotifySink:
+        if self.url is not None and self.secretRef is not None:
+            raise ValueError("set at most one of url and secretRef")
+        if self.url is None and self.secretRef is None:
+            raise ValueError("set url or secretRef (whose key url holds the URL)")
+        if self.mode is not None and self.type is not SinkType.CLOUD_EVENTS:
+            raise ValueError("mode is only meaningful with type CloudEvents")
+        return self
+
+    def wants(self, change: Change) -> bool:
+        """Whether this sink is sent ``change``."""
+        return self.changes is None or change in self.changes
+
+
+DEADLINE_MAX = timedelta(days=31)
+
+
 _SPEC_RULES: list[JsonValue] = [
     {
         "rule": "[has(self.schedule), has(self.interval), has(self.at), has(self.schedules)]"
@@ -545,11 +665,46 @@ class TaskSpec(_Model):
     """How many finished runs are kept."""
     jobTemplate: JobTemplate
     """The Job to create for each attempt."""
+    failurePolicy: FailurePolicy = FailurePolicy()
+    """What to do when runs keep failing (suspendAfter)."""
+    deadline: Duration | None = None
+    """A scheduled run that has not Succeeded this long after its slot is Late (a Missed slot
+    too): the Late condition, a Warning Event, a metric and a notification."""
+    notify: list[NotifySink] | None = Field(
+        default=None,
+        max_length=8,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.all(x, self.exists_one(y, y.name == x.name))",
+                    "message": "sink names must be unique",
+                }
+            ]
+        },
+    )
+    """Where to send notifications of changes of state (failing, recovered, missed, late,
+    suspended): at least once, never for an ordinary run."""
 
     @field_validator("timeZone")
     @classmethod
     def _zone(cls, value: str) -> str:
         load_zone(value)
+        return value
+
+    @field_validator("deadline")
+    @classmethod
+    def _deadline(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and not timedelta(seconds=1) <= value <= DEADLINE_MAX:
+            raise ValueError("must be between 1s and 31d")
+        return value
+
+    @field_validator("notify")
+    @classmethod
+    def _unique_sinks(cls, value: list[NotifySink] | None) -> list[NotifySink] | None:
+        names = [sink.name for sink in value or []]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"sink names must be unique (repeated: {', '.join(repeated)})")
         return value
 
     @field_validator("schedule")
@@ -620,6 +775,9 @@ class ActiveRun(_Model):
     """The slot the run belongs to."""
     startedAt: Timestamp | None = None
     """When the Job was created."""
+    queued: bool | None = None
+    """True while a queue (such as Kueue) holds the Job suspended; it still counts as active.
+    Not status.queued, which is a slot waiting under concurrencyPolicy Queue with no Job yet."""
 
 
 class QueuedRun(_Model):
@@ -673,6 +831,59 @@ class RunRecord(_Model):
     """The container's termination message (first 1 KiB)."""
 
 
+class PolicySuspension(_Model):
+    """The task suspended itself under spec.failurePolicy."""
+
+    reason: str = Field(default="FailureThreshold", max_length=64)
+    """Why: FailureThreshold."""
+    since: Timestamp
+    """When it was suspended."""
+    failures: int = Field(ge=0)
+    """Runs that had failed in a row."""
+    run: str = Field(max_length=128)
+    """The last failed run."""
+    message: str = Field(default="", max_length=1024)
+    """What the last failure was."""
+
+
+class Resume(_Model):
+    """The last resume request (`kubectl nightshift resume`, annotation nightshift.dev/resume)."""
+
+    token: str = Field(max_length=128)
+    """The request's token: each distinct token is acted on once."""
+    at: Timestamp
+    """When the operator acted on it."""
+    by: str | None = Field(default=None, max_length=256)
+    """Who asked, as the requester reported it (the plugin asks the API server who you are)."""
+    note: str | None = Field(default=None, max_length=1024)
+    """Why, in the requester's words."""
+
+
+class PendingNotification(_Model):
+    """A notification not yet delivered to every sink that should have it."""
+
+    id: str = Field(max_length=300)
+    """The idempotency key (the CloudEvents id): task uid, run, attempt and change."""
+    change: Change
+    """Failing, Recovered, Missed, Late or Suspended."""
+    run: str = Field(max_length=128)
+    """The run the change is about."""
+    attempt: int = Field(default=1, ge=1, le=101)
+    """The attempt the change is about."""
+    at: Timestamp
+    """When the change happened."""
+    message: str = Field(default="", max_length=1024)
+    """What happened, in one line."""
+    sinks: list[Annotated[str, Field(max_length=63)]] = Field(default_factory=list, max_length=8)
+    """The sinks still to deliver to."""
+    failures: int = Field(default=0, ge=0)
+    """Failed delivery attempts so far."""
+    notBefore: Timestamp | None = None
+    """The next attempt waits until then (back-off)."""
+    lastError: str | None = Field(default=None, max_length=1024)
+    """Why the last attempt failed."""
+
+
 class TaskStatus(_Model):
     """What happened, written by the operator."""
 
@@ -705,11 +916,28 @@ class TaskStatus(_Model):
     pendingRetries: list[PendingRetry] = Field(default_factory=list, max_length=100)
     """Retries waiting for their back-off (one per run; several only with Allow)."""
     queued: QueuedRun | None = None
-    """With concurrencyPolicy Queue: the run waiting for the active one to end."""
+    """With concurrencyPolicy Queue: the run waiting for the active one to end (it has no Job
+    yet). A Job that Kueue holds suspended is an active run instead (status.active[].queued)."""
     runNowToken: str | None = Field(default=None, max_length=128)
     """The last nightshift.dev/run-now token that was acted on."""
     runs: list[RunRecord] = Field(default_factory=list, max_length=250)
     """Finished attempts, newest first, trimmed to spec.history."""
+    nextScheduleTimes: list[Timestamp] = Field(default_factory=list, max_length=3)
+    """The next fire times (up to 3; none while suspended or completed), as `nightshift
+    preview` and `kubectl nightshift next` compute them."""
+    failuresSinceResume: int = Field(default=0, ge=0)
+    """Runs that failed in a row since the last success or resume: what
+    spec.failurePolicy.suspendAfter counts."""
+    suspendedByPolicy: PolicySuspension | None = None
+    """Set while spec.failurePolicy keeps the task suspended; `kubectl nightshift resume` clears
+    it. spec.suspend is the user's own switch and is never changed by the operator."""
+    lastResume: Resume | None = None
+    """The last resume request acted on: when, by whom, and the note."""
+    deadlineCheckedUntil: Timestamp | None = None
+    """Runs whose slot is at or before this were judged against spec.deadline already."""
+    notifications: list[PendingNotification] = Field(default_factory=list, max_length=20)
+    """Notifications still being delivered (kept here, so an operator restart never loses
+    one); delivered ones are removed."""
 
 
 # --- Backfill -------------------------------------------------------------------------------------

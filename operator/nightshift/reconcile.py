@@ -8,18 +8,24 @@ Events, the new status) and says when to look again, like the CronJob controller
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from nightshift import care
+from nightshift.durations import format_duration
 from nightshift.jobs import build_job, manual_run_id, run_id_for_slot, token_key
 from nightshift.models import (
     ActiveRun,
     CalendarSpec,
     CatchUp,
+    Change,
     ConcurrencyPolicy,
     Condition,
+    PendingNotification,
     PendingRetry,
+    PolicySuspension,
     QueuedRun,
     RunRecord,
     RunResult,
@@ -31,6 +37,7 @@ from nightshift.schedule import (
     Plan,
     describe,
     fire_time,
+    next_fire_times,
     next_slot,
     plan_for,
     slots_between,
@@ -69,6 +76,8 @@ MAX_IN_FLIGHT = 100
 # How long a Job the operator created may be missing from its memory (the watch lags) before its
 # absence means it was deleted.
 JOB_VISIBLE = timedelta(seconds=30)
+# status.nextScheduleTimes: how many upcoming fire times the status shows.
+NEXT_TIMES = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +96,7 @@ class JobView:
     message: str | None = None
     run_now_token: str | None = None
     backfill: str | None = None  # the uid of the Backfill that runs it (None: the schedule)
+    suspended: bool = False  # spec.suspend: held by a queue (Kueue), still an active run
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +117,9 @@ class TaskView:
     # with reason CalendarNotFound or InvalidCalendar. No scheduled slot runs while it cannot.
     calendar: CalendarSpec | None = None
     calendar_problem: tuple[str, str] | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)  # the task's metadata.labels
+    resume: str | None = None  # the nightshift.dev/resume annotation
+    deliveries: tuple[care.Delivery, ...] = ()  # notification outcomes not yet in status
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +171,7 @@ class Decision:
     delete: list[DeleteJob] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     wake_at: datetime | None = None
+    late: list[str] = field(default_factory=list)  # runs that became Late (the metric counts them)
 
 
 def _clip_bytes(text: str, limit: int) -> str:
@@ -194,6 +208,13 @@ class _Work:
         self.delete: list[DeleteJob] = []
         self.conflict: str | None = None
         self.recheck: datetime | None = None  # look again then, though nothing is scheduled
+        # Changes of state to notify about: (change, run, attempt, message).
+        self.notices: list[tuple[Change, str, int, str]] = []
+        self.notifications: list[PendingNotification] = list(s.notifications)
+        self.succeeded = False  # a run succeeded in this sync (clears Late)
+        self.late: tuple[tuple[str, str], ...] = ()
+        self.delivered: tuple[care.Delivery, ...] = ()
+        self.undelivered: tuple[care.Delivery, ...] = ()
 
     def get(self, name: str) -> Any:
         return self.fields.get(name, getattr(self.status, name))
@@ -203,6 +224,10 @@ class _Work:
 
     def event(self, kind: Literal["Normal", "Warning"], reason: str, message: str) -> None:
         self.events.append(Event(kind, reason, message))
+
+    def wake(self, when: datetime) -> None:
+        """Look again at ``when`` (the earliest such time wins)."""
+        self.recheck = when if self.recheck is None else min(self.recheck, when)
 
 
 def _slot_of(run: str) -> datetime | None:
@@ -297,7 +322,19 @@ def _finish(
     label = f"run {run} attempt {attempt}"
     if result is RunResult.SUCCEEDED:
         w.set("lastSuccessfulTime", finished_at)
+        failures = w.get("consecutiveFailures")
+        if failures:
+            w.notices.append(
+                (
+                    Change.RECOVERED,
+                    run,
+                    attempt,
+                    f"{label} succeeded after {failures} failed run(s) in a row",
+                )
+            )
         w.set("consecutiveFailures", 0)
+        w.set("failuresSinceResume", 0)
+        w.succeeded = True
         w.event("Normal", "RunSucceeded", f"{label} succeeded (Job {job})")
         return
     w.set("lastFailureTime", finished_at)
@@ -319,6 +356,56 @@ def _finish(
         return
     w.set("consecutiveFailures", w.get("consecutiveFailures") + 1)
     w.event("Warning", "RunFailed", f"{label} {result.value} ({detail}); no retry left")
+    what = f"{label} {result.value} ({detail})" + (f": {message}" if message else "")
+    if w.get("consecutiveFailures") == 1:
+        w.notices.append((Change.FAILING, run, attempt, what))
+    _count_toward_pause(w, spec, run=run, attempt=attempt, what=what)
+
+
+def _count_toward_pause(w: _Work, spec: TaskSpec, *, run: str, attempt: int, what: str) -> None:
+    """spec.failurePolicy: after suspendAfter failed runs in a row, the task suspends itself
+    (status.suspendedByPolicy, never spec.suspend: that switch is the user's alone)."""
+    failures = w.get("failuresSinceResume") + 1
+    w.set("failuresSinceResume", failures)
+    limit = spec.failurePolicy.suspendAfter
+    if not limit or failures < limit or w.get("suspendedByPolicy") is not None:
+        return
+    why = f"{failures} runs failed in a row (failurePolicy.suspendAfter {limit}); the last: {what}"
+    w.set(
+        "suspendedByPolicy",
+        PolicySuspension(
+            since=w.now, failures=failures, run=run, message=_clip_bytes(why, MESSAGE_LIMIT)
+        ),
+    )
+    w.event(
+        "Warning",
+        "FailureThreshold",
+        f"suspended: {why}; `kubectl nightshift resume {w.view.name}` resumes it",
+    )
+    w.notices.append((Change.SUSPENDED, run, attempt, why))
+
+
+def _resume(w: _Work) -> None:
+    """Act once on each distinct resume request: clear a suspension by the failure policy, start
+    its count afresh, and record who asked and why."""
+    request = care.read_resume(w.view.resume)
+    last = w.get("lastResume")
+    if request is None or (last is not None and last.token == request.token):
+        return
+    w.set(
+        "lastResume",
+        {"token": request.token, "at": w.now, "by": request.by, "note": request.note},
+    )
+    w.set("failuresSinceResume", 0)
+    if w.get("suspendedByPolicy") is None:
+        return
+    w.set("suspendedByPolicy", None)
+    # As after spec.suspend: the slots that passed while suspended are not caught up.
+    last = w.get("lastSlotTime")
+    w.set("lastSlotTime", max(last, w.now) if last else w.now)
+    who = f" by {request.by}" if request.by else ""
+    note = f": {request.note}" if request.note else ""
+    w.event("Normal", "Resumed", f"resumed{who} after the failure policy suspended it{note}")
 
 
 def _create(
@@ -341,6 +428,7 @@ def _create(
         slot=slot,
         tz_offset_slot=slot.astimezone(plan.tz) if slot else None,
         run_now_token=token,
+        task_labels=view.labels,
     )
     w.create.append(CreateJob(run=run, attempt=attempt, manifest=manifest))
     w.active.append(
@@ -511,10 +599,31 @@ def _start_queued(w: _Work, spec: TaskSpec, plan: Plan) -> None:
         w.queued = None
         _count_start(w, queued.scheduledAt)
         return
+    scheduled = queued.scheduledAt is not None
+    if scheduled and w.get("suspendedByPolicy") is not None:
+        # The run it waited for was the failure that made the policy suspend the task: starting
+        # the queued slot now would be one more failure the policy is there to prevent. It is
+        # dropped like a slot that passes while suspended (a queued run-now request still runs).
+        w.queued = None
+        _record_plain(
+            w,
+            queued.run,
+            1,
+            None,
+            RunResult.SKIPPED,
+            queued.scheduledAt,
+            None,
+            "skipped: the failure policy suspended the task while the run was queued",
+        )
+        w.event(
+            "Normal",
+            "RunSkipped",
+            f"run {queued.run} skipped: the failure policy suspended the task while it was queued",
+        )
+        return
     if _busy(w):
         return
     w.queued = None
-    scheduled = queued.scheduledAt is not None
     if scheduled and spec.maxRuns and w.get("runCount") >= spec.maxRuns:
         _record_plain(
             w,
@@ -598,6 +707,7 @@ def _invalid(view: TaskView, now: datetime) -> Decision:
             "conditions": [ready, *others],
             "observedGeneration": view.generation,
             "nextScheduleTime": None,
+            "nextScheduleTimes": [],
         }
     )
     return Decision(status=status, events=events)
@@ -667,7 +777,10 @@ def _track_jobs(w: _Work, spec: TaskSpec) -> None:
             continue
         job = found
         if job.finished is None:
-            still.append(active)
+            queued = True if job.suspended else None
+            still.append(
+                active if active.queued == queued else active.model_copy(update={"queued": queued})
+            )
             continue
         if job.finished == "Succeeded":
             result = RunResult.SUCCEEDED
@@ -881,6 +994,7 @@ def decide(view: TaskView, now: datetime) -> Decision:
         last = w.get("lastSlotTime")
         w.set("lastSlotTime", max(last, now) if last else now)
 
+    _resume(w)
     _track_jobs(w, spec)
 
     # Run now: exactly one manual run per distinct token.
@@ -917,7 +1031,7 @@ def decide(view: TaskView, now: datetime) -> Decision:
 
     next_fire: datetime | None = None
     completed = False
-    if spec.suspend:
+    if spec.suspend or w.get("suspendedByPolicy") is not None:
         # Suspended time is not caught up on resume.
         last = w.get("lastSlotTime")
         w.set("lastSlotTime", max(last, now) if last else now)
@@ -935,8 +1049,94 @@ def decide(view: TaskView, now: datetime) -> Decision:
             completed = True
         elif next_fire is None and not _excluded_ahead(w, plan):
             completed = True  # one-shot done, window over, or the schedule never fires again
+    times = (
+        next_fire_times(plan, now, NEXT_TIMES, max_runs=spec.maxRuns, runs_so_far=w.get("runCount"))
+        if next_fire is not None
+        else []
+    )
+    w.set("nextScheduleTimes", times)
+    _look_after(w, spec)
     _trim_history(w, spec)
     return _finalize(w, spec, next_fire, completed)
+
+
+def _look_after(w: _Work, spec: TaskSpec) -> None:
+    """Deadlines, and the notifications of this sync's changes of state (see nightshift.care)."""
+    view = w.view
+    fresh = view.status.observedGeneration != view.generation
+    judged = care.judge_deadline(
+        spec.deadline,
+        w.get("deadlineCheckedUntil"),
+        fresh=fresh,
+        active=w.active,
+        pending=w.pending,
+        runs=w.runs,
+        now=w.now,
+        queued=w.queued,
+    )
+    w.set("deadlineCheckedUntil", judged.cursor)
+    if judged.wake is not None:
+        w.wake(judged.wake)
+    w.late = judged.late
+    if judged.late:
+        assert spec.deadline is not None
+        limit = format_duration(spec.deadline)
+        text = "; ".join(f"run {run} ({doing})" for run, doing in judged.late)
+        w.event("Warning", "RunLate", f"not Succeeded within {limit} of the slot: {text}")
+        run, doing = judged.late[-1]
+        w.notices.append((Change.LATE, run, 1, f"run {run} not Succeeded within {limit} ({doing})"))
+    before = {(r.run, r.attempt, r.result) for r in view.status.runs}
+    missed = [
+        r for r in w.runs if r.result is RunResult.MISSED and (r.run, 1, r.result) not in before
+    ]
+    if missed:
+        newest = max(missed, key=lambda r: r.run)
+        w.notices.append(
+            (Change.MISSED, newest.run, 1, f"{len(missed)} slot(s) missed, the last {newest.run}")
+        )
+    _deliveries(w, spec)
+    _queue_notices(w, spec)
+
+
+def _deliveries(w: _Work, spec: TaskSpec) -> None:
+    """Fold the notifier's delivery outcomes into status.notifications."""
+    sinks = [s.name for s in spec.notify or []]
+    folded = care.fold_deliveries(w.notifications, w.view.deliveries, sinks)
+    w.notifications = folded.pending
+    w.delivered, w.undelivered = folded.delivered, folded.failed
+    for item in folded.dropped:
+        w.event(
+            "Warning",
+            "NotificationDropped",
+            f"{item.change.value} of run {item.run} not delivered to {', '.join(item.sinks)} "
+            f"after {item.failures} attempts: {item.lastError}",
+        )
+
+
+def _queue_notices(w: _Work, spec: TaskSpec) -> None:
+    for change, run, attempt, message in w.notices:
+        dropped = care.queue_notification(
+            w.notifications,
+            spec.notify or [],
+            uid=w.view.uid,
+            change=change,
+            run=run,
+            attempt=attempt,
+            at=w.now,
+            message=message,
+        )
+        if dropped is not None:
+            w.event(
+                "Warning",
+                "NotificationDropped",
+                f"{dropped.change.value} of run {dropped.run} dropped undelivered: more than "
+                f"{care.MAX_PENDING} notifications waiting",
+            )
+    w.notices = []
+    w.set("notifications", w.notifications)
+    waiting = [n.notBefore for n in w.notifications if n.notBefore and n.notBefore > w.now]
+    if waiting:
+        w.wake(min(waiting))
 
 
 def _finalize(
@@ -970,7 +1170,7 @@ def _finalize(
         ready = _condition(w, "Ready", True, "Scheduled", "the spec is valid")
     conditions = [
         ready,
-        _condition(w, "Suspended", spec.suspend, "Suspended" if spec.suspend else "Active"),
+        _suspended(w, spec),
         _running(w),
         _failing(w),
         _condition(
@@ -980,6 +1180,7 @@ def _finalize(
             "Finished" if done else "Scheduling",
             _completed_message(spec) if done else "",
         ),
+        *_care_conditions(w, spec),
     ]
     if w.conflict is None and _was_invalid(view.status):
         w.event("Normal", "SpecValid", "the spec is valid again; scheduling resumed")
@@ -1013,20 +1214,63 @@ def _finalize(
         delete=w.delete,
         events=w.events,
         wake_at=min((t for t in (shown_next, w.recheck) if t is not None), default=None),
+        late=[run for run, _ in w.late],
     )
 
 
 _CALENDAR_REASONS = ("CalendarNotFound", "InvalidCalendar")
 
 
+def _suspended(w: _Work, spec: TaskSpec) -> Condition:
+    paused: PolicySuspension | None = w.get("suspendedByPolicy")
+    if paused is not None:
+        also = " (spec.suspend is true as well)" if spec.suspend else ""
+        return _condition(w, "Suspended", True, paused.reason, paused.message + also)
+    return _condition(w, "Suspended", spec.suspend, "Suspended" if spec.suspend else "Active")
+
+
+def _previous(w: _Work, kind: str) -> Condition | None:
+    return next((c for c in w.view.status.conditions if c.type == kind), None)
+
+
+def _care_conditions(w: _Work, spec: TaskSpec) -> list[Condition]:
+    """Late (with spec.deadline) and Notified (with spec.notify)."""
+    out: list[Condition] = []
+    late = _previous(w, "Late")
+    if spec.deadline is not None:
+        if w.late:
+            run, doing = w.late[-1]
+            limit = format_duration(spec.deadline)
+            text = f"run {run} not Succeeded within {limit} of its slot ({doing})"
+            out.append(_condition(w, "Late", True, "DeadlineExceeded", text))
+        elif late is not None and late.status == "True" and not w.succeeded:
+            out.append(late.model_copy(update={"observedGeneration": w.view.generation}))
+        else:
+            out.append(_condition(w, "Late", False, "OnTime"))
+    if spec.notify:
+        notified = _previous(w, "Notified")
+        if w.undelivered:
+            last = w.undelivered[-1]
+            text = f"sink {last.sink}: {last.error}"
+            out.append(_condition(w, "Notified", False, "DeliveryFailed", text))
+            if notified is None or notified.reason != "DeliveryFailed":
+                w.event("Warning", "NotificationFailed", f"delivery failed; will retry: {text}")
+        elif w.delivered:
+            out.append(_condition(w, "Notified", True, "Delivered"))
+        elif notified is not None:
+            out.append(notified.model_copy(update={"observedGeneration": w.view.generation}))
+        else:
+            out.append(_condition(w, "Notified", True, "AsExpected"))
+    return out
+
+
 def _running(w: _Work) -> Condition:
-    return _condition(
-        w,
-        "Running",
-        bool(w.active),
-        "JobActive" if w.active else ("RetryPending" if w.pending else "Idle"),
-        ", ".join(a.job for a in w.active),
-    )
+    if w.active and all(a.queued for a in w.active):
+        # Every active Job is held by a queue (spec.suspend): active, but not running yet.
+        reason = "Queued"
+    else:
+        reason = "JobActive" if w.active else ("RetryPending" if w.pending else "Idle")
+    return _condition(w, "Running", bool(w.active), reason, ", ".join(a.job for a in w.active))
 
 
 def _failing(w: _Work) -> Condition:
@@ -1083,6 +1327,7 @@ def settle(view: TaskView, decision: Decision, outcomes: list[Outcome], now: dat
     w.active = list(decision.status.active)
     w.pending = list(decision.status.pendingRetries)
     w.runs = list(decision.status.runs)
+    w.notifications = list(decision.status.notifications)
     # A Job that could not be created did not start: drop its "started" Event.
     w.events = [
         e
@@ -1128,9 +1373,10 @@ def settle(view: TaskView, decision: Decision, outcomes: list[Outcome], now: dat
                 reason="JobCreateFailed",
                 message=outcome.message,
             )
+    _queue_notices(w, spec)
     _trim_history(w, spec)
     # Creations that failed change what is running and failing: recompute those conditions.
-    replaced = {"Running": _running(w), "Failing": _failing(w)}
+    replaced = {"Running": _running(w), "Failing": _failing(w), "Suspended": _suspended(w, spec)}
     if w.conflict:
         replaced["Ready"] = _condition(w, "Ready", False, "JobNameConflict", w.conflict)
     conditions = [replaced.get(c.type, c) for c in decision.status.conditions]
@@ -1154,5 +1400,6 @@ def settle(view: TaskView, decision: Decision, outcomes: list[Outcome], now: dat
         create=decision.create,
         delete=decision.delete + [d for d in w.delete if d not in decision.delete],
         events=w.events,
-        wake_at=min(wake) if wake else None,
+        wake_at=min([*wake, *([w.recheck] if w.recheck else [])], default=None),
+        late=decision.late,
     )

@@ -22,7 +22,7 @@ from typing import Any
 import kopf
 from prometheus_client import start_http_server
 
-from nightshift import faults, health, memory
+from nightshift import faults, health, memory, metrics
 from nightshift.controller import Controller
 from nightshift.kube import KubeClient, load_config
 from nightshift.leader import LeaderElector
@@ -36,6 +36,7 @@ from nightshift.models import (
     parse_calendar,
     parse_spec,
 )
+from nightshift.shards import ShardManager
 from nightshift.supervise import Supervisor
 
 __all__ = ["registry", "run"]
@@ -147,11 +148,31 @@ async def _until_signalled() -> None:
     log.info("signal received; stopping")
 
 
+class _ShardedHealth:
+    """Liveness and readiness of a sharded replica: its own loops and every held shard's."""
+
+    def __init__(self, supervisor: Supervisor, manager: ShardManager) -> None:
+        self.supervisor = supervisor
+        self.manager = manager
+
+    def problems(self) -> list[str]:
+        return self.supervisor.problems() + self.manager.problems()
+
+    @property
+    def running(self) -> bool:
+        # Ready with no shard too: it serves the webhook and stands by to take shards.
+        return True
+
+
 async def _main(args: argparse.Namespace) -> None:
     load_config(args.kubeconfig)
     identity = os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
     api = KubeClient(identity=identity)
-    supervisor = Supervisor(faults=faults.from_env())
+    seams = faults.from_env()
+    supervisor = Supervisor(faults=seams)
+    if args.shards > 1:
+        await _sharded(args, api, identity, supervisor, seams)
+        return
     elector: LeaderElector | None = None
     if args.leader_elect:
         elector = LeaderElector(
@@ -166,6 +187,7 @@ async def _main(args: argparse.Namespace) -> None:
         namespaces=args.namespaces or (),
         supervisor=supervisor,
     )
+    metrics.track(lambda: len(controller.store), lambda: controller.queue.scheduled)
     if elector is not None:
         elector.on_started = controller.resync_all
         supervisor.start("leader-election", elector.run)
@@ -174,20 +196,59 @@ async def _main(args: argparse.Namespace) -> None:
     probes = await health.serve(args.health_port, controller) if args.health_port else None
     scheduler = asyncio.create_task(controller.run(), name="nightshift-controller")
     try:
-        if args.webhook_port:
-            await kopf.operator(
-                registry=registry(args),
-                clusterwide=not args.namespaces,
-                namespaces=args.namespaces,
-                standalone=True,
-            )
-        else:
-            await _until_signalled()
+        await _serve(args)
     finally:
         scheduler.cancel()
         await asyncio.gather(scheduler, return_exceptions=True)
         if elector is not None:
             await elector.release()
+        if probes is not None:
+            await probes.cleanup()
+        api.close()
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    """The webhook (kopf) until a signal, or just wait for the signal."""
+    if args.webhook_port:
+        await kopf.operator(
+            registry=registry(args),
+            clusterwide=not args.namespaces,
+            namespaces=args.namespaces,
+            standalone=True,
+        )
+    else:
+        await _until_signalled()
+
+
+async def _sharded(
+    args: argparse.Namespace,
+    api: KubeClient,
+    identity: str,
+    supervisor: Supervisor,
+    seams: dict[str, faults.Fault],
+) -> None:
+    """``--shards S`` (S > 1): hold a fair share of the shards, a Controller per shard held."""
+    manager = ShardManager(
+        api,
+        namespace=args.leader_election_namespace,
+        name=args.leader_election_name,
+        identity=identity,
+        shards=args.shards,
+        namespaces=args.namespaces or (),
+        make_supervisor=lambda: Supervisor(faults=seams),
+        mode=None if args.shard_filter == "auto" else args.shard_filter,
+    )
+    metrics.track(manager.tasks, manager.queued)
+    supervisor.start("shards", manager.run)
+    if args.metrics_port:
+        start_http_server(args.metrics_port, addr="0.0.0.0")  # noqa: S104 - scraped in-cluster
+    target = _ShardedHealth(supervisor, manager)
+    probes = await health.serve(args.health_port, target) if args.health_port else None
+    try:
+        await _serve(args)
+    finally:
+        await supervisor.stop()
+        await manager.release_all()
         if probes is not None:
             await probes.cleanup()
         api.close()

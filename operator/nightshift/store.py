@@ -89,6 +89,8 @@ class JobRecord:
     rv: int = field(default=0, compare=False)  # orders events; not a change the reconciler sees
     backfill: str | None = None  # the uid of the Backfill that runs it (not the schedule)
     backfill_name: str | None = None
+    # spec.suspend: a queue (Kueue) holds the Job until it admits it. It is still an active run.
+    suspended: bool = False
 
     @classmethod
     def of(cls, body: dict[str, Any]) -> JobRecord:
@@ -114,6 +116,7 @@ class JobRecord:
             rv=resource_version(body),
             backfill=annotations.get(ANNOTATION_BACKFILL_UID) or None,
             backfill_name=annotations.get(ANNOTATION_BACKFILL) or None,
+            suspended=(body.get("spec") or {}).get("suspend") is True,
         )
 
     def belongs_to(self, task_uid: str) -> bool:
@@ -127,7 +130,8 @@ class JobRecord:
         )
 
     def view(self) -> JobView:
-        """What the reconciler reads (call only when :meth:`belongs_to` holds)."""
+        """What the reconciler reads (call only when :meth:`belongs_to` holds), or a Backfill
+        (any Job of the task with a run and an attempt)."""
         assert self.run is not None
         assert self.attempt is not None
         exit_code, message = self.outcome or (None, None)
@@ -144,6 +148,7 @@ class JobRecord:
             message=message,
             run_now_token=self.run_now_token,
             backfill=self.backfill,
+            suspended=self.suspended,
         )
 
 

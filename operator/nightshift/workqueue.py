@@ -63,7 +63,7 @@ class WorkQueue(Generic[K]):
         self._queued: dict[K, bool] = {}  # key -> urgent
         self._urgent_queued = 0
         self._available = asyncio.Event()
-        self._busy: set[K] = set()
+        self._busy: dict[K, bool] = {}  # key -> taken from the urgent line
         self._again: dict[K, bool] = {}
         self._heap: list[tuple[float, int, K]] = []
         self._wake: dict[K, float] = {}  # the current (earliest) wake-up of each key
@@ -108,18 +108,23 @@ class WorkQueue(Generic[K]):
         while (key := self._take()) is None:
             self._available.clear()
             await self._available.wait()
-        self._urgent_queued -= self._queued.pop(key)
-        self._busy.add(key)
+        urgent = self._queued.pop(key)
+        self._urgent_queued -= urgent
+        self._busy[key] = urgent
         self.last_taken = self.monotonic()
         self.on_change()
         return key
 
     def done(self, key: K) -> None:
         """The worker finished ``key``; if it was added meanwhile, it is queued again."""
-        self._busy.discard(key)
+        self._busy.pop(key, None)
         urgent = self._again.pop(key, None)
         if urgent is not None:
             self.add(key, background=not urgent)
+
+    def taken_urgent(self, key: K) -> bool:
+        """Whether a worker took ``key`` (now busy) from the urgent line."""
+        return self._busy.get(key, False)
 
     def __len__(self) -> int:
         """Keys queued for a worker (not those being synced)."""

@@ -277,7 +277,7 @@ VALUE_SETS: dict[str, Callable[[str], dict[str, Any]]] = {
     },
     "fail-closed": lambda ns: {"webhook": {"failurePolicy": "Fail"}},
     "minimal": lambda ns: {
-        "replicas": 1,
+        "replicaCount": 1,
         "podDisruptionBudget": {"enabled": False},
         "webhook": {"enabled": False},
         "metrics": {"service": {"enabled": False}},
@@ -307,7 +307,7 @@ def test_schema_rejects_unknown_keys_and_wrong_types(cluster: Any, tmp_path: Pat
         ({"replica": 2}, "additional properties 'replica' not allowed"),
         ({"image": {"tagg": "x"}}, "additional properties 'tagg' not allowed"),
         ({"webhook": {"failurePolicy": "Sometimes"}}, "failurePolicy"),
-        ({"replicas": "two"}, "replicas"),
+        ({"replicaCount": "two"}, "replicaCount"),
         ({"watchNamespaces": "default"}, "watchNamespaces"),
     ]
     for values, expected in cases:
@@ -554,7 +554,7 @@ def test_install_upgrade_with_a_crd_change_then_uninstall_keeps_the_crd(
     cluster: Any, namespace: str, tmp_path: Path
 ) -> None:
     release = release_name()
-    values = values_file(tmp_path, {"watchNamespaces": [namespace], "replicas": 1})
+    values = values_file(tmp_path, {"watchNamespaces": [namespace], "replicaCount": 1})
     common = ["--namespace", namespace, "--values", str(values), "--wait", "--timeout", "180s"]
 
     # A copy of the chart whose CRD (synced from a modified crds/ file) has a new description.
@@ -658,6 +658,43 @@ def test_service_account_may_do_exactly_what_the_operator_uses(
             ).stdout.strip()
             == "yes"
         )
+    finally:
+        delete_objects(cluster, applied)
+
+
+@pytest.mark.parametrize("shard_filter", ["auto", "shardSelector"])
+def test_shards_add_lease_listing_and_the_labeller_patches_only(
+    cluster: Any, namespace: str, tmp_path: Path, shard_filter: str
+) -> None:
+    release = release_name()
+    sa = f"{release}-nightshift"
+    values = {"sharding": {"shards": 4, "filter": shard_filter}, "replicaCount": 2}
+    docs = render(cluster, tmp_path, values, release=release, namespace=namespace)
+    args = of_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--shards=4" in args
+    assert f"--shard-filter={shard_filter}" in args
+    applied = apply_rbac_only(cluster, docs)
+    try:
+        tasks = frozenset(
+            {"get", "list", "watch"} | ({"patch"} if shard_filter == "auto" else set())
+        )
+        expected = (
+            OPERATOR_RULES
+            - {
+                ("scheduledtasks.nightshift.dev", (), frozenset({"get", "list", "watch"})),
+                ("jobs.batch", (), frozenset({"create", "get", "list", "watch", "delete"})),
+            }
+        ) | {
+            ("scheduledtasks.nightshift.dev", (), tasks),
+            ("jobs.batch", (), frozenset({"create", "get", "list", "watch", "delete", "patch"})),
+            (
+                "leases.coordination.k8s.io",
+                (),
+                frozenset({"create", "get", "list", "update", "delete"}),
+            ),
+        }
+        got = eventually(lambda: service_account_rules(cluster, namespace, sa), expected)
+        assert got == expected, f"got:\n{show(got)}\nexpected:\n{show(expected)}"
     finally:
         delete_objects(cluster, applied)
 
@@ -930,3 +967,30 @@ def _scenario(cluster: Any, namespace: str) -> None:
     assert {"RetryScheduled", "RunFailed"} <= set(reasons(cluster, namespace, "flaky"))
     assert "InvalidSpec" in reasons(cluster, namespace, "broken")
     assert "JobNameConflict" in reasons(cluster, namespace, "clash")
+
+
+def test_notification_secrets_are_readable_only_where_opted_in(
+    cluster: Any, namespace: str, make_namespace: Callable[[str], str], tmp_path: Path
+) -> None:
+    release = release_name()
+    home = make_namespace(f"{namespace}-h")
+    other = make_namespace(f"{namespace}-x")
+    values = {"notifications": {"secretNamespaces": [namespace]}}
+    docs = render(cluster, tmp_path, values, release=release, namespace=home)
+    applied = apply_rbac_only(cluster, docs)
+    user = f"system:serviceaccount:{home}:{release}-nightshift"
+
+    def can(verb: str, where: str) -> str:
+        answer = cluster.kubectl("auth", "can-i", verb, "secrets", f"--as={user}", "-n", where,
+                                 check=False)  # fmt: skip
+        return str(answer.stdout.strip())
+
+    try:
+        assert eventually(lambda: can("get", namespace), "yes") == "yes"
+        # get only: the operator reads a Secret a task names, never lists or watches them.
+        assert can("list", namespace) == "no"
+        assert can("watch", namespace) == "no"
+        assert can("get", other) == "no"
+        assert can("get", home) == "no"
+    finally:
+        delete_objects(cluster, applied)

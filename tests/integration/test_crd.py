@@ -118,6 +118,51 @@ REJECTED = [
         "spec.retry.onExitCodes[0]",
     ),
     (
+        "suspend-after-zero",
+        {"schedule": "@daily", "failurePolicy": {"suspendAfter": 0}},
+        "spec.failurePolicy.suspendAfter",
+    ),
+    ("nonsense-deadline", {"schedule": "@daily", "deadline": "by nine"}, "spec.deadline"),
+    (
+        "sink-without-target",
+        {"schedule": "@daily", "notify": [{"name": "ops"}]},
+        "set url or secretRef (whose key url holds the URL)",
+    ),
+    (
+        "sink-with-two-targets",
+        {
+            "schedule": "@daily",
+            "notify": [{"name": "ops", "url": "http://x/", "secretRef": {"name": "s"}}],
+        },
+        "set at most one of url and secretRef",
+    ),
+    (
+        "sink-not-http",
+        {"schedule": "@daily", "notify": [{"name": "ops", "url": "file:///etc/passwd"}]},
+        "spec.notify[0].url",
+    ),
+    (
+        "sink-mode-without-cloudevents",
+        {"schedule": "@daily", "notify": [{"name": "ops", "url": "http://x/", "mode": "Binary"}]},
+        "mode is only meaningful with type CloudEvents",
+    ),
+    (
+        "sink-names-repeated",
+        {
+            "schedule": "@daily",
+            "notify": [{"name": "ops", "url": "http://x/"}, {"name": "ops", "url": "http://y/"}],
+        },
+        "sink names must be unique",
+    ),
+    (
+        "sink-unknown-change",
+        {
+            "schedule": "@daily",
+            "notify": [{"name": "ops", "url": "http://x/", "changes": ["Bored"]}],
+        },
+        "spec.notify[0].changes[0]",
+    ),
+    (
         "template-namespace",
         {
             "schedule": "@daily",

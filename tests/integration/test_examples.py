@@ -10,6 +10,7 @@ import itertools
 import secrets
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 
 import pytest
 from harness import Operator, poll
+from receiver import Receiver
 from test_operator import condition, finished, jobs, reasons, status, ts
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -195,8 +197,90 @@ def test_10_run_now_runs_once_per_token(cluster: Any, demo: str) -> None:
     assert len(jobs(cluster, demo, "on-demand")) == 1
 
 
-def test_11_several_schedules_are_one_union_in_their_own_zones(cluster: Any, demo: str) -> None:
-    times = preview("11-several-schedules.yaml", demo, datetime(2026, 3, 6, tzinfo=UTC), 4)
+def test_11_pause_on_failure_suspends_after_two_and_resumes_with_a_note(
+    cluster: Any, demo: str
+) -> None:
+    st = poll(
+        lambda: (s := status(cluster, demo, "nightly-import")).get("suspendedByPolicy") and s,
+        timeout=90,
+        what="nightly-import suspended by its failure policy",
+    )
+    assert "401 Unauthorized from the supplier API" in st["suspendedByPolicy"]["message"]
+    assert condition(st, "Suspended")["reason"] == "FailureThreshold"
+    assert "FailureThreshold" in reasons(cluster, demo, "nightly-import")
+    subprocess.run(
+        [sys.executable, "-m", "nightshift.kubectl", "--kubeconfig", str(cluster.kubeconfig),
+         "-n", demo, "resume", "nightly-import", "--note", "rotated the expired API token"],
+        check=True, capture_output=True, env=cluster.env, timeout=60,
+    )  # fmt: skip
+    resumed = poll(
+        lambda: (s := status(cluster, demo, "nightly-import")).get("lastResume") and s,
+        timeout=30,
+        what="the resume recorded",
+    )
+    assert resumed["lastResume"]["note"] == "rotated the expired API token"
+    assert resumed["lastResume"]["by"]
+
+
+def test_12_deadline_makes_each_run_late_then_success_clears_it(cluster: Any, demo: str) -> None:
+    seen: list[str] = []
+
+    def late_then_clear() -> bool:
+        cond = condition(status(cluster, demo, "report-by-nine"), "Late")
+        if cond.get("status") and (not seen or seen[-1] != cond["status"]):
+            seen.append(cond["status"])
+        return seen[-2:] == ["True", "False"]
+
+    poll(late_then_clear, timeout=90, what="Late True, then cleared by a success", interval=0.5)
+    assert "RunLate" in reasons(cluster, demo, "report-by-nine")
+
+
+def test_13_notify_sends_failing_once_to_the_secrets_url(cluster: Any, demo: str) -> None:
+    with Receiver() as hook:
+        secret = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "ops-webhook"},
+            "stringData": {"url": f"{hook.url}/nightshift", "header.Authorization": "Bearer t"},
+        }
+        cluster.apply(secret, demo)  # the example's URL goes nowhere; this one is ours
+        [request] = poll(
+            lambda: hook.received("/nightshift", 204), timeout=120, what="the Failing notification"
+        )
+        body = request.json()
+        assert body["change"] == "Failing"
+        assert body["task"]["name"] == "sync-invoices"
+        assert "3 invoices rejected by the ledger" in body["message"]
+        assert request.headers["Authorization"] == "Bearer t"
+        assert request.headers["Idempotency-Key"] == body["id"]
+        time.sleep(20)  # more failed runs: not news
+        assert len(hook.received("/nightshift")) == 1
+
+
+def test_14_kueue_labels_and_the_cronjob_timestamp_reach_the_jobs(cluster: Any, demo: str) -> None:
+    job = poll(lambda: jobs(cluster, demo, "train-nightly"), timeout=40, what="a Job")[0]
+    meta = job["metadata"]
+    assert meta["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
+    assert meta["labels"]["kueue.x-k8s.io/priority-class"] == "nightly-batch"
+    slot = ts(meta["annotations"]["nightshift.dev/scheduled-at"])
+    assert ts(meta["annotations"]["batch.kubernetes.io/cronjob-scheduled-timestamp"]) == slot
+
+
+def test_15_next_fire_times_in_status_match_preview(cluster: Any, demo: str) -> None:
+    shown = poll(
+        lambda: status(cluster, demo, "weekday-digest").get("nextScheduleTimes"),
+        timeout=30,
+        what="status.nextScheduleTimes",
+    )
+    expected = preview("15-next-fire-times.yaml", demo, datetime.now(UTC), 3)
+    # Status times are RFC 3339 to the second (metav1.Time); the jitter adds milliseconds.
+    assert [ts(t) for t in shown] == [
+        datetime.fromisoformat(t).replace(microsecond=0) for t in expected
+    ]
+
+
+def test_16_several_schedules_are_one_union_in_their_own_zones(cluster: Any, demo: str) -> None:
+    times = preview("16-several-schedules.yaml", demo, datetime(2026, 3, 6, tzinfo=UTC), 4)
     assert times == [
         "2026-03-06T08:00:00+00:00",  # London open
         "2026-03-06T14:30:00+00:00",  # New York open, 09:30 EST
@@ -212,12 +296,12 @@ def test_11_several_schedules_are_one_union_in_their_own_zones(cluster: Any, dem
         what="nextScheduleTime",
     )
     assert st["schedule"] == "0 8 * * MON-FRI (Europe/London); 30 9 * * MON-FRI (America/New_York)"
-    expected = preview("11-several-schedules.yaml", demo, datetime.now(UTC), 1)[0]
+    expected = preview("16-several-schedules.yaml", demo, datetime.now(UTC), 1)[0]
     assert ts(st["nextScheduleTime"]) == datetime.fromisoformat(expected)
 
 
-def test_12_calendar_days_are_skipped(cluster: Any, demo: str) -> None:
-    times = preview("12-calendar.yaml", demo, datetime(2026, 12, 23, tzinfo=UTC), 4)
+def test_17_calendar_days_are_skipped(cluster: Any, demo: str) -> None:
+    times = preview("17-calendar.yaml", demo, datetime(2026, 12, 23, tzinfo=UTC), 4)
     assert times == [
         "2026-12-23T08:00:00+01:00",
         "2026-12-24T08:00:00+01:00",  # then Christmas, a weekend, the office closed to the 31st,
@@ -230,13 +314,13 @@ def test_12_calendar_days_are_skipped(cluster: Any, demo: str) -> None:
         what="nextScheduleTime",
     )
     assert condition(st, "Ready")["status"] == "True"
-    expected = preview("12-calendar.yaml", demo, datetime.now(UTC), 1)[0]
+    expected = preview("17-calendar.yaml", demo, datetime.now(UTC), 1)[0]
     assert ts(st["nextScheduleTime"]) == datetime.fromisoformat(expected)
     table = cluster.kubectl("get", "calendar", "zurich-office", "-n", demo).stdout
     assert "Europe/Zurich" in table
 
 
-def test_13_queue_holds_one_slot_until_the_run_ends(cluster: Any, demo: str) -> None:
+def test_18_queue_holds_one_slot_until_the_run_ends(cluster: Any, demo: str) -> None:
     st = poll(
         lambda: (s := status(cluster, demo, "slow-queue")).get("queued") and s,
         timeout=200,
@@ -256,7 +340,7 @@ def test_13_queue_holds_one_slot_until_the_run_ends(cluster: Any, demo: str) -> 
     assert ts(started[0]["startedAt"]) > ts(queued)
 
 
-def test_14_backfill_dry_run_lists_the_weeks_slots(cluster: Any, demo: str) -> None:
+def test_19_backfill_dry_run_lists_the_weeks_slots(cluster: Any, demo: str) -> None:
     def planned() -> dict[str, Any] | None:
         obj = cluster.get("backfill", "daily-etl-first-week", "-n", demo)
         st: dict[str, Any] = obj.get("status") or {}

@@ -14,7 +14,11 @@ It behaves like the real API server where the operator depends on it, and nowher
 - lists come in pages of ``page_size``, encoded as the API server does, every page from the
   snapshot the first page was taken at (as a ``continue`` token does); a watch never delivers by
   itself: tests hand its events over (:meth:`FakeKube.take_watch`), so they can make it lag;
-- Events are recorded; Leases refuse a replace at a stale resourceVersion.
+- Events are recorded; Leases refuse a replace at a stale resourceVersion and are listed by label;
+- label selectors (``k=v``, ``k!=v``, ``k in (a,b)``, ``k``, ``!k``) select list items, and so
+  does a ``shardSelector`` (the FNV-1a hash of the uid) while :attr:`FakeKube.shard_filtering` is
+  on, as on an API server with ``ShardedListAndWatch`` (which refuses a malformed one with a 500);
+  off, it is ignored, as by older servers.
 
 Faults are configured, never computed: :meth:`FakeKube.fail` makes the next calls of a verb raise
 (an :class:`~nightshift.api.Unreachable` also calls ``on_unreachable`` first, as the real client
@@ -29,6 +33,9 @@ import asyncio
 import copy
 import itertools
 import json
+import random
+import re
+import uuid
 from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -36,6 +43,7 @@ from typing import Any, Literal, TypeVar
 
 from nightshift.api import ApiError, Conflict, CreateResult, Unreachable
 from nightshift.models import API_VERSION, KIND, format_time
+from nightshift.sharding import fnv1a64
 
 __all__ = ["Call", "FakeClock", "FakeKube", "Hold", "Monotonic", "WatchEvent"]
 
@@ -43,7 +51,16 @@ T = TypeVar("T")
 Obj = dict[str, Any]
 ObjKey = tuple[str, str]
 WRITES = frozenset(
-    {"create_job", "delete_job", "patch_status", "post_event", "create_lease", "replace_lease"}
+    {
+        "create_job",
+        "delete_job",
+        "patch_status",
+        "post_event",
+        "create_lease",
+        "replace_lease",
+        "delete_lease",
+        "label",
+    }
 )
 
 
@@ -161,8 +178,8 @@ class FakeKube:
         self._uid = itertools.count(1)
         self._faults: list[_Fault] = []
         self._holds: dict[str, Hold] = {}
-        self._snapshot: list[Obj] = []
-        self._snapshot_rv = ""
+        self._snapshots: dict[tuple[str, ...], tuple[list[Obj], str]] = {}
+        self.shard_filtering = True
 
     # --- configuration: faults and holds -------------------------------------------------------
 
@@ -239,7 +256,7 @@ class FakeKube:
         return {
             "name": name,
             "namespace": namespace,
-            "uid": f"uid-{next(self._uid)}",
+            "uid": _uuid(next(self._uid)),
             "resourceVersion": str(next(self._rv)),
             "creationTimestamp": format_time(self.clock()),
         }
@@ -467,33 +484,47 @@ class FakeKube:
         is the page number; every page comes from the first page's snapshot)."""
         namespace, resource = _parse_path(path)
         page = int(params.get("continue") or 0)
-        await self._enter(Call(verb, namespace, None, {"page": page}))
+        await self._enter(Call(verb, namespace, None, {"page": page, **params}))
+        # One snapshot per list (a continue token belongs to its own list).
+        which = (path, params.get("labelSelector", ""), params.get("shardSelector", ""))
         if page == 0:
-            wanted = dict(
-                part.split("=", 1) for part in params.get("labelSelector", "").split(",") if part
-            )
+            shard = self._shard_range(params.get("shardSelector", ""))
             objects = self.tasks if resource == "scheduledtasks" else self.jobs
-            self._snapshot = [
-                copy.deepcopy(obj)
-                for key, obj in sorted(objects.items())
-                if (namespace is None or key[0] == namespace)
-                and all(
-                    (obj["metadata"].get("labels") or {}).get(k) == v for k, v in wanted.items()
-                )
-            ]
-            self._snapshot_rv = str(next(self._rv))
+            self._snapshots[which] = (
+                [
+                    copy.deepcopy(obj)
+                    for key, obj in sorted(objects.items())
+                    if (namespace is None or key[0] == namespace)
+                    and matches(obj, params.get("labelSelector", ""))
+                    and (shard is None or shard[0] <= fnv1a64(obj["metadata"]["uid"]) < shard[1])
+                ],
+                str(next(self._rv)),
+            )
+        snapshot, version = self._snapshots[which]
         size = int(params.get("limit") or self.page_size)
         size = min(size, self.page_size)
-        items = self._snapshot[page * size : (page + 1) * size]
-        more = (page + 1) * size < len(self._snapshot)
+        items = snapshot[page * size : (page + 1) * size]
+        more = (page + 1) * size < len(snapshot)
         body = {
             "metadata": {
-                "resourceVersion": self._snapshot_rv,
+                "resourceVersion": version,
                 **({"continue": str(page + 1)} if more else {}),
             },
             "items": items,
         }
         return decode(json.dumps(body).encode())
+
+    def _shard_range(self, selector: str) -> tuple[int, int] | None:
+        if not selector or not self.shard_filtering:
+            return None
+        found = re.fullmatch(
+            r"shardRange\(object\.metadata\.uid, '0x([0-9a-f]{16}|10000000000000000)', "
+            r"'0x([0-9a-f]{16}|10000000000000000)'\)",
+            selector,
+        )
+        if found is None:
+            raise ApiError(f"list: invalid shard selector: {selector} (HTTP 500)", status=500)
+        return int(found[1], 16), int(found[2], 16)
 
     async def watch_raw(
         self, verb: str, path: str, params: Mapping[str, str], decode: Callable[[bytes], T]
@@ -549,8 +580,108 @@ class FakeKube:
         if wanted and wanted != lease["metadata"]["resourceVersion"]:
             return False
         lease["spec"] = copy.deepcopy(body.get("spec") or {})
+        labels = (body.get("metadata") or {}).get("labels")
+        if labels is not None:
+            lease["metadata"]["labels"] = dict(labels)
+        else:
+            lease["metadata"].pop("labels", None)  # a replace writes the whole object
         self._bump(lease)
         return True
+
+    async def list_leases(self, namespace: str, selector: str) -> list[Obj]:
+        await self._enter(Call("list_leases", namespace, None, {"selector": selector}))
+        return [
+            copy.deepcopy(lease)
+            for (ns, _), lease in sorted(self.leases.items())
+            if ns == namespace and matches(lease, selector)
+        ]
+
+    async def delete_lease(self, namespace: str, name: str, resource_version: str) -> None:
+        await self._enter(Call("delete_lease", namespace, name, {"rv": resource_version}))
+        lease = self.leases.get((namespace, name))
+        if lease is not None and lease["metadata"]["resourceVersion"] == resource_version:
+            del self.leases[namespace, name]
+
+    async def label(
+        self,
+        plural: Literal["jobs", "scheduledtasks"],
+        namespace: str,
+        name: str,
+        uid: str,
+        labels: dict[str, str],
+    ) -> bool:
+        await self._enter(Call("label", namespace, name, {"plural": plural, "labels": labels}))
+        objects = self.jobs if plural == "jobs" else self.tasks
+        obj = objects.get((namespace, name))
+        if obj is None or obj["metadata"]["uid"] != uid:
+            return False
+        obj["metadata"]["labels"] = {**(obj["metadata"].get("labels") or {}), **labels}
+        self._bump(obj)
+        self._emit("jobs" if plural == "jobs" else "tasks", "MODIFIED", obj)
+        return True
+
+    def hold_lease(
+        self, namespace: str, name: str, holder: str, labels: dict[str, str] | None = None
+    ) -> Obj:
+        """Another replica writes (or renews) the Lease ``name`` as ``holder``."""
+        lease = self.leases.get((namespace, name))
+        if lease is None:
+            lease = {"metadata": self._meta(namespace, name), "spec": {}}
+            self.leases[namespace, name] = lease
+        if labels is not None:
+            lease["metadata"]["labels"] = dict(labels)
+        lease["spec"] = {
+            **lease.get("spec", {}),
+            "holderIdentity": holder,
+            "renewTime": format_time(self.clock()) + f"#{next(self._rv)}",
+            "leaseDurationSeconds": 10,
+        }
+        self._bump(lease)
+        return copy.deepcopy(lease)
+
+
+def _uuid(n: int) -> str:
+    """The ``n``-th uid: random-looking like the API server's (version 4 UUIDs), the same every
+    run. Shards hash uids; "uid-1", "uid-2", ... would all fall in one bucket."""
+    return str(uuid.UUID(int=random.Random(n).getrandbits(128), version=4))
+
+
+def _terms(selector: str) -> list[str]:
+    """A label selector's terms: split at the commas outside parentheses."""
+    terms, depth, current = [], 0, ""
+    for char in selector:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            terms.append(current.strip())
+            current = ""
+        else:
+            current += char
+    if current.strip():
+        terms.append(current.strip())
+    return terms
+
+
+def matches(obj: Obj, selector: str) -> bool:
+    """Whether ``obj``'s labels match a label selector (the forms the operator sends)."""
+    labels: dict[str, str] = (obj.get("metadata") or {}).get("labels") or {}
+    for term in _terms(selector):
+        if found := re.fullmatch(r"(\S+)\s+in\s+\((.*)\)", term):
+            if labels.get(found[1]) not in {v.strip() for v in found[2].split(",")}:
+                return False
+        elif "!=" in term:
+            key, value = term.split("!=", 1)
+            if labels.get(key) == value:
+                return False
+        elif "=" in term:
+            key, value = term.split("=", 1)
+            if labels.get(key) != value:
+                return False
+        elif term.startswith("!"):
+            if term[1:] in labels:
+                return False
+        elif term not in labels:
+            return False
+    return True
 
 
 def _parse_path(path: str) -> tuple[str | None, str]:

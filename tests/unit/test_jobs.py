@@ -20,6 +20,8 @@ from nightshift.jobs import (
     ANNOTATION_RUN,
     ANNOTATION_RUN_NOW,
     ANNOTATION_SLOT,
+    CRONJOB_SCHEDULED_TIMESTAMP,
+    LABEL_BUCKET,
     LABEL_MANAGED,
     LABEL_TASK,
     build_job,
@@ -201,7 +203,9 @@ def test_manifest_owner_labels_annotations() -> None:
             "blockOwnerDeletion": True,
         }
     ]
-    assert meta["labels"] == {LABEL_TASK: "nightly", LABEL_MANAGED: "true"}
+    # The bucket of the task's uid (FNV-1a, top 8 bits): the shard that owns the task selects
+    # its Jobs by it.
+    assert meta["labels"] == {LABEL_TASK: "nightly", LABEL_MANAGED: "true", LABEL_BUCKET: "188"}
     assert meta["annotations"][ANNOTATION_SLOT] == "2026-11-23T04:00:00+01:00"
     assert meta["annotations"][ANNOTATION_ATTEMPT] == "2"
     assert meta["annotations"][ANNOTATION_RUN] == RUN
@@ -364,14 +368,24 @@ def test_template_metadata_is_kept_but_cannot_override_ours() -> None:
         },
         template_fields={
             "metadata": {
-                "labels": {"team": "data", LABEL_TASK: "other", LABEL_MANAGED: "false"},
+                "labels": {
+                    "team": "data",
+                    LABEL_TASK: "other",
+                    LABEL_MANAGED: "false",
+                    LABEL_BUCKET: "7",
+                },
                 "annotations": {"owner": "ops", ANNOTATION_ATTEMPT: "9", ANNOTATION_RUN: "x"},
             }
         },
     )
     job = build(task_spec)
     meta = job["metadata"]
-    assert meta["labels"] == {"team": "data", LABEL_TASK: "nightly", LABEL_MANAGED: "true"}
+    assert meta["labels"] == {
+        "team": "data",
+        LABEL_TASK: "nightly",
+        LABEL_MANAGED: "true",
+        LABEL_BUCKET: "188",
+    }
     assert meta["annotations"]["owner"] == "ops"
     assert meta["annotations"][ANNOTATION_ATTEMPT] == "1"
     assert meta["annotations"][ANNOTATION_RUN] == RUN
@@ -468,3 +482,78 @@ def test_a_time_outside_the_utc_calendar_is_rejected_with_a_message(text: str) -
 
     with pytest.raises(ValueError, match="outside the years 1 to 9999 in UTC"):
         parse_time(text)
+
+
+# --- ecosystem markers ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("run", "zone", "stamp"),
+    [
+        pytest.param(RUN, None, "2026-11-23T03:00:00Z", id="UTC is written Z, as Go does"),
+        pytest.param(RUN, "Europe/Zurich", "2026-11-23T04:00:00+01:00", id="the task's zone"),
+        pytest.param(RUN, "Europe/London", "2026-11-23T03:00:00Z", id="a zone at offset 0: Z"),
+        pytest.param(RUN, "Asia/Kolkata", "2026-11-23T08:30:00+05:30", id="half-hour offset"),
+    ],
+)
+def test_jobs_carry_the_cronjob_scheduled_timestamp(run: str, zone: str | None, stamp: str) -> None:
+    # KEP-4026: what the CronJob controller writes (scheduledTime.In(zone).Format(time.RFC3339)).
+    annotations = build(run=run, zone=zone)["metadata"]["annotations"]
+    assert annotations[CRONJOB_SCHEDULED_TIMESTAMP] == stamp
+    assert datetime.fromisoformat(stamp) == datetime.fromisoformat(run)
+
+
+def test_retries_carry_the_slot_and_manual_runs_no_cronjob_timestamp() -> None:
+    assert build(attempt=3)["metadata"]["annotations"][CRONJOB_SCHEDULED_TIMESTAMP] == (
+        "2026-11-23T03:00:00Z"
+    )
+    manual = build(run="manual-ba7816bf8f", token="abc")["metadata"]["annotations"]
+    assert CRONJOB_SCHEDULED_TIMESTAMP not in manual  # no slot, like `kubectl create job --from`
+
+
+QUEUE = "kueue.x-k8s.io/queue-name"
+PRIORITY = "kueue.x-k8s.io/priority-class"
+
+
+@pytest.mark.parametrize(
+    ("task_labels", "template_labels", "expected"),
+    [
+        pytest.param(
+            {QUEUE: "team-a", PRIORITY: "high", "app": "report"},
+            None,
+            {QUEUE: "team-a", PRIORITY: "high"},
+            id="the task's Kueue labels are passed on, its other labels are not",
+        ),
+        pytest.param(
+            {QUEUE: "team-a"},
+            {QUEUE: "team-b", "team": "data"},
+            {QUEUE: "team-b", "team": "data"},
+            id="the jobTemplate's labels win",
+        ),
+        pytest.param(None, {QUEUE: "team-b"}, {QUEUE: "team-b"}, id="jobTemplate only"),
+        pytest.param({"app": "report"}, None, {}, id="no Kueue labels: none added"),
+    ],
+)
+def test_kueue_labels_pass_through(
+    task_labels: dict[str, str] | None,
+    template_labels: dict[str, str] | None,
+    expected: dict[str, str],
+) -> None:
+    metadata = {"metadata": {"labels": template_labels}} if template_labels else {}
+    fields = {"template_fields": metadata}
+    job = build_job(
+        task_name="nightly",
+        task_uid=UID,
+        spec=spec(**fields),
+        run=RUN,
+        attempt=1,
+        slot=datetime.fromisoformat(RUN),
+        task_labels=task_labels,
+    )
+    labels = dict(job["metadata"]["labels"])
+    assert labels.pop(LABEL_BUCKET)  # the shard bucket of the task (tested above)
+    assert labels == {
+        **expected,
+        LABEL_TASK: "nightly",
+        LABEL_MANAGED: "true",
+    }

@@ -157,6 +157,7 @@ def test_task_row_prefers_status_and_falls_back_to_the_spec() -> None:
         "name": "t",
         "schedule": "every 6h",
         "suspend": True,
+        "suspendedByPolicy": False,
         "active": 2,
         "next": "2026-11-23T12:00:00Z",
         "lastResult": None,
@@ -177,6 +178,35 @@ def test_list_table_shows_namespace_only_across_namespaces() -> None:
     assert one[0].split() == ["NAME", "SCHEDULE", "SUSPEND", "ACTIVE", "NEXT", "LAST", "RESULT"]
     assert every[0].startswith("NAMESPACE   NAME")
     assert every[1].split() == ["ns", "t", "every", "1h", "false", "0", "-", "-"]
+
+
+def test_list_shows_a_suspension_by_the_failure_policy() -> None:
+    obj = {
+        "metadata": {"name": "t", "namespace": "ns"},
+        "spec": spec(interval="1h"),
+        "status": {"suspendedByPolicy": {"since": "2026-03-01T03:06:00Z", "failures": 3}},
+    }
+    row = task_row(obj)
+    assert row["suspend"] is False  # spec.suspend, the user's switch
+    assert row["suspendedByPolicy"] is True
+    assert list_table([row], all_namespaces=False).splitlines()[1].split()[3] == "policy"
+
+
+def test_history_tells_a_run_held_by_kueue_from_one_queued_by_the_policy() -> None:
+    # status.active[].queued: the Job exists, suspended by a queue such as Kueue (Held);
+    # status.queued: concurrencyPolicy Queue holds the run back before any Job (Queued).
+    status = {
+        "active": [
+            {"run": "2026-03-01T03:00:00Z", "attempt": 1, "job": "t-1", "queued": True},
+            {"run": "2026-03-01T04:00:00Z", "attempt": 1, "job": "t-2"},
+        ],
+        "queued": {"run": "2026-03-01T05:00:00Z", "queuedAt": "2026-03-01T05:00:01Z"},
+    }
+    rows = history_rows(status, datetime(2026, 3, 1, 5, 30, tzinfo=UTC), width=None)
+    assert [r[2] for r in rows] == ["Queued", "Held", "Running"]
+    assert "concurrencyPolicy Queue" in rows[0][6]
+    assert rows[1][6] == "Job t-1 (suspended until its queue admits it)"
+    assert rows[2][6] == "Job t-2"
 
 
 # --- history --------------------------------------------------------------------------------------
@@ -450,6 +480,7 @@ def test_every_command_has_a_description_and_examples() -> None:
         "list",
         "backfill",
         "ui",
+        "status",
     }
     for name, text in texts.items():
         assert "examples:\n  kubectl nightshift" in text, name
@@ -552,6 +583,9 @@ class FakeSession(Session):
 
     def list_backfills(self) -> list[dict[str, Any]]:
         return list(self.backfills)
+
+    def whoami(self) -> str | None:
+        return "alice@example.com"
 
     def pods_of_job(self, job: str) -> list[dict[str, Any]]:
         return [p for p in self.pods if p["metadata"]["labels"]["job"] == job]
@@ -706,6 +740,86 @@ def test_suspend_and_resume_patch_spec_and_reason(
     }
 
 
+PAUSED = {
+    "since": "2026-03-01T03:06:00Z",
+    "failures": 3,
+    "run": "2026-03-01T03:00:00Z",
+    "message": "3 runs failed in a row (failurePolicy.suspendAfter 3); the last: run ... Failed",
+}
+
+
+def test_resume_of_a_task_its_failure_policy_suspended(
+    fake: FakeSession, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(kubectl_commands, "utc_now", lambda: datetime(2026, 3, 1, 4, tzinfo=UTC))
+    fake.tasks["t"]["status"] = {"suspendedByPolicy": PAUSED}
+    code, out, _ = run_main(capsys, "resume", "t", "--note", "rotated the token")
+    assert code == 0
+    assert out.startswith("scheduledtask.nightshift.dev/t resumed (its failure policy had")
+    annotations = fake.patches[-1][1]["metadata"]["annotations"]
+    assert fake.patches[-1][1]["spec"] == {"suspend": False}  # the user's switch, off as asked
+    request = json.loads(annotations["nightshift.dev/resume"])
+    assert request["by"] == "alice@example.com"
+    assert request["note"] == "rotated the token"
+    assert request["token"].startswith("20260301T040000Z-")
+    # A second resume is a new request (a fresh token), so the operator acts on it too.
+    run_main(capsys, "resume", "t")
+    again = json.loads(fake.patches[-1][1]["metadata"]["annotations"]["nightshift.dev/resume"])
+    assert again["token"] != request["token"]
+    assert again["note"] is None
+
+
+def test_resume_with_a_note_records_it_even_for_the_users_own_suspend(
+    fake: FakeSession, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_main(capsys, "resume", "t", "--note", "after the migration")
+    request = json.loads(fake.patches[-1][1]["metadata"]["annotations"]["nightshift.dev/resume"])
+    assert request["note"] == "after the migration"
+
+
+def test_next_notes_a_suspension_by_the_failure_policy(
+    fake: FakeSession, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake.tasks["t"]["status"] = {"suspendedByPolicy": PAUSED}
+    code, out, err = run_main(capsys, "next", "t", "-n", "2")
+    assert code == 0
+    assert len(out.splitlines()) == 3
+    assert "its failure policy suspended the task at 2026-03-01T03:06:00Z" in err
+    assert "kubectl nightshift resume t" in err
+    data = json.loads(run_main(capsys, "next", "t", "-o", "json")[1])
+    assert data["suspended"] is True
+    assert data["suspendedByPolicy"] == PAUSED
+
+
+def test_next_notes_when_the_operators_times_differ(
+    fake: FakeSession, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(kubectl_commands, "utc_now", lambda: datetime(2026, 3, 1, 4, tzinfo=UTC))
+    fake.tasks["t"]["metadata"]["generation"] = 2
+    fake.tasks["t"]["status"] = {
+        "observedGeneration": 2,
+        "nextScheduleTimes": ["2026-03-01T05:00:00Z", "2026-03-01T06:00:00Z"],
+    }
+    _, out, err = run_main(capsys, "next", "t", "-n", "2")
+    assert "2026-03-01T05:00:00Z" in out  # interval 1h: the same as the operator's
+    assert "differ" not in err
+    fake.tasks["t"]["status"]["nextScheduleTimes"] = ["2026-03-01T05:30:00Z"]
+    _, _, err = run_main(capsys, "next", "t", "-n", "2")
+    assert "status.nextScheduleTimes differ (2026-03-01T05:30:00Z)" in err
+
+
+@pytest.mark.parametrize(
+    ("context", "user"),
+    [(None, "admin"), ("dev", "dev-user"), ("missing", None)],
+)
+def test_user_from_contexts(context: str | None, user: str | None) -> None:
+    contexts = [
+        {"name": "main", "context": {"user": "admin"}},
+        {"name": "dev", "context": {"user": "dev-user", "namespace": "dev"}},
+    ]
+    assert kubectl_session.user_from_contexts(contexts, contexts[0], context) == user
+
+
 def test_next_notes_a_suspended_task(fake: FakeSession, capsys: pytest.CaptureFixture[str]) -> None:
     fake.tasks["t"]["spec"] = spec(schedule="0 3 * * *", timeZone="Europe/Zurich", suspend=True)
     code, out, err = run_main(capsys, "next", "t", "-n", "3")
@@ -806,3 +920,43 @@ def test_list_and_logs(fake: FakeSession, capsys: pytest.CaptureFixture[str]) ->
     code, out, err = run_main(capsys, "logs", "t")
     assert code == 1
     assert "Error: cannot read the log of pod ns/t-ma-1-xyz" in err
+
+
+def test_status_shows_conditions_suspension_resume_and_owed_notifications(
+    fake: FakeSession, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake.tasks["t"]["status"] = {
+        "schedule": "every 1h",
+        "nextScheduleTimes": ["2026-03-01T05:00:00Z", "2026-03-01T06:00:00Z"],
+        "conditions": [
+            {"type": "Suspended", "status": "True", "reason": "FailureThreshold", "message": "m"},
+            {"type": "Late", "status": "True", "reason": "DeadlineExceeded", "message": "late"},
+            {"type": "Notified", "status": "False", "reason": "DeliveryFailed", "message": "500"},
+        ],
+        "suspendedByPolicy": PAUSED,
+        "lastResume": {"token": "x", "at": "2026-03-01T02:00:00Z", "by": "bob", "note": "ok"},
+        "notifications": [
+            {
+                "id": "u/r/1/Failing",
+                "change": "Failing",
+                "run": "2026-03-01T03:00:00Z",
+                "sinks": ["ops", "chat"],
+                "failures": 2,
+                "notBefore": "2026-03-01T03:07:10Z",
+                "lastError": "ops: HTTP 500",
+            }
+        ],
+    }
+    code, out, _ = run_main(capsys, "status", "t")
+    assert code == 0
+    assert "Next:          2026-03-01T05:00:00Z, 2026-03-01T06:00:00Z" in out
+    assert "Suspended by its failure policy since 2026-03-01T03:06:00Z" in out
+    assert "kubectl nightshift resume t --note TEXT" in out
+    assert "Last resumed:  2026-03-01T02:00:00Z by bob: ok" in out
+    assert re.search(r"^Late\s+True\s+DeadlineExceeded\s+late$", out, re.M)
+    assert re.search(
+        r"^Failing\s+2026-03-01T03:00:00Z\s+ops,chat\s+2\s+2026-03-01T03:07:10Z", out, re.M
+    )
+    data = json.loads(run_main(capsys, "status", "t", "-o", "json")[1])
+    assert data["suspendedByPolicy"] == PAUSED
+    assert [c["type"] for c in data["conditions"]] == ["Suspended", "Late", "Notified"]

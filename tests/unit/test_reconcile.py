@@ -12,7 +12,7 @@ on 2026-03-01 (``at("03:00")`` is 2026-03-01T03:00:00Z).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -620,6 +620,61 @@ CONCURRENCY = [
 @pytest.mark.parametrize("row", CONCURRENCY, ids=lambda r: r.id)
 def test_concurrency(row: Row) -> None:
     run_rows(row)
+
+
+QUEUED_03 = replace(job("03:00", created=at("03:00:01")), suspended=True)
+
+QUEUED = [
+    Row(
+        id="a Job held by a queue (spec.suspend) is active, and shown as queued",
+        status=RUNNING_03,
+        jobs=(QUEUED_03,),
+        now=at("03:30"),
+        wake=at("04:00"),
+        active=(J03,),
+        conditions={"Running": ("True", "Queued")},
+    ),
+    Row(
+        id="Forbid: a slot due while the run is queued is Skipped",
+        status=RUNNING_03,
+        jobs=(QUEUED_03,),
+        now=at("04:00:05"),
+        events=("RunSkipped",),
+        wake=at("05:00"),
+        active=(J03,),
+        runs=((at("04:00"), 1, "Skipped"),),
+    ),
+    Row(
+        id="Replace: the queued run is replaced, not left to pile up",
+        spec={"concurrencyPolicy": "Replace"},
+        status=RUNNING_03,
+        jobs=(QUEUED_03,),
+        now=at("04:00:05"),
+        creates=(J04,),
+        deletes=(J03,),
+        events=("RunReplaced", "RunStarted"),
+        wake=at("05:00"),
+        active=(J04,),
+        runs=((at("03:00"), 1, "Replaced"),),
+    ),
+    Row(
+        id="admitted by the queue: running, no longer queued",
+        status=ran("03:00", active=[{**active("03:00"), "queued": True}]),
+        jobs=(job("03:00", created=at("03:00:01")),),
+        now=at("03:40"),
+        wake=at("04:00"),
+        active=(J03,),
+        conditions={"Running": ("True", "JobActive")},
+    ),
+]
+
+
+@pytest.mark.parametrize("row", QUEUED, ids=lambda r: r.id)
+def test_jobs_held_by_a_queue_count_as_active(row: Row) -> None:
+    decision = run_rows(row)
+    queued = [a.queued for a in decision.status.active]
+    held = any(j.suspended for j in row.jobs) and not row.deletes
+    assert queued == ([True] if held else [None])
 
 
 # --- suspend, window, one-shot, interval, maxRuns ------------------------------------------------

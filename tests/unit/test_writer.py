@@ -343,7 +343,7 @@ def test_the_event_names_the_task_at_the_version_written() -> None:
                 "involvedObject": {
                     "name": "t",
                     "namespace": NS,
-                    "uid": "uid-1",
+                    "uid": rig.fake.tasks[NS, "t"]["metadata"]["uid"],
                     "resourceVersion": "102",  # task 100, Job 101, our status 102
                 },
                 "type": "Normal",

@@ -148,6 +148,12 @@ scanning is switched off; it only reads API discovery, which needs no grant).
 - apiGroups: ["nightshift.dev"]
   resources: ["scheduledtasks"]
   verbs: ["get", "list", "watch"]
+{{- if and (gt (int .Values.sharding.shards) 1) (ne .Values.sharding.filter "shardSelector") }}
+# Shards selected by label: the holder of shard 0 labels each task with its bucket.
+- apiGroups: ["nightshift.dev"]
+  resources: ["scheduledtasks"]
+  verbs: ["patch"]
+{{- end }}
 # Write what happened: a merge patch of the status subresource, at the resourceVersion decided on.
 - apiGroups: ["nightshift.dev"]
   resources: ["scheduledtasks/status"]
@@ -166,6 +172,12 @@ scanning is switched off; it only reads API discovery, which needs no grant).
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["create", "get", "list", "watch", "delete"]
+{{- if gt (int .Values.sharding.shards) 1 }}
+# Shards: label the Jobs made before shards existed with their task's bucket.
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["patch"]
+{{- end }}
 # Exit codes and termination messages of a finished Job's pods (listed by job-name label).
 - apiGroups: [""]
   resources: ["pods"]

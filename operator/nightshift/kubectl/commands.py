@@ -8,12 +8,14 @@ token and Job names from ``nightshift.jobs``, the fire times from ``nightshift.s
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
+from nightshift.care import ANNOTATION_RESUME
 from nightshift.durations import format_duration
 from nightshift.jobs import (
     ANNOTATION_RUN_NOW,
@@ -35,12 +37,15 @@ from nightshift.kubectl.render import (
     fire_time_text,
     history_rows,
     list_table,
+    one_line,
     plan_rows,
     progress_bar,
     progress_text,
     render_table,
     result_line,
     run_progress,
+    status_text,
+    status_view,
     task_row,
 )
 from nightshift.kubectl.session import KIND_LOWER, RESOURCE, PluginError, Session
@@ -70,6 +75,7 @@ __all__ = [
     "cmd_next",
     "cmd_resume",
     "cmd_run",
+    "cmd_status",
     "cmd_suspend",
     "log_source",
     "newest_pod",
@@ -221,8 +227,27 @@ def cmd_suspend(args: argparse.Namespace, session: Session, out: TextIO, err: Te
 
 
 def cmd_resume(args: argparse.Namespace, session: Session, out: TextIO, err: TextIO) -> int:
-    """Set spec.suspend=false and drop the reason annotation."""
-    was = set_suspend(session, args.task, False, None)
+    """Set spec.suspend=false and drop the reason annotation; for a task its failure policy
+    suspended, also ask the operator to resume it, saying who asks and why."""
+    task = session.get_task(args.task)
+    paused = (task.get("status") or {}).get("suspendedByPolicy")
+    was = bool((task.get("spec") or {}).get("suspend"))
+    patch: dict[str, Any] = {
+        "metadata": {"annotations": {ANNOTATION_SUSPEND_REASON: None}},
+        "spec": {"suspend": False},
+    }
+    if paused or args.note:
+        # The operator acts once on each distinct token (like run-now) and records who and why
+        # in status.lastResume. Who is what the API server says we are.
+        request = {"token": new_token(utc_now()), "by": session.whoami(), "note": args.note}
+        patch["metadata"]["annotations"][ANNOTATION_RESUME] = json.dumps(request)
+    session.patch_task(args.task, patch)
+    if paused:
+        why = one_line(paused.get("message"), 120)
+        out.write(f"{_ref(args.task)} resumed (its failure policy had suspended it: {why})\n")
+        if was:
+            err.write("note: spec.suspend was true as well; it is false now\n")
+        return 0
     note = "" if was else " (was not suspended)"
     out.write(f"{_ref(args.task)} resumed{note}\n")
     return 0
@@ -252,8 +277,15 @@ def cmd_next(args: argparse.Namespace, session: Session, out: TextIO, err: TextI
         max_runs=spec.maxRuns,
         runs_so_far=int(status.get("runCount") or 0),
     )
+    paused = status.get("suspendedByPolicy")
     if spec.suspend:
         err.write("note: the task is suspended (spec.suspend); these times apply once resumed\n")
+    if paused:
+        err.write(
+            f"note: its failure policy suspended the task at {paused.get('since')} "
+            f"({one_line(paused.get('message'), 120)}); these times apply once "
+            f"`kubectl nightshift resume {args.task}` resumes it\n"
+        )
     rows = [[fire_time_text(t, plan.tz), fire_time_text(t, UTC)] for _, t in found]
     times: list[dict[str, Any]] = [{"local": local, "utc": utc} for local, utc in rows]
     header = [f"LOCAL ({spec.timeZone})", "UTC"]
@@ -265,12 +297,24 @@ def cmd_next(args: argparse.Namespace, session: Session, out: TextIO, err: TextI
             which = sources(plan, slot)
             entry["schedules"] = [texts[i] for i in which]
             row.append(" + ".join(f"[{i}] {texts[i]}" for i in which))
+    # What the operator last wrote: the same function, at its last sync.
+    shown = [read_time(v) for v in status.get("nextScheduleTimes") or []]
+    current = (task.get("metadata") or {}).get("generation") == status.get("observedGeneration")
+    upcoming = [t for t in shown if t is not None and t > utc_now()]
+    computed = [t for _, t in found]
+    if current and upcoming and computed and upcoming != computed[: len(upcoming)]:
+        err.write(
+            "note: the operator's status.nextScheduleTimes differ "
+            f"({', '.join(fire_time_text(t, UTC) for t in upcoming)}); is it running?\n"
+        )
     data = {
         "task": args.task,
         "namespace": session.namespace,
         "timeZone": spec.timeZone,
-        "suspended": spec.suspend,
+        "suspended": spec.suspend or bool(paused),
+        "suspendedByPolicy": paused,
         "times": times,
+        "statusTimes": status.get("nextScheduleTimes") or [],
     }
     if not found and args.output == "table":
         err.write(f"{KIND_LOWER} {args.task!r} has no upcoming fire times\n")
@@ -321,9 +365,6 @@ def cmd_history(args: argparse.Namespace, session: Session, out: TextIO, err: Te
     if args.output == "table":
         now = utc_now()
         rows = history_rows(status, now)
-        queued = status.get("queued")
-        if queued:
-            rows.insert(0, [_plain(queued.get("run")), "1", "Queued", "-", "-", "-", ""])
         sections = [(b, backfill_rows(b.get("status") or {}, now)) for b in backfills]
         sections = [(b, r) for b, r in sections if r]
         if not rows and not sections:
@@ -345,8 +386,12 @@ def cmd_history(args: argparse.Namespace, session: Session, out: TextIO, err: Te
     return 0
 
 
-def _plain(value: Any) -> str:
-    return "-" if value in (None, "") else str(value)
+def cmd_status(args: argparse.Namespace, session: Session, out: TextIO, err: TextIO) -> int:
+    """Print a task's state: conditions, next fire times, a suspension by its failure policy,
+    the last resume and the notifications still owed."""
+    view = status_view(session.get_task(args.task))
+    emit(out, args.output, view, lambda: status_text(view))
+    return 0
 
 
 def _backfills_of(session: Session, task: str) -> list[dict[str, Any]]:

@@ -24,6 +24,7 @@ from nightshift.kubectl.commands import (
     cmd_next,
     cmd_resume,
     cmd_run,
+    cmd_status,
     cmd_suspend,
 )
 from nightshift.kubectl.render import OUTPUTS
@@ -220,13 +221,19 @@ requests still run. Slots that pass while the task is suspended are not caught u
         summary="resume scheduling a suspended task",
         description="""\
 Resume scheduling TASK: set spec.suspend=false with a merge patch and remove the
-nightshift.dev/suspend-reason annotation. The next run is the first slot after now; the
-slots that passed while the task was suspended are not run.""",
+nightshift.dev/suspend-reason annotation. A task that suspended itself under
+spec.failurePolicy (status.suspendedByPolicy) is resumed too: the plugin sets the
+nightshift.dev/resume annotation with a fresh token, who you are (as the API server's
+SelfSubjectReview says, else the kubeconfig user) and --note, and the operator records
+them in status.lastResume and counts failures afresh. The next run is the first slot after
+now; the slots that passed while the task was suspended are not run.""",
         examples="""\
   kubectl nightshift resume backup
+  kubectl nightshift resume backup --note "rotated the expired token, INC-4711"
   kubectl nightshift -n prod resume backup""",
     )
     p.add_argument("task", metavar="TASK", help="the ScheduledTask's name")
+    p.add_argument("--note", metavar="TEXT", help="why, recorded in status.lastResume")
     _add_globals(p, suppress=True)
     p.set_defaults(handler=cmd_resume)
 
@@ -237,10 +244,13 @@ slots that passed while the task was suspended are not run.""",
         description="""\
 Print the next fire times of TASK, computed locally from its spec as stored in the cluster
 (cron, several schedules, interval or one-shot, time zone with DST, startAt/endAt, jitter and
-maxRuns), in the task's time zone and in UTC. With several schedules a SCHEDULES column says
-which entries each time comes from (a time two entries share runs once). The operator is not
-involved, so this works while it is down.
-A suspended task is noted on standard error: the times apply once it is resumed. Retries
+maxRuns), in the task's time zone and in UTC: the function the operator uses for
+status.nextScheduleTimes and nightshift preview uses too, skipping what the task's calendar
+and spec.exclude exclude. With several schedules a SCHEDULES column says which entries each
+time comes from (a time two entries share runs once). The operator is not involved, so this
+works while it is down; a difference from status.nextScheduleTimes is noted. A suspended
+task (by spec.suspend or its failure policy) is noted on standard error: the times apply
+once it is resumed. Retries
 waiting for their back-off are not shown (see history). After the command, -n followed by
 a number is the count (as in nightshift preview); otherwise -n is the namespace.""",
         examples="""\
@@ -271,12 +281,15 @@ a number is the count (as in nightshift preview); otherwise -n is the namespace.
         "history",
         summary="show a task's recent runs",
         description="""\
-Show the runs of TASK as the operator records them in status: attempts that are running or
-waiting to be retried first, then the finished attempts kept in status.runs (newest first,
-as many as spec.history keeps). Each row has the run's identity (its slot time in UTC, or
-manual-<hash> for a run-now request), the attempt, the result, the container's exit code,
-when the attempt started, how long it took and its termination message (cut to 60
-characters in the table; -o json and -o yaml show everything).""",
+Show the runs of TASK as the operator records them in status: a run that concurrencyPolicy
+Queue holds back (Queued: no Job yet, it starts when the active run ends), attempts that are
+running (Held: the Job exists but a queue such as Kueue keeps it suspended) or waiting to be
+retried first, then the finished attempts kept in status.runs (newest first, as many as
+spec.history keeps), then the runs of the task's Backfills, each under its name. Each row
+has the run's identity (its slot time in UTC, or manual-<hash> for a run-now request), the
+attempt, the result, the container's exit code, when the attempt started, how long it took
+and its termination message (cut to 60 characters in the table; -o json and -o yaml show
+everything).""",
         examples="""\
   kubectl nightshift history backup
   kubectl nightshift history backup -o json | jq '.runs[0].exitCode'""",
@@ -369,6 +382,25 @@ the Backfill's name.""",
     _add_globals(p, suppress=True, output=True)
     p.set_defaults(handler=cmd_backfill)
 
+    p = sub["status"] = _command(
+        commands,
+        "status",
+        summary="show a task's state: conditions, suspension, deadlines, notifications",
+        description="""\
+Show how TASK is doing, as the operator last wrote it in status: the schedule and the next
+fire times (status.nextScheduleTimes), every condition (Ready, Suspended, Running, Failing,
+Completed, and Late with spec.deadline, Notified with spec.notify), a suspension by its
+failure policy and how to resume it, the last resume (who and why), and the notifications
+not yet delivered (which sinks, how many failed attempts, when the next one is, the last
+error).""",
+        examples="""\
+  kubectl nightshift status backup
+  kubectl nightshift status backup -o json | jq '.conditions'""",
+    )
+    p.add_argument("task", metavar="TASK", help="the ScheduledTask's name")
+    _add_globals(p, suppress=True, output=True)
+    p.set_defaults(handler=cmd_status)
+
     p = sub["list"] = _command(
         commands,
         "list",
@@ -453,7 +485,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.count = count or 5
     if args.all_namespaces and command not in ("list", "ui"):
         sub[command].error("-A/--all-namespaces only applies to list and ui")
-    if args.output != "table" and command not in ("run", "next", "history", "list", "backfill"):
+    if args.output != "table" and command not in (
+        "run",
+        "next",
+        "history",
+        "list",
+        "backfill",
+        "status",
+    ):
         sub[command].error(f"-o/--output is not supported by {command}")
     return args
 

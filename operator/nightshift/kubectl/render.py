@@ -39,6 +39,8 @@ __all__ = [
     "render_table",
     "result_line",
     "run_progress",
+    "status_text",
+    "status_view",
     "task_row",
 ]
 
@@ -121,6 +123,7 @@ def task_row(obj: Mapping[str, Any]) -> dict[str, Any]:
         "name": meta.get("name"),
         "schedule": schedule,
         "suspend": bool(spec.get("suspend", False)),
+        "suspendedByPolicy": bool(status.get("suspendedByPolicy")),
         "active": int(active),
         "next": status.get("nextScheduleTime"),
         "lastResult": status.get("lastResult"),
@@ -137,7 +140,7 @@ def list_table(rows: Sequence[Mapping[str, Any]], *, all_namespaces: bool) -> st
         line = [
             _text(row["name"]),
             _text(row["schedule"]),
-            "true" if row["suspend"] else "false",
+            "policy" if row.get("suspendedByPolicy") else ("true" if row["suspend"] else "false"),
             str(row["active"]),
             _text(row["next"]),
             _text(row["lastResult"]),
@@ -146,6 +149,92 @@ def list_table(rows: Sequence[Mapping[str, Any]], *, all_namespaces: bool) -> st
             line.insert(0, _text(row["namespace"]))
         cells.append(line)
     return render_table(headers, cells)
+
+
+def status_view(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """What ``status`` shows of a task: its state, and how it is looking after itself."""
+    meta = obj.get("metadata") or {}
+    status = obj.get("status") or {}
+    return {
+        "task": meta.get("name"),
+        "namespace": meta.get("namespace"),
+        "schedule": task_row(obj)["schedule"],
+        "suspend": bool((obj.get("spec") or {}).get("suspend", False)),
+        "nextScheduleTimes": status.get("nextScheduleTimes") or [],
+        "conditions": [
+            {k: c.get(k) for k in ("type", "status", "reason", "message")}
+            for c in status.get("conditions") or []
+        ],
+        "consecutiveFailures": status.get("consecutiveFailures") or 0,
+        "suspendedByPolicy": status.get("suspendedByPolicy"),
+        "lastResume": status.get("lastResume"),
+        # Two kinds of waiting: a run concurrencyPolicy Queue holds back (no Job yet), and
+        # active runs whose Jobs a queue such as Kueue holds suspended.
+        "queued": status.get("queued"),
+        "held": [a.get("job") for a in status.get("active") or [] if a.get("queued")],
+        "notifications": status.get("notifications") or [],
+    }
+
+
+def status_text(view: Mapping[str, Any], *, width: int | None = MESSAGE_WIDTH * 2) -> str:
+    """The ``status`` view as text: a few labelled lines, then tables."""
+    lines = [
+        f"Task:          {view['namespace']}/{view['task']}",
+        f"Schedule:      {view['schedule']}"
+        + ("  (spec.suspend: true)" if view["suspend"] else ""),
+        f"Next:          {', '.join(view['nextScheduleTimes']) or '-'}",
+    ]
+    paused = view.get("suspendedByPolicy")
+    if paused:
+        lines.append(
+            f"Suspended by its failure policy since {paused.get('since')}: "
+            f"{one_line(paused.get('message'), width)}"
+        )
+        lines.append(f"  resume with: kubectl nightshift resume {view['task']} --note TEXT")
+    queued = view.get("queued")
+    if queued:
+        lines.append(
+            f"Queued:        run {queued.get('run')} since {queued.get('queuedAt')}: waits for "
+            "the active run to end (concurrencyPolicy Queue)"
+        )
+    if view.get("held"):
+        lines.append(
+            f"Held:          Job {', '.join(view['held'])}: suspended until its queue "
+            "(e.g. Kueue) admits it; counted as active"
+        )
+    resumed = view.get("lastResume")
+    if resumed:
+        who = f" by {resumed['by']}" if resumed.get("by") else ""
+        note = f": {one_line(resumed['note'], width)}" if resumed.get("note") else ""
+        lines.append(f"Last resumed:  {resumed.get('at')}{who}{note}")
+    text = "\n".join(lines) + "\n"
+    if view["conditions"]:
+        rows = [
+            [
+                _text(c["type"]),
+                _text(c["status"]),
+                _text(c["reason"]),
+                one_line(c["message"], width),
+            ]
+            for c in view["conditions"]
+        ]
+        text += "\nConditions:\n" + render_table(("TYPE", "STATUS", "REASON", "MESSAGE"), rows)
+    owed = view["notifications"]
+    if owed:
+        rows = [
+            [
+                _text(n.get("change")),
+                _text(n.get("run")),
+                ",".join(n.get("sinks") or []) or "-",
+                str(n.get("failures") or 0),
+                _text(n.get("notBefore")),
+                one_line(n.get("lastError"), MESSAGE_WIDTH),
+            ]
+            for n in owed
+        ]
+        headers = ("CHANGE", "RUN", "SINKS", "FAILURES", "NEXT ATTEMPT", "LAST ERROR")
+        text += "\nNotifications not yet delivered:\n" + render_table(headers, rows)
+    return text
 
 
 def _detail(record: Mapping[str, Any]) -> str | None:
@@ -160,20 +249,47 @@ def _detail(record: Mapping[str, Any]) -> str | None:
 def history_rows(
     status: Mapping[str, Any], now: datetime, *, width: int | None = MESSAGE_WIDTH
 ) -> list[list[str]]:
-    """Rows for ``history``: running attempts, retries waiting, then status.runs (newest first)."""
+    """Rows for ``history``: the run concurrencyPolicy Queue holds back, running (or held)
+    attempts, retries waiting, then status.runs (newest first)."""
     rows: list[list[str]] = []
+    queued = status.get("queued")
+    if queued:
+        # concurrencyPolicy Queue: a run with no Job yet, waiting for the active run to end.
+        rows.append(
+            [
+                _text(queued.get("run")),
+                "1",
+                "Queued",
+                "-",
+                "-",
+                "-",
+                one_line(
+                    f"waits for the active run to end (concurrencyPolicy Queue), since "
+                    f"{_text(queued.get('queuedAt'))}",
+                    width,
+                ),
+            ]
+        )
     for active in status.get("active") or []:
         started = active.get("startedAt")
         running_for = format_run_duration(started, now.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        held = bool(active.get("queued"))
         rows.append(
             [
                 _text(active.get("run")),
                 _text(active.get("attempt")),
-                "Running",
+                # Held by a queue such as Kueue (status.active[].queued): an active run whose
+                # Job exists but is suspended until the queue admits it. Not "Queued", which is
+                # a run that concurrencyPolicy Queue holds back before any Job exists.
+                "Held" if held else "Running",
                 "-",
                 _text(started),
                 running_for if running_for == "-" else running_for + "+",
-                one_line(f"Job {active.get('job')}", width),
+                one_line(
+                    f"Job {active.get('job')}"
+                    + (" (suspended until its queue admits it)" if held else ""),
+                    width,
+                ),
             ]
         )
     for pending in status.get("pendingRetries") or []:

@@ -32,6 +32,7 @@ __all__ = [
     "connect",
     "namespace_from_contexts",
     "unreachable",
+    "user_from_contexts",
     "with_session",
 ]
 
@@ -75,6 +76,20 @@ def namespace_from_contexts(
     details = (chosen or {}).get("context") or {}
     namespace = details.get("namespace") if isinstance(details, Mapping) else None
     return str(namespace) if namespace else "default"
+
+
+def user_from_contexts(
+    contexts: Sequence[Mapping[str, Any]] | None,
+    active: Mapping[str, Any] | None,
+    context: str | None,
+) -> str | None:
+    """The user entry of the chosen kubeconfig context (what `kubectl config view` calls it)."""
+    chosen: Mapping[str, Any] | None = active
+    if context is not None:
+        chosen = next((c for c in contexts or [] if c.get("name") == context), None)
+    details = (chosen or {}).get("context") or {}
+    user = details.get("user") if isinstance(details, Mapping) else None
+    return str(user) if user else None
 
 
 def api_error_message(
@@ -122,12 +137,15 @@ def _as_dict(value: object) -> dict[str, Any]:
 class Session:
     """The API calls the plugin makes, in one namespace, with errors turned into PluginError."""
 
-    def __init__(self, api_client: Any, namespace: str, host: str) -> None:
+    def __init__(
+        self, api_client: Any, namespace: str, host: str, kube_user: str | None = None
+    ) -> None:
         from kubernetes import client  # noqa: PLC0415 - keeps --help fast
 
         self.api_client = api_client
         self.namespace = namespace
         self.host = host
+        self.kube_user = kube_user  # the kubeconfig context's user entry
         self.custom = client.CustomObjectsApi(api_client)
         self.core = client.CoreV1Api(api_client)
 
@@ -249,6 +267,26 @@ class Session:
             raise self._fail(error) from None
         return list(_as_dict(result).get("items") or [])
 
+    def whoami(self) -> str | None:
+        """Who the API server says we are (a SelfSubjectReview, Kubernetes 1.28+), else the
+        kubeconfig context's user name; None when neither is known."""
+        from kubernetes import client  # noqa: PLC0415
+        from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
+
+        review = client.V1SelfSubjectReview(
+            api_version="authentication.k8s.io/v1", kind="SelfSubjectReview"
+        )
+        name: Any = None
+        try:
+            result = client.AuthenticationV1Api(self.api_client).create_self_subject_review(
+                review, _request_timeout=REQUEST_TIMEOUT
+            )
+            info = result.status.user_info if result.status is not None else None
+            name = info.username if info is not None else None
+        except ApiException:
+            name = None
+        return str(name) if name else self.kube_user
+
     def list_tasks(
         self, *, all_namespaces: bool, label_selector: str | None = None
     ) -> list[dict[str, Any]]:
@@ -312,21 +350,6 @@ class Session:
             return Access(False, "the server gave no answer")
         reason = status.reason or status.evaluation_error or ""
         return Access(bool(status.allowed) and not status.denied, str(reason))
-
-    def whoami(self) -> str | None:
-        """The user name the API server sees for these credentials (SelfSubjectReview), or None
-        when the server does not say."""
-        from kubernetes import client  # noqa: PLC0415
-        from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
-
-        try:
-            answer = client.AuthenticationV1Api(self.api_client).create_self_subject_review(
-                client.V1SelfSubjectReview(), _request_timeout=REQUEST_TIMEOUT
-            )
-        except ApiException:
-            return None  # an older server, or not allowed: the name is a courtesy
-        info = answer.status.user_info if answer.status is not None else None
-        return str(info.username) if info is not None and info.username else None
 
     def changes(
         self,
@@ -512,6 +535,7 @@ def connect(args: argparse.Namespace, *, secret_files: SecretFiles | None = None
     private: dict[str, Any] = {}
     if secret_files is not None:
         private = {"persist_config": False, "temp_file_path": secret_files.where}
+    kube_user: str | None = None
     try:
         config.load_kube_config(
             config_file=kubeconfig,
@@ -519,9 +543,10 @@ def connect(args: argparse.Namespace, *, secret_files: SecretFiles | None = None
             client_configuration=configuration,
             **private,
         )
+        contexts, active = config.list_kube_config_contexts(config_file=kubeconfig)
         if namespace is None:
-            contexts, active = config.list_kube_config_contexts(config_file=kubeconfig)
             namespace = namespace_from_contexts(contexts, active, args.context)
+        kube_user = user_from_contexts(contexts, active, args.context)
     except config.ConfigException as error:
         in_pod = os.environ.get("KUBERNETES_SERVICE_HOST")
         if kubeconfig or args.context or os.environ.get("KUBECONFIG") or not in_pod:
@@ -541,7 +566,7 @@ def connect(args: argparse.Namespace, *, secret_files: SecretFiles | None = None
         import urllib3  # noqa: PLC0415
 
         urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-    return Session(client.ApiClient(configuration), namespace, str(configuration.host))
+    return Session(client.ApiClient(configuration), namespace, str(configuration.host), kube_user)
 
 
 def _pod_namespace() -> str:
