@@ -84,8 +84,10 @@ screenshots: venv binaries browser ## Run the UI's browser tests and keep their 
 
 # --- Generated files
 .PHONY: generate
-generate: venv ## Regenerate the CRD from the pydantic models and the CLI docs from --help
+generate: venv ## Regenerate the CRDs from the pydantic models and the CLI docs from --help
 	$(BIN)/nightshift crd > crds/scheduledtasks.nightshift.dev.yaml
+	$(BIN)/nightshift crd Calendar > crds/calendars.nightshift.dev.yaml
+	$(BIN)/nightshift crd Backfill > crds/backfills.nightshift.dev.yaml
 	$(PYTHON) hack/chart/sync_crd.py
 	$(PYTHON) hack/chart/gen_schema.py
 	$(PYTHON) hack/chart/gen_readme.py

@@ -149,8 +149,9 @@ def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "down":
         stop_operator()
         return 0
-    kubectl("apply", "-f", str(REPO / "crds" / "scheduledtasks.nightshift.dev.yaml"))
-    kubectl("wait", "--for=condition=Established", "crd/scheduledtasks.nightshift.dev")
+    kubectl("apply", "-f", str(REPO / "crds"))
+    for path in sorted((REPO / "crds").glob("*.yaml")):
+        kubectl("wait", "--for=condition=Established", f"crd/{path.stem}")
     say("CRD installed")
     start_operator()
     kubectl("create", "namespace", NAMESPACE, check=False)

@@ -14,6 +14,8 @@ NIGHTSHIFT = REPO / ".venv" / "bin" / "nightshift"
 # (checked-in file, command that generates it)
 GENERATED = [
     ("crds/scheduledtasks.nightshift.dev.yaml", [str(NIGHTSHIFT), "crd"]),
+    ("crds/calendars.nightshift.dev.yaml", [str(NIGHTSHIFT), "crd", "Calendar"]),
+    ("crds/backfills.nightshift.dev.yaml", [str(NIGHTSHIFT), "crd", "Backfill"]),
 ]
 
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Render the chart's CRD template from the generated CRD in crds/ (one source of truth).
+"""Render the chart's CRD templates from the generated CRDs in crds/ (one source of truth).
 
-    hack/chart/sync_crd.py            write charts/nightshift/templates/crds/<name>.yaml
-    hack/chart/sync_crd.py --check    exit 1 (and print a diff) when the chart's copy drifted
+    hack/chart/sync_crd.py            write charts/nightshift/templates/crds/<name>.yaml, one per
+                                      file in crds/
+    hack/chart/sync_crd.py --check    exit 1 (and print a diff) when a chart copy drifted
 
 The template is the CRD from crds/ with its `spec` copied verbatim (Helm delimiters escaped), its
 metadata replaced by the chart's labels, and two switches: `crds.enabled` renders it at all,
@@ -22,7 +23,7 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-SOURCE = REPO / "crds" / "scheduledtasks.nightshift.dev.yaml"
+SOURCES = REPO / "crds"
 CHART = REPO / "charts" / "nightshift"
 
 HEADER = """\
@@ -77,18 +78,14 @@ def render(source_text: str, source_name: str) -> str:
     return head + _escape(spec_text) + FOOTER
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true", help="fail when the chart's copy drifted")
-    parser.add_argument("--source", type=Path, default=SOURCE, help="CRD file (default: crds/...)")
-    parser.add_argument("--chart", type=Path, default=CHART, help="chart directory")
-    args = parser.parse_args(argv)
-
-    source: Path = args.source
-    target = args.chart / "templates" / "crds" / SOURCE.name
-    fresh = render(source.read_text(), source.name)
+def sync(source: Path, chart: Path, *, check: bool) -> int:
+    """Write (or with ``check``, compare) the chart's template for the CRD in ``source``."""
+    text = source.read_text()
+    fresh = render(text, source.name)
+    name = yaml.safe_load(text.split("---", 1)[-1])["metadata"]["name"]
+    target = chart / "templates" / "crds" / f"{name}.yaml"
     current = target.read_text() if target.exists() else ""
-    if args.check:
+    if check:
         if fresh == current:
             print(f"sync_crd: {target} is up to date")
             return 0
@@ -107,6 +104,21 @@ def main(argv: list[str] | None = None) -> int:
         target.write_text(fresh)
         print(f"sync_crd: wrote {target}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="fail when a chart copy drifted")
+    parser.add_argument(
+        "--source", type=Path, default=None, help="one CRD file (default: every file in crds/)"
+    )
+    parser.add_argument("--chart", type=Path, default=CHART, help="chart directory")
+    args = parser.parse_args(argv)
+    sources = [args.source] if args.source else sorted(SOURCES.glob("*.yaml"))
+    failed = 0
+    for source in sources:
+        failed += sync(source, args.chart, check=args.check)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -109,6 +109,32 @@ class KubeApi(Protocol):
         """Every Job matching ``selector`` in ``namespace`` (None: all), a page at a time."""
         ...
 
+    def list_objects(
+        self, plural: str, namespace: str | None
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """Every object of our API group's ``plural`` (calendars, backfills) in ``namespace``
+        (None: all), a page at a time. An ApiError with status 404 when the resource type is
+        not installed."""
+        ...
+
+    async def get_object(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """One object of our API group's ``plural`` as stored now, or None when it does not
+        exist."""
+        ...
+
+    async def patch_object_status(
+        self,
+        plural: str,
+        namespace: str,
+        name: str,
+        status: dict[str, Any],
+        resource_version: str,
+    ) -> dict[str, Any] | None:
+        """Like :meth:`patch_status`, for an object of our API group's ``plural``: the updated
+        object, None when it is gone, :class:`Conflict` when it changed since
+        ``resource_version``."""
+        ...
+
     async def list_raw(
         self, verb: str, path: str, params: Mapping[str, str], decode: Callable[[bytes], T]
     ) -> T:

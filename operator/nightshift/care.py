@@ -20,6 +20,7 @@ from nightshift.models import (
     NotifySink,
     PendingNotification,
     PendingRetry,
+    QueuedRun,
     RunRecord,
     RunResult,
 )
@@ -50,8 +51,11 @@ MAX_DELIVERIES = 12
 MAX_PENDING = 20
 _BACKOFF_FIRST = timedelta(seconds=5)
 _BACKOFF_MAX = timedelta(minutes=10)
-# Runs that did not succeed but whose slot another run took care of are never Late.
-_EXCUSED = frozenset({RunResult.SUCCEEDED, RunResult.SKIPPED, RunResult.REPLACED})
+# Runs that did not succeed but whose slot another run took care of are never Late, nor are the
+# slots a calendar or spec.exclude skipped (Excluded: they were never meant to run).
+_EXCUSED = frozenset(
+    {RunResult.SUCCEEDED, RunResult.SKIPPED, RunResult.REPLACED, RunResult.EXCLUDED}
+)
 _TEXT_LIMIT = 1024
 
 
@@ -111,12 +115,15 @@ def judge_deadline(
     pending: Sequence[PendingRetry],
     runs: Sequence[RunRecord],
     now: datetime,
+    queued: QueuedRun | None = None,
 ) -> Judgement:
     """The scheduled runs that have not Succeeded ``deadline`` after their slot, as of ``now``.
 
-    A run is judged once its deadline has passed, whatever it is doing then: running, queued,
-    waiting for a retry, failed, timed out, cancelled, or Missed (it never started). A run whose
-    slot another run took care of (Skipped, Replaced) is excused. ``cursor`` is the latest slot
+    A run is judged once its deadline has passed, whatever it is doing then: running, held by a
+    queue such as Kueue (its Job suspended), waiting behind the active run under concurrencyPolicy
+    Queue (``queued``, no Job yet), waiting for a retry, failed, timed out, cancelled, or Missed
+    (it never started). A run whose slot another run took care of (Skipped, Replaced) is excused,
+    and so is a slot the calendar or spec.exclude skipped (Excluded). ``cursor`` is the latest slot
     judged so far; ``fresh`` (a new or changed spec) moves it to ``now - deadline``, so that a
     deadline added later never reports the runs of the past. The cursor moves only when a run's
     deadline passes, so an idle sync does not rewrite the status. Manual runs have no slot and
@@ -133,11 +140,14 @@ def judge_deadline(
     for a in active:
         if a.scheduledAt is not None:
             slots[a.run] = a.scheduledAt
-            doing.setdefault(a.run, "queued" if a.queued else "still running")
+            doing.setdefault(a.run, "held by its queue (Kueue)" if a.queued else "still running")
     for p in pending:
         if p.scheduledAt is not None:
             slots[p.run] = p.scheduledAt
             doing.setdefault(p.run, f"waiting to retry (attempt {p.attempt})")
+    if queued is not None and queued.scheduledAt is not None:
+        slots[queued.run] = queued.scheduledAt
+        doing.setdefault(queued.run, "queued behind the active run (concurrencyPolicy Queue)")
     for r in runs:
         if r.scheduledAt is None:
             continue

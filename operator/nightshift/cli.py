@@ -12,8 +12,25 @@ from typing import Any, TextIO
 import yaml
 
 from nightshift import __version__
-from nightshift.models import API_VERSION, KIND, SpecError, parse_spec, parse_time
-from nightshift.schedule import format_fire_time, next_fire_times, plan_for
+from nightshift.models import (
+    API_VERSION,
+    CALENDAR_KIND,
+    KIND,
+    CalendarSpec,
+    SpecError,
+    TaskSpec,
+    parse_calendar,
+    parse_spec,
+    parse_time,
+)
+from nightshift.schedule import (
+    describe,
+    format_fire_time,
+    next_fire_slots,
+    plan_for,
+    schedule_texts,
+    sources,
+)
 
 __all__ = ["main"]
 
@@ -55,6 +72,22 @@ def _select(docs: list[dict[str, Any]], path: str, name: str | None) -> dict[str
     return task
 
 
+def _calendar(docs: list[dict[str, Any]], path: str, spec: TaskSpec) -> CalendarSpec | None:
+    """The Calendar spec.calendarRef names, when FILE holds it (else a note: not applied)."""
+    if spec.calendarRef is None:
+        return None
+    name = spec.calendarRef.name
+    for doc in docs:
+        if doc.get("kind") == CALENDAR_KIND and (doc.get("metadata") or {}).get("name") == name:
+            return parse_calendar(doc.get("spec") or {})
+    print(
+        f"note: calendar {name!r} is not in {path}: its exclusions are not applied "
+        "(put the Calendar in the same file, or pipe both in with -)",
+        file=sys.stderr,
+    )
+    return None
+
+
 def _runs_so_far(task: dict[str, Any]) -> int:
     """status.runCount when the manifest carries it (``kubectl get -o yaml``), else 0."""
     status = task.get("status")
@@ -66,10 +99,14 @@ def _runs_so_far(task: dict[str, Any]) -> int:
 def preview(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> int:
     """Print the next fire times of a manifest, one RFC 3339 timestamp per line: the instants the
     operator would start runs at after --from (jitter included, up to endAt and maxRuns)."""
-    task = _select(_load_documents(args.file, stdin), args.file, args.name)
+    docs = _load_documents(args.file, stdin)
+    task = _select(docs, args.file, args.name)
     metadata = task.get("metadata") or {}
     spec = parse_spec(task.get("spec"))
-    plan = plan_for(spec, metadata.get("namespace") or "default", metadata.get("name") or "")
+    calendar = _calendar(docs, args.file, spec)
+    plan = plan_for(
+        spec, metadata.get("namespace") or "default", metadata.get("name") or "", calendar=calendar
+    )
     if args.start is None:
         start = datetime.now(UTC)
     else:
@@ -79,19 +116,33 @@ def preview(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> int:
             raise UsageError(f"--from: {error}") from None
     if spec.suspend:
         print("note: spec.suspend is true; these run only once it is resumed", file=sys.stderr)
-    times = next_fire_times(
+    found = next_fire_slots(
         plan, start, args.count, max_runs=spec.maxRuns, runs_so_far=_runs_so_far(task)
     )
-    for moment in times:
-        out.write(format_fire_time(moment, plan.tz) + "\n")
+    if spec.schedules is not None and not args.explain:
+        print(
+            f"note: the union of {len(spec.schedules)} schedules (a time they share is listed "
+            "once); --explain shows which schedule each time comes from",
+            file=sys.stderr,
+        )
+    texts = schedule_texts(spec)
+    for slot, moment in found:
+        line = format_fire_time(moment, plan.tz)
+        if args.explain and spec.schedules is None:
+            line += "  " + describe(spec)
+        elif args.explain:
+            line += "  " + "; ".join(f"schedules[{i}] {texts[i]}" for i in sources(plan, slot))
+        out.write(line + "\n")
     return 0
 
 
 def print_crd(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> int:
-    """Print the CustomResourceDefinition generated from the models."""
-    from nightshift.crd import crd_yaml  # noqa: PLC0415 - keeps preview startup light
+    """Print a CustomResourceDefinition generated from the models."""
+    from nightshift.crd import KINDS, crd_yaml  # noqa: PLC0415 - keeps preview startup light
 
-    out.write(crd_yaml())
+    if args.kind not in KINDS:
+        raise UsageError(f"crd: unknown kind {args.kind!r}; one of {', '.join(KINDS)}")
+    out.write(crd_yaml(args.kind))
     return 0
 
 
@@ -128,15 +179,28 @@ def _parser() -> argparse.ArgumentParser:
         "preview",
         help="print the next fire times of a ScheduledTask manifest (no cluster needed)",
         description="Print the next fire times of a ScheduledTask manifest, one RFC 3339 "
-        "timestamp per line in the task's time zone. Needs no cluster.",
+        "timestamp per line in the task's time zone. Needs no cluster. A Calendar that "
+        "spec.calendarRef names is applied when FILE holds it too.",
     )
     p.add_argument("file", metavar="FILE", help="manifest (YAML); - reads standard input")
     p.add_argument("--from", dest="start", metavar="RFC3339", help="start after this time")
     p.add_argument("--count", "-n", type=int, default=10, help="how many (default 10)")
     p.add_argument("--name", help="which ScheduledTask, when FILE holds several")
+    p.add_argument(
+        "--explain",
+        action="store_true",
+        help="after each time, the schedule it comes from (for schedules: which entries)",
+    )
     p.set_defaults(handler=preview)
 
-    p = commands.add_parser("crd", help="print the CustomResourceDefinition")
+    p = commands.add_parser("crd", help="print a CustomResourceDefinition")
+    p.add_argument(
+        "kind",
+        nargs="?",
+        default=KIND,
+        metavar="KIND",
+        help=f"which: {KIND} (default), Calendar or Backfill",
+    )
     p.set_defaults(handler=print_crd)
 
     p = commands.add_parser("run", help="run the operator")

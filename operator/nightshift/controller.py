@@ -1,7 +1,8 @@
 """The controller: watch events in, Jobs and status out, one task sync at a time per task.
 
-Two informers (``nightshift.informer``) list and watch the tasks and the Jobs the operator made,
-and feed the :class:`~nightshift.store.Store`, which queues the task; the
+Informers (``nightshift.informer``) list and watch the tasks, the Jobs the operator made, the
+Calendars and the Backfills, and feed the :class:`~nightshift.store.Store` (and the Calendars'
+index, and the :class:`~nightshift.backfiller.Backfiller`), which queues the task; the
 :class:`~nightshift.workqueue.WorkQueue`'s timer queues it again when its next slot or retry
 comes due. A worker's sync reads only memory, lets the pure reconciler decide, creates the Jobs it
 asked for, and hands the status, deletes and Events to the :class:`~nightshift.writer.Writer`.
@@ -14,22 +15,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from nightshift import memory, metrics
 from nightshift.api import ApiError, KubeApi
+from nightshift.backfiller import WORKERS as BACKFILL_WORKERS
+from nightshift.backfiller import Backfiller
 from nightshift.care import ANNOTATION_RESUME, Delivery
-from nightshift.informer import JOBS, TASKS, Informer
+from nightshift.informer import BACKFILLS, CALENDARS, JOBS, TASKS, Informer
 from nightshift.jobs import ANNOTATION_RUN_NOW, ANNOTATION_SLOT, LABEL_MANAGED, token_key
-from nightshift.models import SpecError, TaskSpec, TaskStatus, parse_spec, read_time
+from nightshift.models import (
+    CALENDAR_PLURAL,
+    GROUP,
+    CalendarSpec,
+    SpecError,
+    TaskSpec,
+    TaskStatus,
+    parse_calendar,
+    parse_spec,
+    read_time,
+)
 from nightshift.notify import WORKERS as NOTIFY_WORKERS
 from nightshift.notify import Notifier, TaskRef
 from nightshift.reconcile import CreateJob, JobView, Outcome, TaskView, decide, settle
 from nightshift.schedule import fire_time, plan_for
-from nightshift.store import RESYNC, Entry, Key, Store
+from nightshift.store import RESYNC, Calendars, Entry, Key, Store
 from nightshift.supervise import Supervisor
 from nightshift.workqueue import WorkQueue
 from nightshift.writer import EVENT_POSTERS, YIELD_MAX, CreateGate, Writer
@@ -68,7 +81,8 @@ def _needs_attention(body: dict[str, Any], now: datetime) -> tuple[datetime | No
 
 
 class _Feed:
-    """What one informer feeds the controller (tasks or Jobs), and whether its list is done."""
+    """What one informer feeds the controller (tasks, Jobs, Calendars or Backfills), and whether
+    its list is done."""
 
     def __init__(self, controller: Controller, resource: str) -> None:
         self.controller = controller
@@ -83,6 +97,10 @@ class _Feed:
     def event(self, kind: str, body: dict[str, Any]) -> None:
         if self.resource == "tasks":
             self.controller.task_event(kind, body)
+        elif self.resource == "calendars":
+            self.controller.calendar_event(kind, body)
+        elif self.resource == "backfills":
+            self.controller.backfill_event(kind, body)
         else:
             self.controller.job_event(kind, body)
 
@@ -106,13 +124,16 @@ class Controller:
         task_shard: str = "",
         job_selector: str = f"{LABEL_MANAGED}=true",
         owns: Callable[[dict[str, Any]], bool] = lambda _: True,
+        owns_uid: Callable[[str], bool] = lambda _: True,
         listen_unreachable: bool = True,
     ) -> None:
         """``task_selector``/``task_shard`` (label and shard selectors of the task watch) and
         ``job_selector`` narrow what this controller sees, e.g. to one shard; ``owns`` says
         whether a task it was sent is its own (a task it does not own is ignored, in case the
-        API server did not filter). With ``listen_unreachable`` it hears of requests that did
-        not reach the API server itself; otherwise whoever owns it calls :meth:`unreachable`.
+        API server did not filter), and ``owns_uid`` whether a task of that uid is (the
+        Backfills it runs are its tasks'; it sees every Backfill and Calendar). With
+        ``listen_unreachable`` it hears of requests that did not reach the API server itself;
+        otherwise whoever owns it calls :meth:`unreachable`.
         """
         self.api = api
         self.namespaces = tuple(namespaces)  # empty: cluster-wide
@@ -121,6 +142,8 @@ class Controller:
         self.owns = owns
         self.supervisor = supervisor or Supervisor()
         self.store = Store()
+        self.calendars = Calendars(self.store.tick)
+        self._missing_kinds: set[str] = set()  # resource types found not installed (logged once)
         self.gate = CreateGate(lambda: self.queue.urgent)
         self.queue: WorkQueue[Key] = WorkQueue(
             clock=lambda: self.clock().timestamp(),
@@ -135,6 +158,17 @@ class Controller:
         # and after the API server was unreachable (a task deleted or suspended meanwhile must
         # not fire on what was seen before).
         self._fresh = asyncio.Event()
+        self.backfiller = Backfiller(
+            api,
+            self.store,
+            calendar_of=self._calendar_of,
+            post=self.writer.post,
+            # Late-bound, like the queue's clock: a test may swap the controller's clock.
+            clock=lambda: self.clock(),  # noqa: PLW0108
+            is_leader=lambda: self.is_leader(),  # noqa: PLW0108
+            fresh=self._fresh,
+            owns=owns_uid,
+        )
         self._deferred: set[Key] = set()
         self._frozen = False
         if listen_unreachable:
@@ -142,7 +176,15 @@ class Controller:
         scopes: Sequence[str | None] = self.namespaces or (None,)
         self._feeds: list[_Feed] = []
         self.informers: list[Informer] = []
-        watches = ((TASKS, task_selector, task_shard), (JOBS, job_selector, ""))
+        # Calendars and Backfills are watched whole by every controller (each shard's too): they
+        # are few, a task of any shard may reference any Calendar, and a Backfill belongs to the
+        # shard of its task, which the Backfiller checks (docs/operator.md#scale-out).
+        watches = (
+            (TASKS, task_selector, task_shard),
+            (JOBS, job_selector, ""),
+            (CALENDARS, "", ""),
+            (BACKFILLS, "", ""),
+        )
         for resource, selector, shard in watches:
             for namespace in scopes:
                 feed = _Feed(self, resource.name)
@@ -168,6 +210,8 @@ class Controller:
         key = self.store.task_event(kind, body)
         if key is None:
             return
+        self.calendars.task_event(key, body)
+        self.backfiller.task_changed(key)
         if kind != RESYNC:
             self.queue.add(key)
             return
@@ -185,10 +229,24 @@ class Controller:
             # Recording a run's end can wait for the Jobs that are due now: its sync reads the
             # pod (an API call), and a burst of due Jobs ends in a burst of finished ones.
             self.queue.add(key, background=True)
+            self.backfiller.job_changed(body)
+
+    def calendar_event(self, kind: str, body: dict[str, Any]) -> None:
+        """A Calendar was listed ("RESYNC"), added, modified or deleted: every task that
+        references it (and their Backfills) is synced again, so a change takes effect at once."""
+        for key in self.calendars.event(kind, body):
+            self.queue.add(key)
+            self.backfiller.task_changed(key)
+
+    def backfill_event(self, kind: str, body: dict[str, Any]) -> None:
+        """A Backfill was listed ("RESYNC"), added, modified or deleted."""
+        self.backfiller.event(kind, body)
 
     def forget(self, key: Key) -> None:
         """The task is gone: drop it from memory, the queue's wake-ups and the writer."""
         self.store.forget(key)
+        self.calendars.task_event(key, None)
+        self.backfiller.task_changed(key)
         self.queue.forget(key)
         self.writer.drop(key)
         self._deliveries.pop(key, None)
@@ -208,6 +266,12 @@ class Controller:
             for key in self.store.tasks_listed(mark, seen):
                 log.info("task %s/%s was deleted while no watch ran; forgetting it", *key)
                 self.forget(key)
+        elif feed.resource == "calendars":
+            for key in self.calendars.resync_done(mark, {(ns, name) for ns, name, _ in seen}):
+                self.queue.add(key)
+                self.backfiller.task_changed(key)
+        elif feed.resource == "backfills":
+            self.backfiller.resync_done(mark, {(ns, name) for ns, name, _ in seen})
         else:
             changed, dropped = self.store.jobs_listed(mark, {(ns, name) for ns, name, _ in seen})
             if dropped:
@@ -225,7 +289,10 @@ class Controller:
         if not self._fresh.is_set() and all(f.synced for f in self._feeds if f.resource == "jobs"):
             log.info("Jobs listed; syncs %s", "resume" if self._frozen else "start")
             self._fresh.set()
-        if not self._frozen and all(f.synced for f in self._feeds):
+        # (Calendars and Backfills are few, and their CRDs may be missing: not waited for.)
+        if not self._frozen and all(
+            f.synced for f in self._feeds if f.resource in ("tasks", "jobs")
+        ):
             self._frozen = True
             memory.freeze()  # after the first full load: see memory.freeze
 
@@ -260,6 +327,7 @@ class Controller:
         self.writer.drop_all()
         for key in list(self.store.entries):
             self.queue.add(key)
+        self.backfiller.sync_all()
 
     def _due(self, key: Key, when: float, now: float) -> None:
         metrics.SCHEDULER_LAG.observe(max(0.0, now - when))
@@ -317,6 +385,10 @@ class Controller:
             start(f"worker-{i}", self._worker)
         for i in range(EVENT_POSTERS):
             start(f"events-{i}", self.writer.post_events)
+        # Supervised, not watched by liveness: the main timer's heartbeat says the loop runs.
+        start("backfill-timer", self.backfiller.run_timer)
+        for i in range(BACKFILL_WORKERS):
+            start(f"backfill-{i}", self.backfiller.worker)
         for i in range(NOTIFY_WORKERS):
             start(f"notify-{i}", self.notifier.work)
         self.ready.set()
@@ -385,6 +457,14 @@ class Controller:
         except ValueError:
             log.warning("status of %s/%s is unreadable; starting from an empty one", *key)
             status = TaskStatus()
+        calendar, calendar_problem = self._calendar_of(namespace, spec)
+        if calendar_problem is not None and not self.calendars.listed_in(namespace):
+            # Just started: the Calendars' informer may not have listed yet. Missing is only
+            # known once a list of the namespace's Calendars has been taken in.
+            async for found in self._list_objects(CALENDAR_PLURAL, namespace):
+                self.calendars.event(RESYNC, found)
+            self.calendars.namespace_listed(namespace)
+            calendar, calendar_problem = self._calendar_of(namespace, spec)
         upcoming = status.nextScheduleTime
         if upcoming is not None and upcoming > self.clock():
             # Should reading the Jobs below fail, the next slot or retry still wakes the task.
@@ -400,6 +480,8 @@ class Controller:
             status=status,
             run_now=(meta.get("annotations") or {}).get(ANNOTATION_RUN_NOW),
             jobs=await self._job_views(key, entry),
+            calendar=calendar,
+            calendar_problem=calendar_problem,
             labels=meta.get("labels") or {},
             resume=(meta.get("annotations") or {}).get(ANNOTATION_RESUME),
             deliveries=tuple(self._deliveries.get(key, ())),
@@ -439,6 +521,42 @@ class Controller:
         metrics.ACTIVE_RUNS.labels(namespace=namespace, task=name).set(decision.status.activeCount)
         if decision.wake_at is not None:
             self.queue.add_after(key, decision.wake_at.timestamp())
+
+    def _calendar_of(
+        self, namespace: str, spec: TaskSpec | None
+    ) -> tuple[CalendarSpec | None, tuple[str, str] | None]:
+        """The Calendar spec.calendarRef names, or why it cannot be used (reason, message)."""
+        if spec is None or spec.calendarRef is None:
+            return None, None
+        name = spec.calendarRef.name
+        body = self.calendars.get((namespace, name))
+        if body is None:
+            return None, (
+                "CalendarNotFound",
+                f'spec.calendarRef: calendar "{name}" not found in namespace {namespace}',
+            )
+        try:
+            return parse_calendar(body.get("spec") or {}), None
+        except SpecError as error:
+            return None, ("InvalidCalendar", f'spec.calendarRef: calendar "{name}": {error}')
+
+    async def _list_objects(
+        self, plural: str, namespace: str | None
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every object of ``plural``; none when its CRD is not installed (an older chart with
+        crds.enabled=false): the tasks that reference one then report it missing."""
+        try:
+            async for page in self.api.list_objects(plural, namespace):
+                for body in page:
+                    yield body
+        except ApiError as error:
+            if error.status != 404:
+                raise
+            if plural not in self._missing_kinds:
+                self._missing_kinds.add(plural)
+                log.warning(
+                    "%s.%s is not installed (%s); treating it as empty", plural, GROUP, error
+                )
 
     # --- notifications ----------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""Generate the ScheduledTask CustomResourceDefinition from the pydantic models."""
+"""Generate the CustomResourceDefinitions (ScheduledTask, Calendar, Backfill) from the pydantic
+models."""
 
 from __future__ import annotations
 
@@ -7,9 +8,23 @@ from typing import Any
 
 import yaml
 
-from nightshift.models import GROUP, KIND, PLURAL, VERSION, TaskSpec, TaskStatus
+from nightshift.models import (
+    BACKFILL_KIND,
+    BACKFILL_PLURAL,
+    CALENDAR_KIND,
+    CALENDAR_PLURAL,
+    GROUP,
+    KIND,
+    PLURAL,
+    VERSION,
+    BackfillSpec,
+    BackfillStatus,
+    CalendarSpec,
+    TaskSpec,
+    TaskStatus,
+)
 
-__all__ = ["crd_manifest", "crd_yaml", "openapi_schema"]
+__all__ = ["KINDS", "crd_file", "crd_manifest", "crd_yaml", "openapi_schema"]
 
 # JSON-Schema keywords that pydantic emits but a structural CRD schema must not carry.
 _DROP = {"title", "$defs", "additionalProperties_false", "examples"}
@@ -190,8 +205,12 @@ _PRINTER_COLUMNS = [
 ]
 
 
-def crd_manifest() -> dict[str, Any]:
-    """The CustomResourceDefinition object."""
+def crd_manifest(kind: str = KIND) -> dict[str, Any]:
+    """The CustomResourceDefinition object of ``kind`` (one of KINDS)."""
+    if kind == CALENDAR_KIND:
+        return _calendar_crd()
+    if kind == BACKFILL_KIND:
+        return _backfill_crd()
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -224,6 +243,116 @@ def crd_manifest() -> dict[str, Any]:
     }
 
 
+def _crd(
+    *,
+    kind: str,
+    plural: str,
+    description: str,
+    spec: dict[str, Any],
+    status: dict[str, Any] | None,
+    columns: list[dict[str, Any]],
+    spec_rules: list[dict[str, str]] | None = None,
+) -> dict[str, Any]:
+    properties: dict[str, Any] = {
+        "apiVersion": {"type": "string"},
+        "kind": {"type": "string"},
+        "metadata": {"type": "object"},
+        "spec": spec,
+    }
+    if spec_rules:
+        spec["x-kubernetes-validations"] = [*spec.get("x-kubernetes-validations", []), *spec_rules]
+    if status is not None:
+        properties["status"] = status
+    version: dict[str, Any] = {"name": VERSION, "served": True, "storage": True}
+    if status is not None:
+        version["subresources"] = {"status": {}}
+    version["additionalPrinterColumns"] = columns
+    version["schema"] = {
+        "openAPIV3Schema": {
+            "type": "object",
+            "description": description,
+            "required": ["spec"],
+            "properties": properties,
+        }
+    }
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": f"{plural}.{GROUP}",
+            "labels": {"app.kubernetes.io/name": "nightshift"},
+        },
+        "spec": {
+            "group": GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": plural,
+                "singular": kind.lower(),
+                "categories": ["nightshift"],
+            },
+            "versions": [version],
+        },
+    }
+
+
+def _described(model: type[Any]) -> dict[str, Any]:
+    schema = _model_schema(model)
+    schema["description"] = " ".join((model.__doc__ or "").split())
+    return schema
+
+
+def _calendar_crd() -> dict[str, Any]:
+    return _crd(
+        kind=CALENDAR_KIND,
+        plural=CALENDAR_PLURAL,
+        description="A Calendar lists days, ranges of days and cron expressions whose slots "
+        "the ScheduledTasks that reference it (spec.calendarRef) skip.",
+        spec=_described(CalendarSpec),
+        status=None,
+        columns=[
+            {"name": "Time Zone", "type": "string", "jsonPath": ".spec.timeZone"},
+            {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        ],
+    )
+
+
+def _backfill_crd() -> dict[str, Any]:
+    return _crd(
+        kind=BACKFILL_KIND,
+        plural=BACKFILL_PLURAL,
+        description="A Backfill runs the slots in a range of a ScheduledTask's past that its "
+        "schedule did not run (or runs them again), as the task's own runs, exactly once.",
+        spec=_described(BackfillSpec),
+        status=_described(BackfillStatus),
+        columns=[
+            {"name": "Task", "type": "string", "jsonPath": ".spec.taskRef.name"},
+            {"name": "Reprocess", "type": "string", "jsonPath": ".spec.reprocess"},
+            {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+            {"name": "Progress", "type": "string", "jsonPath": ".status.progress"},
+            {"name": "Running", "type": "integer", "jsonPath": ".status.running"},
+            {"name": "Failed", "type": "integer", "jsonPath": ".status.failed"},
+            {"name": "From", "type": "string", "jsonPath": ".spec.from", "priority": 1},
+            {"name": "To", "type": "string", "jsonPath": ".spec.to", "priority": 1},
+            {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        ],
+    )
+
+
+# kind -> the file `make generate` writes it to, in crds/ and in the chart.
+KINDS = {
+    KIND: f"{PLURAL}.{GROUP}.yaml",
+    CALENDAR_KIND: f"{CALENDAR_PLURAL}.{GROUP}.yaml",
+    BACKFILL_KIND: f"{BACKFILL_PLURAL}.{GROUP}.yaml",
+}
+
+
+def crd_file(kind: str) -> str:
+    """The file name of ``kind``'s CRD in crds/ (``calendars.nightshift.dev.yaml``)."""
+    return KINDS[kind]
+
+
 class _Dumper(yaml.SafeDumper):
     pass
 
@@ -237,11 +366,12 @@ def _str_presenter(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
 _Dumper.add_representer(str, _str_presenter)
 
 
-def crd_yaml() -> str:
-    """The CRD as the YAML document checked in at crds/scheduledtasks.nightshift.dev.yaml."""
+def crd_yaml(kind: str = KIND) -> str:
+    """The CRD of ``kind`` as the YAML document checked in at crds/<plural>.nightshift.dev.yaml."""
+    command = "nightshift crd" if kind == KIND else f"nightshift crd {kind}"
     header = (
-        "# Generated by `nightshift crd` from operator/nightshift/models.py. Do not edit:\n"
+        f"# Generated by `{command}` from operator/nightshift/models.py. Do not edit:\n"
         "# change the models and run `make generate`.\n"
     )
-    body = yaml.dump(crd_manifest(), Dumper=_Dumper, sort_keys=False, width=100)
+    body = yaml.dump(crd_manifest(kind), Dumper=_Dumper, sort_keys=False, width=100)
     return header + "---\n" + body

@@ -25,7 +25,7 @@ import msgspec
 from nightshift.api import ApiError, KubeApi
 from nightshift.workqueue import Backoff
 
-__all__ = ["JOBS", "PAGE", "TASKS", "Informer", "Resource", "Sink"]
+__all__ = ["BACKFILLS", "CALENDARS", "JOBS", "PAGE", "TASKS", "Informer", "Resource", "Sink"]
 
 log = logging.getLogger(__name__)
 
@@ -204,6 +204,22 @@ TASKS = Resource(
     _event_decoder(_task),
 )
 JOBS = Resource("jobs", "batch/v1", "Job", "jobs", _jobs_page, _event_decoder(_job))
+CALENDARS = Resource(
+    "calendars",
+    "nightshift.dev/v1alpha1",
+    "Calendar",
+    "calendars",
+    _objects_page,
+    _event_decoder(_task),
+)
+BACKFILLS = Resource(
+    "backfills",
+    "nightshift.dev/v1alpha1",
+    "Backfill",
+    "backfills",
+    _objects_page,
+    _event_decoder(_task),
+)
 
 
 # --- the informer --------------------------------------------------------------------------------

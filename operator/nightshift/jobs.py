@@ -21,11 +21,14 @@ from nightshift.sharding import LABEL_BUCKET, bucket
 
 __all__ = [
     "ANNOTATION_ATTEMPT",
+    "ANNOTATION_BACKFILL",
+    "ANNOTATION_BACKFILL_UID",
     "ANNOTATION_RUN",
     "ANNOTATION_RUN_NOW",
     "ANNOTATION_SLOT",
     "CRONJOB_SCHEDULED_TIMESTAMP",
     "KUEUE_LABELS",
+    "LABEL_BACKFILL",
     "LABEL_BUCKET",
     "LABEL_MANAGED",
     "LABEL_TASK",
@@ -48,6 +51,10 @@ ANNOTATION_ATTEMPT = PREFIX + "attempt"
 ANNOTATION_RUN = PREFIX + "run"
 ANNOTATION_RUN_NOW = PREFIX + "run-now"
 ANNOTATION_TASK_UID = PREFIX + "task-uid"
+# A Backfill's Jobs: its name (also a label, for kubectl get jobs -l) and its uid (its identity).
+ANNOTATION_BACKFILL = PREFIX + "backfill"
+ANNOTATION_BACKFILL_UID = PREFIX + "backfill-uid"
+LABEL_BACKFILL = PREFIX + "backfill"
 
 # KEP-4026: the CronJob controller stamps each Job with its scheduled time (RFC 3339, in the
 # CronJob's zone); tools that read CronJob-made Jobs (dashboards, Kueue, kube-state-metrics)
@@ -144,9 +151,13 @@ def build_job(
     slot: datetime | None,
     tz_offset_slot: datetime | None = None,
     run_now_token: str | None = None,
+    backfill: tuple[str, str] | None = None,
     task_labels: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The batch/v1 Job for one attempt: the template plus our name, owner, labels and limits.
+
+    ``backfill`` is (name, uid) of the Backfill that runs the attempt: the Job is still the
+    task's (its name, its owner), marked as the Backfill's.
 
     The namespace is not set here: the caller creates the Job in the task's own namespace, and the
     template cannot name another one (validation rejects it).
@@ -181,6 +192,9 @@ def build_job(
         )
     if run_now_token is not None:
         annotations[ANNOTATION_RUN_NOW] = run_now_token
+    if backfill is not None:
+        annotations[ANNOTATION_BACKFILL], annotations[ANNOTATION_BACKFILL_UID] = backfill
+        labels[LABEL_BACKFILL] = _task_label(backfill[0])
 
     # Pods carry the task label too, so `kubectl logs -l nightshift.dev/task=...` works.
     pod_metadata = pod_template.setdefault("metadata", {})

@@ -435,6 +435,67 @@ class KubeClient:
         async for page in self._pages("list_jobs", fn, *args, label_selector=selector):
             yield page
 
+    async def list_objects(
+        self, plural: str, namespace: str | None
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """Every object of our group's ``plural`` in ``namespace`` (None: all), a page at a time."""
+        if namespace is None:
+            fn: Callable[..., Any] = self._custom.list_cluster_custom_object
+            args: tuple[Any, ...] = (GROUP, VERSION, plural)
+        else:
+            fn = self._custom.list_namespaced_custom_object
+            args = (GROUP, VERSION, namespace, plural)
+        async for page in self._pages(f"list_{plural}", fn, *args):
+            yield page
+
+    async def get_object(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """One object of our group's ``plural`` as stored now, or None when it does not exist."""
+        try:
+            body: dict[str, Any] = await self._json(
+                f"get_{plural}",
+                self._custom.get_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                namespace,
+                plural,
+                name,
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise classify(f"read {plural} {namespace}/{name}", error) from None
+        return body
+
+    async def patch_object_status(
+        self,
+        plural: str,
+        namespace: str,
+        name: str,
+        status: dict[str, Any],
+        resource_version: str,
+    ) -> dict[str, Any] | None:
+        """Merge-patch the status of an object of our group's ``plural``, only if it is still at
+        ``resource_version``; returns the updated object (None if gone), Conflict if changed."""
+        patch = {"metadata": {"resourceVersion": resource_version}, "status": status}
+        try:
+            result = await self._json(
+                f"patch_{plural}_status",
+                self._custom.patch_namespaced_custom_object_status,
+                GROUP,
+                VERSION,
+                namespace,
+                plural,
+                name,
+                patch,
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            if error.status == 409:
+                raise Conflict(f"status of {plural} {namespace}/{name}: {_reason(error)}") from None
+            raise classify(f"patch status of {plural} {namespace}/{name}", error) from None
+        return result if isinstance(result, dict) else None
+
     async def _pages(
         self, verb: str, fn: Callable[..., Any], *args: Any, **kwargs: Any
     ) -> AsyncIterator[list[dict[str, Any]]]:
@@ -472,7 +533,8 @@ class KubeClient:
             "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
             "involvedObject": {
                 "apiVersion": f"{GROUP}/{VERSION}",
-                "kind": "ScheduledTask",
+                # A ScheduledTask unless the ref says otherwise (a Backfill's Events).
+                "kind": ref.get("kind") or "ScheduledTask",
                 "name": meta["name"],
                 "namespace": meta["namespace"],
                 "uid": meta.get("uid"),

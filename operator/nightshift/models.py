@@ -5,7 +5,8 @@ Validation, the generated CRD schema and the operator's reading of objects all c
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import re
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -28,34 +29,52 @@ from nightshift.timezones import load_zone
 
 __all__ = [
     "API_VERSION",
+    "BACKFILL_KIND",
+    "BACKFILL_PLURAL",
+    "CALENDAR_KIND",
+    "CALENDAR_PLURAL",
     "GROUP",
     "KIND",
     "PLURAL",
     "VERSION",
     "ActiveRun",
+    "BackfillSlot",
+    "BackfillSpec",
+    "BackfillStatus",
     "Backoff",
+    "CalendarRef",
+    "CalendarSpec",
     "CatchUp",
     "Change",
     "CloudEventsMode",
     "ConcurrencyPolicy",
     "Condition",
+    "CronSchedule",
+    "Exclusion",
     "FailurePolicy",
     "History",
     "JobTemplate",
     "NotifySink",
+    "OverlapPolicy",
     "PendingNotification",
     "PendingRetry",
     "PolicySuspension",
+    "QueuedRun",
+    "Reprocess",
     "Resume",
     "Retry",
     "RunRecord",
     "RunResult",
     "SecretRef",
     "SinkType",
+    "SlotState",
     "SpecError",
+    "TaskRef",
     "TaskSpec",
     "TaskStatus",
     "format_time",
+    "parse_backfill",
+    "parse_calendar",
     "parse_spec",
     "parse_time",
     "read_time",
@@ -66,9 +85,14 @@ VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 KIND = "ScheduledTask"
 PLURAL = "scheduledtasks"
+CALENDAR_KIND = "Calendar"
+CALENDAR_PLURAL = "calendars"
+BACKFILL_KIND = "Backfill"
+BACKFILL_PLURAL = "backfills"
 
 # Go-style durations with an optional day unit; the same grammar as nightshift.durations.
 DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d))+$"
+DATE_PATTERN = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 
 
 def _from_iso(text: str) -> datetime:
@@ -163,6 +187,7 @@ class ConcurrencyPolicy(StrEnum):
     ALLOW = "Allow"
     FORBID = "Forbid"
     REPLACE = "Replace"
+    QUEUE = "Queue"
 
 
 class CatchUp(StrEnum):
@@ -183,6 +208,7 @@ class RunResult(StrEnum):
     MISSED = "Missed"
     REPLACED = "Replaced"
     CANCELLED = "Cancelled"
+    EXCLUDED = "Excluded"
 
 
 class Backoff(_Model):
@@ -235,6 +261,8 @@ class History(_Model):
     """Successful runs to keep."""
     failed: int = Field(default=5, ge=0, le=100)
     """Runs that did not succeed (failed, timed out, missed, skipped, replaced) to keep."""
+    excluded: int = Field(default=3, ge=0, le=100)
+    """Slots excluded by the calendar or spec.exclude to keep (counted apart from failures)."""
 
 
 class TemplateMetadata(_Model):
@@ -328,6 +356,130 @@ class JobTemplate(_Model):
                 and all(isinstance(k, str) and isinstance(v, str) for k, v in mapping.items())
             ):
                 raise ValueError(f"template.metadata.{field} must map strings to strings")
+        return value
+
+
+class CronSchedule(_Model):
+    """One entry of spec.schedules: a cron expression, read in its own time zone."""
+
+    cron: str = Field(min_length=1, max_length=256)
+    """Cron expression, as in spec.schedule (5 fields, names, macros, H)."""
+    timeZone: str | None = Field(default=None, max_length=64)
+    """IANA time zone this entry is read in (default: spec.timeZone)."""
+
+    @field_validator("timeZone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            load_zone(value)
+        return value
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        parse_cron(value, seed="validation")
+        return value
+
+
+def _parse_date(value: Any) -> Any:
+    if isinstance(value, str) and not DATE_PATTERN.fullmatch(value):
+        raise ValueError(f"invalid date {value!r}; write YYYY-MM-DD, e.g. 2026-12-25")
+    return value
+
+
+Day = Annotated[
+    date,
+    BeforeValidator(_parse_date),
+    PlainSerializer(date.isoformat, return_type=str),
+    WithJsonSchema({"type": "string", "maxLength": 10, "pattern": DATE_PATTERN.pattern}),
+]
+
+
+class Exclusion(_Model):
+    """Slots to skip: a whole day, a range of whole days, or the minutes a cron expression
+    matches, in a time zone."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "[has(self.date), has(self.start), has(self.cron)]"
+                    ".filter(x, x).size() == 1",
+                    "message": "set exactly one of date, start (with end) and cron",
+                },
+                {
+                    "rule": "has(self.start) == has(self.end)",
+                    "message": "start and end go together (a range of days, both included)",
+                },
+                {
+                    "rule": "!has(self.start) || !has(self.end) || self.start <= self.end",
+                    "message": "start must not be after end",
+                },
+            ]
+        }
+    )
+
+    date: Day | None = None
+    """A whole local day (YYYY-MM-DD): every slot whose local date it is."""
+    start: Day | None = None
+    """The first day of a range of whole local days (YYYY-MM-DD, included)."""
+    end: Day | None = None
+    """The last day of the range (YYYY-MM-DD, included)."""
+    cron: str | None = Field(default=None, min_length=1, max_length=256)
+    """Every slot whose local wall time, to the minute, matches this cron expression (e.g.
+    "* 0-6 * * SAT,SUN": weekend nights; "* * 25 12 *": Christmas Day)."""
+    timeZone: str | None = Field(default=None, max_length=64)
+    """IANA time zone the rule is read in (default: the calendar's, or the task's for
+    spec.exclude)."""
+    reason: str | None = Field(default=None, max_length=128)
+    """Why (e.g. "Christmas"); shown in the Excluded run record."""
+
+    @field_validator("timeZone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            load_zone(value)
+        return value
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_cron(value, seed="validation")
+        return value
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> Exclusion:
+        kinds = [k for k in ("date", "start", "cron") if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            given = ", ".join(kinds) if kinds else "none"
+            raise ValueError(f"set exactly one of date, start (with end) and cron (given: {given})")
+        if (self.start is None) != (self.end is None):
+            raise ValueError("start and end go together (a range of days, both included)")
+        if self.start is not None and self.end is not None and self.start > self.end:
+            raise ValueError("start must not be after end")
+        return self
+
+
+class CalendarRef(_Model):
+    """A Calendar in the task's namespace."""
+
+    name: str = Field(min_length=1, max_length=253)
+    """The Calendar's name."""
+
+
+class CalendarSpec(_Model):
+    """Slots that the tasks referencing this calendar skip (recorded as Excluded)."""
+
+    timeZone: str = Field(default="UTC", max_length=64)
+    """IANA time zone of the rules that name none (e.g. Europe/Zurich)."""
+    exclude: list[Exclusion] = Field(default_factory=list, max_length=1000)
+    """Days, ranges of days and cron expressions whose slots are skipped."""
+
+    @field_validator("timeZone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        load_zone(value)
         return value
 
 
@@ -444,8 +596,9 @@ DEADLINE_MAX = timedelta(days=31)
 
 _SPEC_RULES: list[JsonValue] = [
     {
-        "rule": "[has(self.schedule), has(self.interval), has(self.at)].filter(x, x).size() == 1",
-        "message": "set exactly one of schedule, interval and at",
+        "rule": "[has(self.schedule), has(self.interval), has(self.at), has(self.schedules)]"
+        ".filter(x, x).size() == 1",
+        "message": "set exactly one of schedule, interval, at and schedules",
     },
     {
         "rule": "!has(self.anchor) || has(self.interval)",
@@ -474,16 +627,25 @@ class TaskSpec(_Model):
     """For interval: a time the interval is aligned to (RFC 3339)."""
     at: Timestamp | None = None
     """One-shot: run once at this time (RFC 3339 with offset)."""
+    schedules: list[CronSchedule] | None = Field(default=None, min_length=1, max_length=16)
+    """Several cron schedules, each with an optional time zone: the task runs at the union of
+    their slots, and a slot two of them share runs once."""
     timeZone: str = Field(default="UTC", max_length=64)
     """IANA time zone the cron schedule is read in (e.g. Europe/Zurich)."""
     startAt: Timestamp | None = None
     """No slot before this time runs (inclusive)."""
     endAt: Timestamp | None = None
     """No slot at or after this time runs."""
+    calendarRef: CalendarRef | None = None
+    """A Calendar (in the task's namespace) whose excluded days and times are skipped."""
+    exclude: list[Exclusion] | None = Field(default=None, max_length=100)
+    """Days, ranges of days and cron expressions whose slots are skipped, as in a Calendar
+    (rules without a timeZone are read in spec.timeZone)."""
     jitter: Duration | None = None
     """Random delay added to each run, deterministic per task and slot (e.g. 30s)."""
     concurrencyPolicy: ConcurrencyPolicy = ConcurrencyPolicy.FORBID
-    """Allow overlapping runs, Forbid them (the new slot is Skipped), or Replace the old run."""
+    """Allow overlapping runs, Forbid them (the new slot is Skipped), Replace the old run, or
+    Queue the new one (at most one waits, and starts as soon as the active run ends)."""
     startingDeadlineSeconds: int | None = Field(default=None, ge=1, le=31 * 86400)
     """A slot that cannot start within this many seconds is recorded as Missed instead."""
     catchUp: CatchUp = CatchUp.LATEST
@@ -554,10 +716,14 @@ class TaskSpec(_Model):
 
     @model_validator(mode="after")
     def _one_kind(self) -> TaskSpec:
-        kinds = [k for k in ("schedule", "interval", "at") if getattr(self, k) is not None]
+        kinds = [
+            k for k in ("schedule", "interval", "at", "schedules") if getattr(self, k) is not None
+        ]
         if len(kinds) != 1:
             given = ", ".join(kinds) if kinds else "none"
-            raise ValueError(f"set exactly one of schedule, interval and at (given: {given})")
+            raise ValueError(
+                f"set exactly one of schedule, interval, at and schedules (given: {given})"
+            )
         if self.anchor is not None and self.interval is None:
             raise ValueError("anchor is only meaningful with interval")
         if self.startAt is not None and self.endAt is not None and self.startAt >= self.endAt:
@@ -565,12 +731,14 @@ class TaskSpec(_Model):
         return self
 
     @property
-    def kind(self) -> Literal["schedule", "interval", "at"]:
-        """Which of the three schedule kinds this spec uses."""
+    def kind(self) -> Literal["schedule", "interval", "at", "schedules"]:
+        """Which of the four schedule kinds this spec uses."""
         if self.schedule is not None:
             return "schedule"
         if self.interval is not None:
             return "interval"
+        if self.schedules is not None:
+            return "schedules"
         return "at"
 
 
@@ -608,7 +776,21 @@ class ActiveRun(_Model):
     startedAt: Timestamp | None = None
     """When the Job was created."""
     queued: bool | None = None
-    """True while a queue (such as Kueue) holds the Job suspended; it still counts as active."""
+    """True while a queue (such as Kueue) holds the Job suspended; it still counts as active.
+    Not status.queued, which is a slot waiting under concurrencyPolicy Queue with no Job yet."""
+
+
+class QueuedRun(_Model):
+    """With concurrencyPolicy Queue: the run that starts as soon as the active one ends."""
+
+    run: str = Field(max_length=128)
+    """The run's identity: the slot time (RFC 3339, UTC) or manual-<token>."""
+    scheduledAt: Timestamp | None = None
+    """The slot the run belongs to (none for a run-now request)."""
+    queuedAt: Timestamp
+    """When it came due and was queued."""
+    runNowToken: str | None = Field(default=None, max_length=4096)
+    """The nightshift.dev/run-now token of a queued run-now request (its Job carries it)."""
 
 
 class PendingRetry(_Model):
@@ -733,6 +915,9 @@ class TaskStatus(_Model):
     """Attempts whose Jobs are running."""
     pendingRetries: list[PendingRetry] = Field(default_factory=list, max_length=100)
     """Retries waiting for their back-off (one per run; several only with Allow)."""
+    queued: QueuedRun | None = None
+    """With concurrencyPolicy Queue: the run waiting for the active one to end (it has no Job
+    yet). A Job that Kueue holds suspended is an active run instead (status.active[].queued)."""
     runNowToken: str | None = Field(default=None, max_length=128)
     """The last nightshift.dev/run-now token that was acted on."""
     runs: list[RunRecord] = Field(default_factory=list, max_length=250)
@@ -753,6 +938,148 @@ class TaskStatus(_Model):
     notifications: list[PendingNotification] = Field(default_factory=list, max_length=20)
     """Notifications still being delivered (kept here, so an operator restart never loses
     one); delivered ones are removed."""
+
+
+# --- Backfill -------------------------------------------------------------------------------------
+
+
+class Reprocess(StrEnum):
+    """Which slots of the range a Backfill runs, judged from the Jobs and the task's history."""
+
+    MISSING = "Missing"
+    FAILED = "Failed"
+    ALL = "All"
+
+
+class OverlapPolicy(StrEnum):
+    """Whether a Backfill's runs may start while the task's own runs are active."""
+
+    WAIT = "Wait"
+    ALLOW = "Allow"
+
+
+class TaskRef(_Model):
+    """A ScheduledTask in the Backfill's namespace."""
+
+    name: str = Field(min_length=1, max_length=253)
+    """The ScheduledTask's name."""
+
+
+class BackfillSpec(_Model):
+    """Run a task's slots in [from, to) that the schedule did not run (or run again)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "timestamp(self.from) < timestamp(self.to)",
+                    "message": "from must be before to",
+                },
+                {
+                    "rule": "self == oldSelf",
+                    "message": "a Backfill's spec cannot change: delete it and create another",
+                },
+            ]
+        }
+    )
+
+    taskRef: TaskRef
+    """The ScheduledTask whose slots to run."""
+    from_: Timestamp = Field(alias="from")
+    """The start of the range (RFC 3339 with offset, included)."""
+    to: Timestamp
+    """The end of the range (RFC 3339 with offset, excluded)."""
+    reprocess: Reprocess = Reprocess.MISSING
+    """Which slots run: Missing (no run known), Failed (missing, or the last attempt did not
+    succeed) or All."""
+    parallelism: int = Field(default=1, ge=1, le=100)
+    """The most runs of this Backfill active (or waiting for a retry) at once."""
+    overlapPolicy: OverlapPolicy = OverlapPolicy.WAIT
+    """Wait: start a run only while the task has none of its own active or waiting for a retry;
+    Allow: start regardless."""
+    dryRun: bool = False
+    """List the slots and what would happen to each in status, and run none."""
+
+    @model_validator(mode="after")
+    def _range(self) -> BackfillSpec:
+        if self.from_ >= self.to:
+            raise ValueError("from must be before to")
+        return self
+
+
+class SlotState(StrEnum):
+    """Where one slot of a Backfill stands."""
+
+    PENDING = "Pending"
+    RUNNING = "Running"
+    RETRY_PENDING = "RetryPending"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    SKIPPED = "Skipped"
+
+
+class BackfillSlot(_Model):
+    """One slot of the range: whether it runs, and how it went."""
+
+    run: str = Field(max_length=128)
+    """The slot's run identity (its time in RFC 3339, UTC), as in the task's history."""
+    state: SlotState
+    """Pending, Running, RetryPending, Succeeded, Failed or Skipped (not run)."""
+    firstAttempt: int = Field(default=1, ge=1, le=100_000)
+    """The attempt number of this Backfill's first Job for the slot: one more than any attempt
+    known when the Backfill was planned, so its Job names are new (1 when the slot never ran:
+    the very Job the schedule would have created)."""
+    attempt: int = Field(default=1, ge=1, le=100_000)
+    """The current (or last) attempt."""
+    job: str | None = Field(default=None, max_length=253)
+    """The current (or last) attempt's Job."""
+    notBefore: Timestamp | None = None
+    """RetryPending: the earliest time of the next attempt."""
+    startedAt: Timestamp | None = None
+    """When the current (or last) attempt's Job was created."""
+    finishedAt: Timestamp | None = None
+    """When the last attempt finished."""
+    result: RunResult | None = None
+    """The last attempt's result."""
+    exitCode: int | None = Field(default=None, ge=0, le=255)
+    """The last attempt's exit code."""
+    reason: str | None = Field(default=None, max_length=256)
+    """Why a slot is Skipped, or the Job condition's reason."""
+    message: str | None = Field(default=None, max_length=256)
+    """The container's termination message (first 256 bytes)."""
+
+
+class BackfillStatus(_Model):
+    """Progress, written by the operator: the plan first, then each slot's outcome."""
+
+    observedGeneration: int | None = None
+    """The spec generation the status reflects."""
+    conditions: list[Condition] = Field(default_factory=list, max_length=16)
+    """Ready (the task can be run), Complete."""
+    phase: str | None = Field(default=None, max_length=32)
+    """Pending, Running, Succeeded, Failed or DryRun (shown by kubectl get)."""
+    taskUID: str | None = Field(default=None, max_length=64)
+    """The task the plan was made for (a task re-created under its name is another task)."""
+    plannedAt: Timestamp | None = None
+    """When the slots were planned (before any Job was created)."""
+    total: int = Field(default=0, ge=0)
+    """Slots in the range that the schedule has passed."""
+    pending: int = Field(default=0, ge=0)
+    """Slots still to start."""
+    running: int = Field(default=0, ge=0)
+    """Slots with a Job active or a retry waiting."""
+    succeeded: int = Field(default=0, ge=0)
+    """Slots whose run succeeded."""
+    failed: int = Field(default=0, ge=0)
+    """Slots whose run failed (after its retries)."""
+    skipped: int = Field(default=0, ge=0)
+    """Slots not run (already done under spec.reprocess, or in progress elsewhere)."""
+    leftToSchedule: int = Field(default=0, ge=0)
+    """Slots in the range the task's schedule has not reached yet: its own, not backfilled."""
+    progress: str | None = Field(default=None, max_length=32)
+    """Slots finished (run or skipped) of the total, e.g. 12/31 (shown by kubectl get)."""
+    slots: list[BackfillSlot] = Field(default_factory=list, max_length=1000)
+    """Every slot of the range, oldest first."""
 
 
 # --- reading objects ------------------------------------------------------------------------------
@@ -777,6 +1104,36 @@ def _path(loc: tuple[int | str, ...]) -> str:
         else:
             parts.append(item)
     return ".".join(parts)
+
+
+def parse_backfill(spec: Any) -> BackfillSpec:
+    """Validate a Backfill ``spec`` mapping; raise SpecError naming the first bad field."""
+    if not isinstance(spec, dict):
+        raise SpecError("spec", "must be an object")
+    try:
+        return BackfillSpec.model_validate(spec)
+    except ValidationError as error:
+        raise _spec_error(error) from None
+
+
+def parse_calendar(spec: Any) -> CalendarSpec:
+    """Validate a Calendar ``spec`` mapping; raise SpecError naming the first bad field."""
+    if not isinstance(spec, dict):
+        raise SpecError("spec", "must be an object")
+    try:
+        return CalendarSpec.model_validate(spec)
+    except ValidationError as error:
+        raise _spec_error(error) from None
+
+
+def _spec_error(error: ValidationError) -> SpecError:
+    first = error.errors(include_url=False)[0]
+    message = str(first["msg"]).removeprefix("Value error, ")
+    if first["type"] == "missing":
+        message = "is required"
+    elif first["type"] == "extra_forbidden":
+        message = "is not a known field"
+    return SpecError(_path(tuple(first["loc"])), message)
 
 
 def parse_spec(spec: Any) -> TaskSpec:

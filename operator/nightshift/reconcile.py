@@ -18,6 +18,7 @@ from nightshift.durations import format_duration
 from nightshift.jobs import build_job, manual_run_id, run_id_for_slot, token_key
 from nightshift.models import (
     ActiveRun,
+    CalendarSpec,
     CatchUp,
     Change,
     ConcurrencyPolicy,
@@ -25,6 +26,7 @@ from nightshift.models import (
     PendingNotification,
     PendingRetry,
     PolicySuspension,
+    QueuedRun,
     RunRecord,
     RunResult,
     SpecError,
@@ -39,10 +41,12 @@ from nightshift.schedule import (
     next_slot,
     plan_for,
     slots_between,
+    without_exclusions,
 )
 
 __all__ = [
     "GRACE",
+    "JOB_VISIBLE",
     "CreateJob",
     "Decision",
     "DeleteJob",
@@ -51,7 +55,9 @@ __all__ = [
     "Outcome",
     "TaskView",
     "backoff_delay",
+    "condition",
     "decide",
+    "retry_allowed",
     "settle",
 ]
 
@@ -89,6 +95,7 @@ class JobView:
     exit_code: int | None = None
     message: str | None = None
     run_now_token: str | None = None
+    backfill: str | None = None  # the uid of the Backfill that runs it (None: the schedule)
     suspended: bool = False  # spec.suspend: held by a queue (Kueue), still an active run
 
 
@@ -106,6 +113,10 @@ class TaskView:
     status: TaskStatus
     run_now: str | None = None
     jobs: tuple[JobView, ...] = ()
+    # The Calendar spec.calendarRef names, as stored; or why it cannot be used: (reason, message)
+    # with reason CalendarNotFound or InvalidCalendar. No scheduled slot runs while it cannot.
+    calendar: CalendarSpec | None = None
+    calendar_problem: tuple[str, str] | None = None
     labels: Mapping[str, str] = field(default_factory=dict)  # the task's metadata.labels
     resume: str | None = None  # the nightshift.dev/resume annotation
     deliveries: tuple[care.Delivery, ...] = ()  # notification outcomes not yet in status
@@ -188,6 +199,7 @@ class _Work:
         self.now = now
         self.active: list[ActiveRun] = list(s.active)
         self.pending: list[PendingRetry] = list(s.pendingRetries)
+        self.queued: QueuedRun | None = s.queued
         self.runs: list[RunRecord] = list(s.runs)
         self.fields: dict[str, Any] = {}
         self.status = s
@@ -228,6 +240,40 @@ def _slot_of(run: str) -> datetime | None:
 
 
 _WORDS = {RunResult.FAILED: "failed", RunResult.TIMED_OUT: "timed out"}
+
+
+def retry_allowed(spec: TaskSpec, attempt: int, exit_code: int | None) -> bool:
+    """Whether the task's retry policy retries a failed ``attempt`` (1-based, within the run)
+    that exited with ``exit_code`` (None: none was read, e.g. it timed out)."""
+    return _retry_allowed(spec, attempt, exit_code)
+
+
+def condition(
+    old: list[Condition],
+    kind: str,
+    status: bool,
+    reason: str,
+    message: str,
+    *,
+    now: datetime,
+    generation: int,
+) -> Condition:
+    """A condition as :func:`decide` writes them: its lastTransitionTime kept while status and
+    reason stay (for other objects than tasks, e.g. Backfills)."""
+    value: Literal["True", "False"] = "True" if status else "False"
+    if len(message) > CONDITION_MESSAGE_LIMIT:
+        message = message[: CONDITION_MESSAGE_LIMIT - 1] + "…"
+    for cond in old:
+        if cond.type == kind and cond.status == value and cond.reason == reason:
+            return cond.model_copy(update={"message": message, "observedGeneration": generation})
+    return Condition(
+        type=kind,
+        status=value,
+        reason=reason,
+        message=message,
+        lastTransitionTime=now,
+        observedGeneration=generation,
+    )
 
 
 def _retry_allowed(spec: TaskSpec, attempt: int, exit_code: int | None) -> bool:
@@ -469,10 +515,16 @@ def _start_run(
     slot: datetime | None,
     token: str | None = None,
 ) -> bool:
-    """Start attempt 1 of a run under the concurrency policy; False if it was skipped."""
+    """Start attempt 1 of a run under the concurrency policy; False if it was skipped (or
+    queued: it starts later, see :func:`_start_queued`)."""
     if any(a.run == run for a in w.active) or any(p.run == run for p in w.pending):
         return False  # already in progress (e.g. adopted after a restart)
+    if w.queued is not None and w.queued.run == run:
+        return False  # already queued
     policy = spec.concurrencyPolicy
+    if _busy(w) and policy is ConcurrencyPolicy.QUEUE:
+        _queue(w, run=run, slot=slot, token=token)
+        return False
     if _busy(w) and policy is ConcurrencyPolicy.FORBID:
         busy = ", ".join(sorted({a.run for a in w.active} | {p.run for p in w.pending}))
         _record_plain(
@@ -507,6 +559,110 @@ def _start_run(
     what = "manual run" if slot is None else "run"
     w.event("Normal", "RunStarted", f"{what} {run} started (Job {w.create[-1].name})")
     return True
+
+
+def _queue(w: _Work, *, run: str, slot: datetime | None, token: str | None) -> None:
+    """Concurrency Queue (Temporal's BufferOne): hold one run until the active one ends; a run
+    that comes due while one is held already is Skipped, so runs never pile up."""
+    busy = ", ".join(sorted({a.run for a in w.active} | {p.run for p in w.pending}))
+    if w.queued is None:
+        w.queued = QueuedRun(
+            run=run,
+            scheduledAt=slot,
+            queuedAt=w.now,
+            runNowToken=token if token is not None and len(token) <= 4096 else None,
+        )
+        w.event("Normal", "RunQueued", f"run {run} queued: run {busy} still active (Queue)")
+        return
+    _record_plain(
+        w,
+        run,
+        1,
+        None,
+        RunResult.SKIPPED,
+        slot,
+        None,
+        f"skipped: run {w.queued.run} is already queued behind run {busy} "
+        "(concurrencyPolicy Queue holds one)",
+    )
+    w.event("Normal", "RunSkipped", f"run {run} skipped: run {w.queued.run} is already queued")
+
+
+def _start_queued(w: _Work, spec: TaskSpec, plan: Plan) -> None:
+    """Start the queued run once nothing is active or waiting for a retry."""
+    queued = w.queued
+    if queued is None:
+        return
+    if any(a.run == queued.run for a in w.active) or any(r.run == queued.run for r in w.runs):
+        # Its Job was created by a sync whose status write was lost, and adopted just now (and
+        # maybe found finished): it started then, so count it as started.
+        w.queued = None
+        _count_start(w, queued.scheduledAt)
+        return
+    scheduled = queued.scheduledAt is not None
+    if scheduled and w.get("suspendedByPolicy") is not None:
+        # The run it waited for was the failure that made the policy suspend the task: starting
+        # the queued slot now would be one more failure the policy is there to prevent. It is
+        # dropped like a slot that passes while suspended (a queued run-now request still runs).
+        w.queued = None
+        _record_plain(
+            w,
+            queued.run,
+            1,
+            None,
+            RunResult.SKIPPED,
+            queued.scheduledAt,
+            None,
+            "skipped: the failure policy suspended the task while the run was queued",
+        )
+        w.event(
+            "Normal",
+            "RunSkipped",
+            f"run {queued.run} skipped: the failure policy suspended the task while it was queued",
+        )
+        return
+    if _busy(w):
+        return
+    w.queued = None
+    if scheduled and spec.maxRuns and w.get("runCount") >= spec.maxRuns:
+        _record_plain(
+            w,
+            queued.run,
+            1,
+            None,
+            RunResult.SKIPPED,
+            queued.scheduledAt,
+            None,
+            f"skipped: maxRuns {spec.maxRuns} reached while it was queued",
+        )
+        w.event("Normal", "RunSkipped", f"run {queued.run} skipped: maxRuns reached")
+        return
+    _create(
+        w,
+        spec,
+        run=queued.run,
+        attempt=1,
+        slot=queued.scheduledAt,
+        plan=plan,
+        token=queued.runNowToken,
+    )
+    since = queued.queuedAt.astimezone(UTC).isoformat(timespec="seconds")
+    w.event(
+        "Normal",
+        "RunStarted",
+        f"run {queued.run} started (Job {w.create[-1].name}); it was queued at {since}",
+    )
+    _count_start(w, queued.scheduledAt)
+
+
+def _count_start(w: _Work, slot: datetime | None) -> None:
+    """A queued scheduled run started: it counts towards maxRuns and lastScheduleTime."""
+    if slot is None:
+        return
+    w.set("runCount", w.get("runCount") + 1)
+    last = w.get("lastScheduleTime")
+    if last is None or slot > last:
+        w.set("lastScheduleTime", slot)
 
 
 def _condition(w: _Work, kind: str, status: bool, reason: str, message: str = "") -> Condition:
@@ -655,6 +811,8 @@ def _creation_unrecorded(view: TaskView, job: JobView) -> bool:
     status = view.status
     if job.attempt > 1:
         return any((p.run, p.attempt) == (job.run, job.attempt) for p in status.pendingRetries)
+    if status.queued is not None and status.queued.run == job.run:
+        return True  # a queued run's Job, created by a sync whose status write was lost
     if job.slot is not None:
         return status.lastSlotTime is None or job.slot > status.lastSlotTime
     token = job.run_now_token
@@ -672,9 +830,13 @@ def _due_slots(w: _Work, spec: TaskSpec, plan: Plan) -> datetime | None:
         # (At the very first instant of the calendar there is no "just before": it stays missed.)
         cursor = min(cursor, max(plan.at, _FIRST_INSTANT + _TICK) - _TICK)
     cap = max(spec.maxCatchUp, spec.history.failed, 1) + 1
+    excluded = _excluded_slots(w, spec, plan, cursor)
     candidates = slots_between(plan, cursor, now, limit=cap)
     due = [s for s in candidates if fire_time(plan, s) <= now]
     if not due:
+        if excluded:
+            cursor = max(cursor, excluded[-1])
+            w.set("lastSlotTime", cursor)
         upcoming = next_slot(plan, cursor)
         return fire_time(plan, upcoming) if upcoming else None
     deadline = (
@@ -726,15 +888,82 @@ def _due_slots(w: _Work, spec: TaskSpec, plan: Plan) -> datetime | None:
         if _start_run(w, spec, plan, run=run_id_for_slot(slot), slot=slot):
             w.set("runCount", w.get("runCount") + 1)
             w.set("lastScheduleTime", slot)
-    w.set("lastSlotTime", due[-1])
+    w.set("lastSlotTime", max([due[-1], *excluded[-1:]]))
     upcoming = next_slot(plan, due[-1])
     return fire_time(plan, upcoming) if upcoming else None
 
 
+def _excluded_slots(w: _Work, spec: TaskSpec, plan: Plan, cursor: datetime) -> list[datetime]:
+    """Record the slots after ``cursor`` that the calendar or spec.exclude skipped and whose fire
+    time has passed (Excluded: neither Missed nor Failed); return them, oldest first.
+
+    Also asks to look again at the next skipped slot, so that it is recorded when it passes,
+    not only at the next slot that runs.
+    """
+    if plan.exclusions is None:
+        return []
+    bare = without_exclusions(plan)
+    limit = max(spec.history.excluded, 1) + 1
+    skipped = [
+        s
+        for s in slots_between(bare, cursor, w.now, limit=limit)
+        if fire_time(bare, s) <= w.now and plan.exclusions.match(s) is not None
+    ]
+    for slot in skipped:
+        rule = plan.exclusions.match(slot)
+        assert rule is not None
+        _record_plain(
+            w,
+            run_id_for_slot(slot),
+            1,
+            None,
+            RunResult.EXCLUDED,
+            slot,
+            None,
+            f"excluded by {rule.describe()}",
+        )
+    if len(skipped) == 1:
+        rule = plan.exclusions.match(skipped[0])
+        assert rule is not None
+        w.event(
+            "Normal",
+            "RunExcluded",
+            f"slot {run_id_for_slot(skipped[0])} excluded by {rule.describe()}",
+        )
+    elif skipped:
+        w.event(
+            "Normal",
+            "RunExcluded",
+            f"{len(skipped)} slots between {run_id_for_slot(skipped[0])} and "
+            f"{run_id_for_slot(skipped[-1])} excluded by the calendar or spec.exclude",
+        )
+    after = max([cursor, *skipped])
+    following = next_slot(bare, after)
+    if following is not None and plan.exclusions.match(following) is not None:
+        recheck = fire_time(bare, following)
+        w.recheck = recheck if w.recheck is None else min(w.recheck, recheck)
+    return skipped
+
+
+def _excluded_ahead(w: _Work, plan: Plan) -> bool:
+    """Whether the bare schedule goes on although no slot outside the exclusions was found (a
+    calendar that excludes everything for as far as the search looks): not Completed."""
+    if plan.exclusions is None:
+        return False
+    cursor = w.get("lastSlotTime") or w.view.created
+    return next_slot(without_exclusions(plan), max(cursor, w.now)) is not None
+
+
 def _trim_history(w: _Work, spec: TaskSpec) -> None:
     kept: list[RunRecord] = []
-    ok = bad = 0
+    ok = bad = skipped = 0
     for record in w.runs:
+        if record.result is RunResult.EXCLUDED:
+            # Counted apart: a weekend of excluded hourly slots must not push failures out.
+            if skipped < spec.history.excluded:
+                kept.append(record)
+            skipped += 1
+            continue
         if record.result is RunResult.SUCCEEDED:
             if ok < spec.history.succeeded:
                 kept.append(record)
@@ -756,7 +985,7 @@ def decide(view: TaskView, now: datetime) -> Decision:
     if view.spec is None:
         return _invalid(view, now)
     spec = view.spec
-    plan = plan_for(spec, view.namespace, view.name)
+    plan = plan_for(spec, view.namespace, view.name, calendar=view.calendar)
     w = _Work(view, now)
     status = view.status
 
@@ -797,6 +1026,9 @@ def decide(view: TaskView, now: datetime) -> Decision:
             waiting.append(pending)
     w.pending = waiting
 
+    # concurrencyPolicy Queue: the queued run goes first, before any slot that is due now.
+    _start_queued(w, spec, plan)
+
     next_fire: datetime | None = None
     completed = False
     if spec.suspend or w.get("suspendedByPolicy") is not None:
@@ -805,12 +1037,17 @@ def decide(view: TaskView, now: datetime) -> Decision:
         w.set("lastSlotTime", max(last, now) if last else now)
     elif spec.maxRuns and w.get("runCount") >= spec.maxRuns:
         completed = True
+    elif view.calendar_problem is not None:
+        # Without its calendar the task cannot know which slots to skip: it runs none (run-now
+        # and retries still do), and the slots that pass are caught up afterwards like after
+        # downtime, under catchUp and startingDeadlineSeconds.
+        pass
     else:
         next_fire = _due_slots(w, spec, plan)
         if spec.maxRuns and w.get("runCount") >= spec.maxRuns:
             next_fire = None
             completed = True
-        elif next_fire is None:
+        elif next_fire is None and not _excluded_ahead(w, plan):
             completed = True  # one-shot done, window over, or the schedule never fires again
     times = (
         next_fire_times(plan, now, NEXT_TIMES, max_runs=spec.maxRuns, runs_so_far=w.get("runCount"))
@@ -835,6 +1072,7 @@ def _look_after(w: _Work, spec: TaskSpec) -> None:
         pending=w.pending,
         runs=w.runs,
         now=w.now,
+        queued=w.queued,
     )
     w.set("deadlineCheckedUntil", judged.cursor)
     if judged.wake is not None:
@@ -914,6 +1152,11 @@ def _finalize(
     previous = next((c for c in view.status.conditions if c.type == "Ready"), None)
     if w.conflict:
         ready = _condition(w, "Ready", False, "JobNameConflict", w.conflict)
+    elif view.calendar_problem is not None:
+        reason, message = view.calendar_problem
+        ready = _condition(w, "Ready", False, reason, message)
+        if _ready_changed(view.status, ready):
+            w.event("Warning", reason, f"{message}; no scheduled slot runs until it is fixed")
     elif (
         previous is not None
         and previous.status == "False"
@@ -941,6 +1184,13 @@ def _finalize(
     ]
     if w.conflict is None and _was_invalid(view.status):
         w.event("Normal", "SpecValid", "the spec is valid again; scheduling resumed")
+    if (
+        view.calendar_problem is None
+        and previous is not None
+        and previous.reason in _CALENDAR_REASONS
+        and ready.reason != previous.reason
+    ):
+        w.event("Normal", "CalendarFound", "the calendar can be read again; scheduling resumed")
     if done and not _was_completed(view.status):
         w.event("Normal", "Completed", _completed_message(spec))
     update = dict(w.fields)
@@ -953,6 +1203,7 @@ def _finalize(
             "active": w.active,
             "activeCount": len(w.active),
             "pendingRetries": w.pending,
+            "queued": w.queued,
             "runs": w.runs,
         }
     )
@@ -965,6 +1216,9 @@ def _finalize(
         wake_at=min((t for t in (shown_next, w.recheck) if t is not None), default=None),
         late=[run for run, _ in w.late],
     )
+
+
+_CALENDAR_REASONS = ("CalendarNotFound", "InvalidCalendar")
 
 
 def _suspended(w: _Work, spec: TaskSpec) -> Condition:

@@ -16,7 +16,7 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import kopf
@@ -26,7 +26,16 @@ from nightshift import faults, health, memory, metrics
 from nightshift.controller import Controller
 from nightshift.kube import KubeClient, load_config
 from nightshift.leader import LeaderElector
-from nightshift.models import GROUP, PLURAL, VERSION, SpecError, parse_spec
+from nightshift.models import (
+    BACKFILL_KIND,
+    CALENDAR_KIND,
+    GROUP,
+    VERSION,
+    SpecError,
+    parse_backfill,
+    parse_calendar,
+    parse_spec,
+)
 from nightshift.shards import ShardManager
 from nightshift.supervise import Supervisor
 
@@ -61,6 +70,13 @@ class _NoDiffBase(kopf.DiffBaseStorage):
 
     def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
         return None
+
+
+# What the webhook checks per kind, beyond the CRD schema and CEL rules.
+_PARSERS: dict[str, Callable[[Any], object]] = {
+    CALENDAR_KIND: parse_calendar,
+    BACKFILL_KIND: parse_backfill,
+}
 
 
 def registry(args: argparse.Namespace) -> kopf.OperatorRegistry:
@@ -98,12 +114,24 @@ def registry(args: argparse.Namespace) -> kopf.OperatorRegistry:
 
     # failurePolicy Ignore: while the operator is down, writes are not blocked; what slips
     # through is caught by the operator itself (Ready=False, one Warning Event, no Jobs).
-    @kopf.on.validate(GROUP, VERSION, PLURAL, id="validate", ignore_failures=True, registry=reg)
-    def _validate(*, spec: kopf.Spec, operation: str | None = None, **_: Any) -> None:
+    # One handler (one webhook, path /validate) for every kind in the category "nightshift":
+    # ScheduledTasks, Calendars and Backfills.
+    @kopf.on.validate(
+        group=GROUP,
+        version=VERSION,
+        category="nightshift",
+        id="validate",
+        ignore_failures=True,
+        registry=reg,
+    )
+    def _validate(
+        *, spec: kopf.Spec, body: kopf.Body, operation: str | None = None, **_: Any
+    ) -> None:
         if operation == "DELETE":
             return
+        parse = _PARSERS.get(str(body.get("kind")), parse_spec)
         try:
-            parse_spec(dict(spec))
+            parse(dict(spec))
         except SpecError as error:
             raise kopf.AdmissionError(str(error), code=422) from None
 

@@ -1,4 +1,5 @@
-"""When a task runs: slots for cron, interval and one-shot specs, with window, jitter and catch-up.
+"""When a task runs: slots for cron, several-cron, interval and one-shot specs, with window,
+jitter and catch-up.
 
 A *slot* is the instant a run is due before jitter (aware UTC datetime); it names the run and its
 Jobs. The *fire time* is the slot plus the task's deterministic jitter: when the operator starts the
@@ -11,14 +12,15 @@ from __future__ import annotations
 import hashlib
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import MAXYEAR, UTC, datetime, timedelta, tzinfo
 from typing import Literal
 from zoneinfo import ZoneInfo
 
 from nightshift.cron import CronExpr, NeverFiresError, next_cron_fire, parse_cron
 from nightshift.durations import format_duration
-from nightshift.models import TaskSpec, format_time
+from nightshift.exclusions import Exclusions, exclusions_for
+from nightshift.models import CalendarSpec, TaskSpec, format_time
 from nightshift.timezones import load_zone
 
 __all__ = [
@@ -33,11 +35,18 @@ __all__ = [
     "next_fire_times",
     "next_slot",
     "plan_for",
+    "schedule_texts",
     "slots_between",
+    "sources",
+    "without_exclusions",
 ]
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _FIRST_INSTANT = datetime.min.replace(tzinfo=UTC)
+_TICK = timedelta(microseconds=1)
+# Steps (an excluded day, range, hour or run of minutes, or an excluded slot) next_slot takes over
+# excluded time before it gives up: years of excluded days, more than any holiday list holds.
+_EXCLUSION_STEPS = 2000
 _LAST_INSTANT = datetime.max.replace(tzinfo=UTC)
 # A cron search looks up to ~29 years ahead (nightshift.cron): starting this close to the end of
 # the calendar it may run past year 9999.
@@ -48,7 +57,7 @@ _CALENDAR_END_YEARS = 30
 class Plan:
     """The schedule part of a spec, resolved: parsed cron, loaded zone, UTC instants."""
 
-    kind: Literal["schedule", "interval", "at"]
+    kind: Literal["schedule", "interval", "at", "schedules"]
     tz: ZoneInfo
     cron: CronExpr | None = None
     interval: timedelta | None = None
@@ -58,10 +67,22 @@ class Plan:
     end_at: datetime | None = None
     jitter: timedelta = timedelta(0)
     seed: str = ""
+    # spec.schedules: each entry's cron in its own zone; the slots are the union.
+    entries: tuple[tuple[CronExpr, ZoneInfo], ...] = ()
+    # The calendar's and spec.exclude's rules: slots they match are not slots of the plan.
+    exclusions: Exclusions | None = None
 
 
-def plan_for(spec: TaskSpec, namespace: str, name: str) -> Plan:
-    """Resolve a validated spec for the task ``namespace/name`` (the seed for H and jitter)."""
+def plan_for(
+    spec: TaskSpec,
+    namespace: str,
+    name: str,
+    *,
+    calendar: CalendarSpec | None = None,
+    calendar_name: str = "",
+) -> Plan:
+    """Resolve a validated spec for the task ``namespace/name`` (the seed for H and jitter),
+    with the exclusions of ``calendar`` (the one spec.calendarRef names) and spec.exclude."""
     seed = f"{namespace}/{name}"
     return Plan(
         kind=spec.kind,
@@ -74,7 +95,37 @@ def plan_for(spec: TaskSpec, namespace: str, name: str) -> Plan:
         end_at=spec.endAt.astimezone(UTC) if spec.endAt else None,
         jitter=spec.jitter or timedelta(0),
         seed=seed,
+        entries=tuple(
+            (parse_cron(entry.cron, seed=seed), load_zone(entry.timeZone or spec.timeZone))
+            for entry in spec.schedules or ()
+        ),
+        exclusions=exclusions_for(
+            own=spec.exclude or (),
+            own_zone=spec.timeZone,
+            calendar=calendar.exclude if calendar is not None else (),
+            calendar_zone=calendar.timeZone if calendar is not None else "UTC",
+            calendar_name=calendar_name or (spec.calendarRef.name if spec.calendarRef else ""),
+            seed=seed,
+        ),
     )
+
+
+def without_exclusions(plan: Plan) -> Plan:
+    """The plan's bare schedule: every slot, also those its exclusions skip."""
+    return replace(plan, exclusions=None) if plan.exclusions is not None else plan
+
+
+def _next_cron(cron: CronExpr, tz: ZoneInfo, after: datetime) -> datetime | None:
+    try:
+        return next_cron_fire(cron, tz, after)
+    except NeverFiresError:
+        return None
+    except (OverflowError, ValueError):
+        # The search for the next match ran off the end of the calendar ("year 10000 is out
+        # of range"); anywhere else these are bugs and must surface.
+        if after.year < MAXYEAR - _CALENDAR_END_YEARS:
+            raise
+        return None
 
 
 def _raw_next(plan: Plan, after: datetime) -> datetime | None:
@@ -82,16 +133,12 @@ def _raw_next(plan: Plan, after: datetime) -> datetime | None:
     when there is none, also when it would lie beyond the calendar's end (9999-12-31)."""
     if plan.kind == "schedule":
         assert plan.cron is not None
-        try:
-            return next_cron_fire(plan.cron, plan.tz, after)
-        except NeverFiresError:
-            return None
-        except (OverflowError, ValueError):
-            # The search for the next match ran off the end of the calendar ("year 10000 is out
-            # of range"); anywhere else these are bugs and must surface.
-            if after.year < MAXYEAR - _CALENDAR_END_YEARS:
-                raise
-            return None
+        return _next_cron(plan.cron, plan.tz, after)
+    if plan.kind == "schedules":
+        # The union: the earliest next slot of any entry. An instant two entries share is one
+        # slot (one run, one Job name), because it is returned once and the search moves past it.
+        found = [_next_cron(cron, tz, after) for cron, tz in plan.entries]
+        return min((t for t in found if t is not None), default=None)
     if plan.kind == "interval":
         assert plan.interval is not None
         step = plan.interval
@@ -107,10 +154,29 @@ def _raw_next(plan: Plan, after: datetime) -> datetime | None:
 
 
 def next_slot(plan: Plan, after: datetime) -> datetime | None:
-    """The first slot strictly after ``after`` inside the active window, or None if none is left."""
+    """The first slot strictly after ``after`` inside the active window and not excluded (by the
+    calendar or spec.exclude), or None if none is left."""
     if after.tzinfo is None:
         raise ValueError("after must be timezone-aware")
-    after = after.astimezone(UTC)
+    slot = _windowed_next(plan, after.astimezone(UTC))
+    if plan.exclusions is None:
+        return slot
+    budget = _EXCLUSION_STEPS
+    while budget > 0:
+        if slot is None:
+            return None
+        end, taken = plan.exclusions.walk(slot, budget)
+        if end is None:
+            return slot
+        budget -= max(taken, 1)
+        # Every slot before ``end`` is excluded: search on from there.
+        slot = _windowed_next(plan, end - _TICK)
+    # Excluded for as far as the search goes (a calendar that excludes everything): no slot is
+    # known to come, though the bare schedule goes on (see reconcile: the task is not Completed).
+    return None
+
+
+def _windowed_next(plan: Plan, after: datetime) -> datetime | None:
     if plan.start_at is not None and after < plan.start_at:
         # Slots at startAt itself count: search from just before it.
         after = plan.start_at - timedelta(microseconds=1)
@@ -198,9 +264,25 @@ def next_fire_times(
     ``after`` whose jitter has not passed yet is still ahead), inside the startAt/endAt window, and
     no more than ``max_runs`` (0: unlimited) leaves after the ``runs_so_far`` already started.
     """
+    found = next_fire_slots(
+        plan, after, count, max_runs=max_runs, runs_so_far=runs_so_far, until=until
+    )
+    return [moment for _, moment in found]
+
+
+def next_fire_slots(
+    plan: Plan,
+    after: datetime,
+    count: int,
+    *,
+    max_runs: int = 0,
+    runs_so_far: int = 0,
+    until: datetime | None = None,
+) -> list[tuple[datetime, datetime]]:
+    """:func:`next_fire_times` with the slot each fire time belongs to: (slot, fire time) pairs."""
     if max_runs:
         count = min(count, max(0, max_runs - runs_so_far))
-    found: list[datetime] = []
+    found: list[tuple[datetime, datetime]] = []
     if count <= 0:
         return found
     # Comparing spans rather than subtracting first keeps a start in year 1 from underflowing.
@@ -213,7 +295,7 @@ def next_fire_times(
             continue
         if until is not None and moment > until:
             continue  # this slot's jitter passes ``until``; the next slot may still be inside
-        found.append(moment)
+        found.append((slot, moment))
         if len(found) >= count:
             break
     return found
@@ -225,8 +307,38 @@ def format_fire_time(moment: datetime, zone: tzinfo) -> str:
     return local.isoformat(timespec="seconds" if local.microsecond == 0 else "milliseconds")
 
 
+def sources(plan: Plan, slot: datetime) -> tuple[int, ...]:
+    """For spec.schedules: the indexes of the entries that have ``slot`` as a slot (several when
+    they share it). Empty for the other kinds."""
+    before = slot - _TICK
+    return tuple(
+        i for i, (cron, tz) in enumerate(plan.entries) if _next_cron(cron, tz, before) == slot
+    )
+
+
+def schedule_texts(spec: TaskSpec) -> list[str]:
+    """Each entry of spec.schedules as text: its cron, and its zone unless every zone is UTC."""
+    texts = []
+    for entry in spec.schedules or ():
+        zone = entry.timeZone or spec.timeZone
+        plain = zone == "UTC" and spec.timeZone == "UTC"
+        texts.append(entry.cron if plain else f"{entry.cron} ({zone})")
+    return texts
+
+
+# status.schedule's bound (models.TaskStatus.schedule).
+_SUMMARY_LIMIT = 300
+
+
 def describe(spec: TaskSpec) -> str:
-    """A one-line summary for the SCHEDULE column: ``0 3 * * * (Europe/Zurich)``, ``every 6h``."""
+    """A one-line summary for the SCHEDULE column: ``0 3 * * * (Europe/Zurich)``, ``every 6h``,
+    ``0 9 * * 1-5 (America/New_York); 0 12 * * SAT`` for several schedules."""
+    if spec.schedules is not None:
+        text = "; ".join(schedule_texts(spec))
+        if len(text) > _SUMMARY_LIMIT:
+            tail = f"… ({len(spec.schedules)} schedules)"
+            text = text[: _SUMMARY_LIMIT - len(tail)].rstrip() + tail
+        return text
     if spec.schedule is not None:
         text = spec.schedule
         if spec.timeZone != "UTC":

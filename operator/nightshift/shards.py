@@ -555,6 +555,8 @@ class ShardManager:
             task_shard=task_shard,
             job_selector=f"{LABEL_MANAGED}=true,{label_term}",
             owns=owns,
+            # The shard of a Backfill is its task's: the bucket of the task's uid.
+            owns_uid=lambda uid: bucket(uid) in owned,
             listen_unreachable=False,
             clock=self.controller_clock,
         )

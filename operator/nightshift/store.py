@@ -10,20 +10,29 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
-from nightshift.jobs import ANNOTATION_RUN_NOW, ANNOTATION_SLOT, job_identity
+from nightshift.jobs import (
+    ANNOTATION_BACKFILL,
+    ANNOTATION_BACKFILL_UID,
+    ANNOTATION_RUN_NOW,
+    ANNOTATION_SLOT,
+    job_identity,
+)
 from nightshift.models import KIND, read_time
 from nightshift.reconcile import JobView
 
 __all__ = [
     "RESYNC",
+    "Calendars",
     "Entry",
     "JobRecord",
     "Key",
     "Store",
+    "calendar_ref",
     "resource_version",
 ]
 
@@ -78,6 +87,8 @@ class JobRecord:
     run_now_token: str | None
     outcome: Outcome | None = None  # read from the pod once the Job finished; None: not yet
     rv: int = field(default=0, compare=False)  # orders events; not a change the reconciler sees
+    backfill: str | None = None  # the uid of the Backfill that runs it (not the schedule)
+    backfill_name: str | None = None
     # spec.suspend: a queue (Kueue) holds the Job until it admits it. It is still an active run.
     suspended: bool = False
 
@@ -103,15 +114,24 @@ class JobRecord:
             deleting=bool(meta.get("deletionTimestamp")),
             run_now_token=annotations.get(ANNOTATION_RUN_NOW),
             rv=resource_version(body),
+            backfill=annotations.get(ANNOTATION_BACKFILL_UID) or None,
+            backfill_name=annotations.get(ANNOTATION_BACKFILL) or None,
             suspended=(body.get("spec") or {}).get("suspend") is True,
         )
 
     def belongs_to(self, task_uid: str) -> bool:
-        """Whether the reconciler should see this Job as one of the task's runs."""
-        return not self.deleting and self.owner_uid == task_uid and self.run is not None
+        """Whether the reconciler should see this Job as one of the task's runs (a Backfill's
+        Jobs are the task's too, but the Backfill follows them: docs/architecture.md)."""
+        return (
+            not self.deleting
+            and self.owner_uid == task_uid
+            and self.run is not None
+            and self.backfill is None
+        )
 
     def view(self) -> JobView:
-        """What the reconciler reads (call only when :meth:`belongs_to` holds)."""
+        """What the reconciler reads (call only when :meth:`belongs_to` holds), or a Backfill
+        (any Job of the task with a run and an attempt)."""
         assert self.run is not None
         assert self.attempt is not None
         exit_code, message = self.outcome or (None, None)
@@ -127,6 +147,7 @@ class JobRecord:
             exit_code=exit_code,
             message=message,
             run_now_token=self.run_now_token,
+            backfill=self.backfill,
             suspended=self.suspended,
         )
 
@@ -329,3 +350,103 @@ class Store:
                 dropped += len(stale)
                 changed.append(key)
         return changed, dropped
+
+
+# --- calendars ------------------------------------------------------------------------------------
+
+
+def calendar_ref(body: dict[str, Any]) -> str | None:
+    """The name in a task body's spec.calendarRef, or None (read without validating the spec)."""
+    spec = body.get("spec")
+    ref = spec.get("calendarRef") if isinstance(spec, dict) else None
+    name = ref.get("name") if isinstance(ref, dict) else None
+    return name if isinstance(name, str) and name else None
+
+
+@dataclass(slots=True)
+class _Calendar:
+    raw: bytes
+    rv: int
+    seen: int
+
+
+class Calendars:
+    """The Calendars the operator knows, and which tasks reference each (by spec.calendarRef).
+
+    A Calendar event returns the tasks to sync again, so that a change takes effect at once for
+    every task that references it. Pure, like the Store: the ``tick`` of the task Store orders
+    its events against resync lists.
+    """
+
+    def __init__(self, tick: Callable[[], int]) -> None:
+        self._tick = tick  # the Store's ordering counter
+        self._calendars: dict[Key, _Calendar] = {}
+        self._users: dict[Key, set[Key]] = {}  # calendar -> tasks that reference it
+        self._uses: dict[Key, Key] = {}  # task -> the calendar it references
+        self._listed = False  # a full list has been taken in: a calendar not known is missing
+        self._namespaces: set[str] = set()  # or a list of these namespaces' Calendars
+
+    def __len__(self) -> int:
+        return len(self._calendars)
+
+    def get(self, key: Key) -> dict[str, Any] | None:
+        """The stored Calendar, freshly parsed, or None when there is none of that name."""
+        found = self._calendars.get(key)
+        if found is None:
+            return None
+        value: dict[str, Any] = json.loads(found.raw)
+        return value
+
+    def listed_in(self, namespace: str) -> bool:
+        """Whether a Calendar of ``namespace`` that is not known does not exist."""
+        return self._listed or namespace in self._namespaces
+
+    def namespace_listed(self, namespace: str) -> None:
+        """A list of the namespace's Calendars has been taken in."""
+        self._namespaces.add(namespace)
+
+    def users(self, key: Key) -> tuple[Key, ...]:
+        """The tasks whose spec.calendarRef names this calendar."""
+        return tuple(sorted(self._users.get(key, ())))
+
+    def task_event(self, task: Key, body: dict[str, Any] | None) -> None:
+        """Note which calendar a task references (``body`` None: the task is gone)."""
+        name = calendar_ref(body) if body is not None else None
+        new = (task[0], name) if name else None
+        old = self._uses.get(task)
+        if old == new:
+            return
+        if old is not None:
+            users = self._users.get(old, set())
+            users.discard(task)
+            if not users:
+                self._users.pop(old, None)
+            del self._uses[task]
+        if new is not None:
+            self._uses[task] = new
+            self._users.setdefault(new, set()).add(task)
+
+    def event(self, kind: str | None, body: dict[str, Any]) -> tuple[Key, ...]:
+        """A Calendar was listed, added, modified, deleted or resynced: the tasks to sync."""
+        meta = body.get("metadata") or {}
+        key = (meta.get("namespace", ""), meta.get("name", ""))
+        if kind == "DELETED":
+            return self.users(key) if self._calendars.pop(key, None) is not None else ()
+        rv = resource_version(body)
+        known = self._calendars.get(key)
+        if known is not None and rv <= known.rv:
+            known.seen = self._tick()
+            return ()
+        self._calendars[key] = _Calendar(_pack(body), rv, self._tick())
+        return self.users(key)
+
+    def resync_done(self, mark: int, listed: set[Key]) -> tuple[Key, ...]:
+        """Forget the Calendars a full list (begun at tick ``mark``) no longer shows; return the
+        tasks that referenced them."""
+        gone = [k for k, c in self._calendars.items() if c.seen < mark and k not in listed]
+        tasks: set[Key] = set()
+        for key in gone:
+            del self._calendars[key]
+            tasks.update(self.users(key))
+        self._listed = True
+        return tuple(sorted(tasks))

@@ -241,9 +241,10 @@ def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]
 
 @pytest.fixture(scope="session")
 def crd(cluster: Cluster) -> None:
-    """The generated ScheduledTask CRD, installed and Established."""
-    cluster.kubectl("apply", "-f", str(REPO / "crds" / "scheduledtasks.nightshift.dev.yaml"))
-    cluster.kubectl("wait", "--for=condition=Established", "crd/scheduledtasks.nightshift.dev")
+    """The generated CRDs (ScheduledTask, Calendar, Backfill), installed and Established."""
+    cluster.kubectl("apply", "-f", str(REPO / "crds"))
+    for path in sorted((REPO / "crds").glob("*.yaml")):
+        cluster.kubectl("wait", "--for=condition=Established", f"crd/{path.stem}")
 
 
 def on_real_node(manifest: dict[str, Any]) -> dict[str, Any]:
@@ -324,13 +325,14 @@ def real_release(cluster: Cluster, crd: None) -> Iterator[RealRelease]:
     cluster.kubectl(
         "label", "namespace", release.system, "pod-security.kubernetes.io/enforce=restricted"
     )
-    # The session's CRD came from kubectl: let the release take it over (Helm's import).
-    crd_name = "crd/scheduledtasks.nightshift.dev"
-    cluster.kubectl(
-        "annotate", crd_name, "--overwrite", f"meta.helm.sh/release-name={release.name}",
-        f"meta.helm.sh/release-namespace={release.system}",
-    )  # fmt: skip
-    cluster.kubectl("label", crd_name, "--overwrite", "app.kubernetes.io/managed-by=Helm")
+    # The session's CRDs came from kubectl: let the release take them over (Helm's import).
+    for path in sorted((REPO / "crds").glob("*.yaml")):
+        crd_name = f"crd/{path.stem}"
+        cluster.kubectl(
+            "annotate", crd_name, "--overwrite", f"meta.helm.sh/release-name={release.name}",
+            f"meta.helm.sh/release-namespace={release.system}",
+        )  # fmt: skip
+        cluster.kubectl("label", crd_name, "--overwrite", "app.kubernetes.io/managed-by=Helm")
     start = time.monotonic()
     try:
         helm_run(

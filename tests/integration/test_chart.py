@@ -29,6 +29,7 @@ REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "nightshift"
 CRD_SOURCE = REPO / "crds" / "scheduledtasks.nightshift.dev.yaml"
 CRD_NAME = "scheduledtasks.nightshift.dev"
+CRD_NAMES = [path.stem for path in sorted((REPO / "crds").glob("*.yaml"))]
 METRICS = (
     "nightshift_runs_total",
     "nightshift_fire_skew_seconds_bucket",
@@ -50,6 +51,9 @@ Rule = tuple[str, tuple[str, ...], frozenset[str]]
 OPERATOR_RULES: set[Rule] = {
     ("scheduledtasks.nightshift.dev", (), frozenset({"get", "list", "watch"})),
     ("scheduledtasks.nightshift.dev/status", (), frozenset({"patch"})),
+    ("calendars.nightshift.dev", (), frozenset({"get", "list", "watch"})),
+    ("backfills.nightshift.dev", (), frozenset({"get", "list", "watch"})),
+    ("backfills.nightshift.dev/status", (), frozenset({"patch"})),
     ("jobs.batch", (), frozenset({"create", "get", "list", "watch", "delete"})),
     ("pods", (), frozenset({"list"})),
     ("events", (), frozenset({"create"})),
@@ -166,14 +170,16 @@ def delete_objects(cluster: Any, objects: list[dict[str, Any]]) -> None:
 
 
 def adopt_crd(cluster: Any, release: str, namespace: str) -> None:
-    """Let RELEASE take over a CRD that kubectl or an earlier release installed (Helm's import)."""
-    if cluster.kubectl("get", "crd", CRD_NAME, check=False).returncode != 0:
-        return
-    cluster.kubectl(
-        "annotate", "crd", CRD_NAME, "--overwrite",
-        f"meta.helm.sh/release-name={release}", f"meta.helm.sh/release-namespace={namespace}",
-    )  # fmt: skip
-    cluster.kubectl("label", "crd", CRD_NAME, "--overwrite", "app.kubernetes.io/managed-by=Helm")
+    """Let RELEASE take over the CRDs that kubectl or an earlier release installed (Helm's
+    import): the ScheduledTask, Calendar and Backfill CRDs."""
+    for name in CRD_NAMES:
+        if cluster.kubectl("get", "crd", name, check=False).returncode != 0:
+            continue
+        cluster.kubectl(
+            "annotate", "crd", name, "--overwrite",
+            f"meta.helm.sh/release-name={release}", f"meta.helm.sh/release-namespace={namespace}",
+        )  # fmt: skip
+        cluster.kubectl("label", "crd", name, "--overwrite", "app.kubernetes.io/managed-by=Helm")
 
 
 @pytest.fixture
@@ -372,10 +378,12 @@ def test_rendered_chart_is_accepted_by_the_api_server(
     # What each value set is for.
     webhooks = of_kind(docs, "ValidatingWebhookConfiguration")
     if value_set == "defaults":
-        assert len(of_kind(docs, "CustomResourceDefinition")) == 1
-        crd = of_kind(docs, "CustomResourceDefinition")[0]
-        assert crd["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
-        assert crd["spec"] == yaml.safe_load(CRD_SOURCE.read_text())["spec"]
+        crds = of_kind(docs, "CustomResourceDefinition")
+        assert sorted(c["metadata"]["name"] for c in crds) == sorted(CRD_NAMES)
+        for crd in crds:
+            assert crd["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+            source = CRD_SOURCE.parent / f"{crd['metadata']['name']}.yaml"
+            assert crd["spec"] == yaml.safe_load(source.read_text())["spec"]
         assert of_kind(docs, "Deployment")[0]["spec"]["replicas"] == 2
         assert of_kind(docs, "PodDisruptionBudget")[0]["spec"]["minAvailable"] == 1
         (hook,) = webhooks[0]["webhooks"]

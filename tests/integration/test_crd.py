@@ -17,8 +17,9 @@ EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
 
 @pytest.fixture(scope="module")
 def installed(cluster: Any) -> None:
-    cluster.kubectl("apply", "-f", str(CRD))
-    cluster.kubectl("wait", "--for=condition=Established", "crd/scheduledtasks.nightshift.dev")
+    cluster.kubectl("apply", "-f", str(CRD.parent))
+    for path in sorted(CRD.parent.glob("*.yaml")):
+        cluster.kubectl("wait", "--for=condition=Established", f"crd/{path.stem}")
 
 
 def manifest(**spec: Any) -> dict[str, Any]:
@@ -66,7 +67,7 @@ def test_defaults_are_applied_by_the_api_server(
         "max": "10m",
         "jitter": True,
     }
-    assert spec["history"] == {"succeeded": 3, "failed": 5}
+    assert spec["history"] == {"succeeded": 3, "failed": 5, "excluded": 3}
 
 
 def test_short_name_category_and_columns(cluster: Any, installed: None, namespace: str) -> None:
@@ -80,9 +81,9 @@ REJECTED = [
     (
         "schedule-and-interval",
         {"schedule": "* * * * *", "interval": "5m"},
-        "set exactly one of schedule, interval and at",
+        "set exactly one of schedule, interval, at and schedules",
     ),
-    ("no-schedule", {}, "set exactly one of schedule, interval and at"),
+    ("no-schedule", {}, "set exactly one of schedule, interval, at and schedules"),
     ("oversize-schedule", {"schedule": "1," * 200 + "1 * * * *"}, "spec.schedule: Too long"),
     ("negative-duration", {"interval": "-5s"}, "spec.interval"),
     ("nonsense-duration", {"schedule": "@daily", "timeout": "soon"}, "spec.timeout"),

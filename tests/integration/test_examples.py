@@ -307,3 +307,83 @@ def test_15_next_fire_times_in_status_match_preview(cluster: Any, demo: str) -> 
     assert [ts(t) for t in shown] == [
         datetime.fromisoformat(t).replace(microsecond=0) for t in expected
     ]
+
+
+def test_16_several_schedules_are_one_union_in_their_own_zones(cluster: Any, demo: str) -> None:
+    times = preview("16-several-schedules.yaml", demo, datetime(2026, 3, 6, tzinfo=UTC), 4)
+    assert times == [
+        "2026-03-06T08:00:00+00:00",  # London open
+        "2026-03-06T14:30:00+00:00",  # New York open, 09:30 EST
+        "2026-03-09T08:00:00+00:00",
+        "2026-03-09T13:30:00+00:00",  # 09:30 EDT: the US has moved its clocks, the UK not yet
+    ]
+    st = poll(
+        lambda: (
+            status(cluster, demo, "market-open").get("nextScheduleTime")
+            and status(cluster, demo, "market-open")
+        ),
+        timeout=30,
+        what="nextScheduleTime",
+    )
+    assert st["schedule"] == "0 8 * * MON-FRI (Europe/London); 30 9 * * MON-FRI (America/New_York)"
+    expected = preview("16-several-schedules.yaml", demo, datetime.now(UTC), 1)[0]
+    assert ts(st["nextScheduleTime"]) == datetime.fromisoformat(expected)
+
+
+def test_17_calendar_days_are_skipped(cluster: Any, demo: str) -> None:
+    times = preview("17-calendar.yaml", demo, datetime(2026, 12, 23, tzinfo=UTC), 4)
+    assert times == [
+        "2026-12-23T08:00:00+01:00",
+        "2026-12-24T08:00:00+01:00",  # then Christmas, a weekend, the office closed to the 31st,
+        "2027-01-04T08:00:00+01:00",  # the task's own New Year's Day and another weekend
+        "2027-01-05T08:00:00+01:00",
+    ]
+    st = poll(
+        lambda: (s := status(cluster, demo, "office-report")).get("nextScheduleTime") and s,
+        timeout=30,
+        what="nextScheduleTime",
+    )
+    assert condition(st, "Ready")["status"] == "True"
+    expected = preview("17-calendar.yaml", demo, datetime.now(UTC), 1)[0]
+    assert ts(st["nextScheduleTime"]) == datetime.fromisoformat(expected)
+    table = cluster.kubectl("get", "calendar", "zurich-office", "-n", demo).stdout
+    assert "Europe/Zurich" in table
+
+
+def test_18_queue_holds_one_slot_until_the_run_ends(cluster: Any, demo: str) -> None:
+    st = poll(
+        lambda: (s := status(cluster, demo, "slow-queue")).get("queued") and s,
+        timeout=200,
+        what="a queued slot",
+    )
+    queued = st["queued"]["run"]
+    assert len([j for j in jobs(cluster, demo, "slow-queue") if not finished(j)]) == 1
+    assert "RunQueued" in reasons(cluster, demo, "slow-queue")
+    # It starts when the active run ends (90 s runs: within a minute), not at a later slot.
+    started = poll(
+        lambda: [
+            a for a in status(cluster, demo, "slow-queue").get("active") or [] if a["run"] == queued
+        ],
+        timeout=100,
+        what="the queued run to start",
+    )
+    assert ts(started[0]["startedAt"]) > ts(queued)
+
+
+def test_19_backfill_dry_run_lists_the_weeks_slots(cluster: Any, demo: str) -> None:
+    def planned() -> dict[str, Any] | None:
+        obj = cluster.get("backfill", "daily-etl-first-week", "-n", demo)
+        st: dict[str, Any] = obj.get("status") or {}
+        return st if st.get("phase") == "DryRun" else None
+
+    st = poll(planned, timeout=30, what="the dry run's plan")
+    # 02:00 in Zurich (CET, +01:00) is 01:00Z, from 1 to 7 January: the task never ran them.
+    assert [s["run"] for s in st["slots"]] == [f"2026-01-0{d}T01:00:00Z" for d in range(1, 8)]
+    assert {(s["state"], s["firstAttempt"]) for s in st["slots"]} == {("Pending", 1)}
+    assert st["progress"] == "0/7"
+    backfilled = [
+        j
+        for j in jobs(cluster, demo, "daily-etl")
+        if "nightshift.dev/backfill" in j["metadata"]["labels"]
+    ]
+    assert backfilled == []  # a dry run runs nothing

@@ -276,3 +276,88 @@ def test_without_server_filtering_tasks_and_old_jobs_get_bucket_labels_and_fire_
     # "legacy" fires hourly: its only Job is the old one.
     problems = [p for p in problems if not p.startswith("legacy:")]
     assert not problems, "\n".join(problems)
+
+
+# --- Backfills under shards -----------------------------------------------------------------------
+
+
+def test_two_replicas_run_each_backfill_once_in_the_shard_of_its_task(
+    cluster: Any, crd: None, namespace: str, tmp_path: Path, replicas: list[Operator]
+) -> None:
+    """Every shard's controller watches every Backfill; only the shard of its task plans and runs
+    it, so each Backfill is planned once, each slot gets one Job (with the task's bucket label),
+    and a Backfill whose task does not exist is reported once."""
+    for name in ("a", "b"):
+        replicas.append(start(cluster, tmp_path, namespace, name))
+    now = datetime.now(UTC).replace(microsecond=0)
+    anchor = now - timedelta(seconds=now.second % 10)
+    names = [f"bf-{i}" for i in range(4)]
+    bodies = [
+        task(
+            name,
+            interval="10s",
+            anchor=anchor.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            suspend=True,  # the schedule runs nothing: every Job is a Backfill's
+            history={"succeeded": 50},
+            pod_annotations={"test.nightshift.dev/run-for": "1s"},
+        )
+        for name in names
+    ]
+    apply_all(cluster, namespace, bodies)
+    uids = {n: t["metadata"]["uid"] for n, t in created_tasks(cluster, namespace).items()}
+    start_at, end = anchor - timedelta(seconds=50), anchor - timedelta(seconds=1)
+
+    def backfill(name: str, task_name: str) -> dict[str, Any]:
+        return {
+            "apiVersion": "nightshift.dev/v1alpha1",
+            "kind": "Backfill",
+            "metadata": {"name": name},
+            "spec": {
+                "taskRef": {"name": task_name},
+                "from": start_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "to": end.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "parallelism": 5,
+            },
+        }
+
+    apply_all(
+        cluster,
+        namespace,
+        [backfill(f"past-{n}", n) for n in names] + [backfill("orphan", "no-such-task")],
+    )
+    poll(lambda: shares(cluster, namespace, replicas) == [3, 3], timeout=30, what="3 shards each")
+
+    def done() -> dict[str, dict[str, Any]] | None:
+        items = cluster.get("backfills", "-n", namespace)["items"]
+        found = {b["metadata"]["name"]: b.get("status") or {} for b in items}
+        ok = all(found.get(f"past-{n}", {}).get("phase") == "Succeeded" for n in names)
+        return found if ok else None
+
+    found = poll(done, timeout=120, what="every Backfill to succeed")
+    assert {found[f"past-{n}"]["progress"] for n in names} == {"5/5"}
+    assert found["orphan"]["conditions"][0]["reason"] == "TaskNotFound"
+    all_jobs = cluster.get("jobs", "-n", namespace)["items"]
+    for n in names:
+        ours = [
+            j
+            for j in all_jobs
+            if j["metadata"]["labels"].get("nightshift.dev/backfill") == f"past-{n}"
+        ]
+        assert len(ours) == 5, n
+        assert {j["metadata"]["labels"][LABEL_BUCKET] for j in ours} == {str(bucket(uids[n]))}
+    events = cluster.get("events", "-n", namespace)["items"]
+
+    def count(obj: str, reason: str) -> int:
+        return sum(
+            int(e.get("count") or 1)
+            for e in events
+            if e["involvedObject"].get("kind") == "Backfill"
+            and e["involvedObject"]["name"] == obj
+            and e["reason"] == reason
+        )
+
+    for n in names:
+        assert count(f"past-{n}", "BackfillPlanned") == 1, n
+        assert count(f"past-{n}", "RunStarted") == 5, n
+        assert count(f"past-{n}", "BackfillComplete") == 1, n
+    assert count("orphan", "TaskNotFound") == 1

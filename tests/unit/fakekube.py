@@ -15,6 +15,8 @@ It behaves like the real API server where the operator depends on it, and nowher
   snapshot the first page was taken at (as a ``continue`` token does); a watch never delivers by
   itself: tests hand its events over (:meth:`FakeKube.take_watch`), so they can make it lag;
 - Events are recorded; Leases refuse a replace at a stale resourceVersion and are listed by label;
+- Calendars and Backfills (:attr:`FakeKube.objects`) are listed, read and have their status
+  patched like tasks; none exist unless a test creates them;
 - label selectors (``k=v``, ``k!=v``, ``k in (a,b)``, ``k``, ``!k``) select list items, and so
   does a ``shardSelector`` (the FNV-1a hash of the uid) while :attr:`FakeKube.shard_filtering` is
   on, as on an API server with ``ShardedListAndWatch`` (which refuses a malformed one with a 500);
@@ -60,6 +62,8 @@ WRITES = frozenset(
         "replace_lease",
         "delete_lease",
         "label",
+        "patch_backfills_status",
+        "patch_calendars_status",
     }
 )
 
@@ -170,6 +174,9 @@ class FakeKube:
         self.jobs: dict[ObjKey, Obj] = {}
         self.pods: dict[ObjKey, Obj] = {}
         self.leases: dict[ObjKey, Obj] = {}
+        # Our API group's other kinds by plural (calendars, backfills): listed, read, their
+        # status patched; none exist unless a test creates them.
+        self.objects: dict[str, dict[ObjKey, Obj]] = {"calendars": {}, "backfills": {}}
         self.events: list[Obj] = []
         self.calls: list[Call] = []
         self.watch: list[WatchEvent] = []
@@ -436,6 +443,57 @@ class FakeKube:
         obj = self.tasks.get((namespace, name))
         return copy.deepcopy(obj) if obj is not None else None
 
+    def create_object(self, plural: str, kind: str, namespace: str, name: str, spec: Obj) -> Obj:
+        """A user creates a Calendar or a Backfill."""
+        meta = self._meta(namespace, name) | {"generation": 1}
+        obj: Obj = {"apiVersion": API_VERSION, "kind": kind, "metadata": meta, "spec": spec}
+        self.objects[plural][namespace, name] = obj
+        return copy.deepcopy(obj)
+
+    async def list_jobs(
+        self, namespace: str | None, selector: str
+    ) -> AsyncGenerator[list[Obj], None]:
+        await self._enter(Call("list_jobs", namespace, None, {"labelSelector": selector}))
+        yield [
+            copy.deepcopy(obj)
+            for (ns, _), obj in sorted(self.jobs.items())
+            if (namespace is None or ns == namespace) and matches(obj, selector)
+        ]
+
+    async def list_objects(
+        self, plural: str, namespace: str | None
+    ) -> AsyncGenerator[list[Obj], None]:
+        await self._enter(Call(f"list_{plural}", namespace, None))
+        yield [
+            copy.deepcopy(obj)
+            for (ns, _), obj in sorted(self.objects[plural].items())
+            if namespace is None or ns == namespace
+        ]
+
+    async def get_object(self, plural: str, namespace: str, name: str) -> Obj | None:
+        await self._enter(Call(f"get_{plural}", namespace, name))
+        obj = self.objects[plural].get((namespace, name))
+        return copy.deepcopy(obj) if obj is not None else None
+
+    async def patch_object_status(
+        self, plural: str, namespace: str, name: str, status: Obj, resource_version: str
+    ) -> Obj | None:
+        call = Call(
+            f"patch_{plural}_status",
+            namespace,
+            name,
+            {"status": copy.deepcopy(status), "resourceVersion": resource_version},
+        )
+        await self._enter(call)
+        obj = self.objects[plural].get((namespace, name))
+        if obj is None:
+            return None
+        if resource_version and resource_version != obj["metadata"]["resourceVersion"]:
+            raise Conflict(f"status of {plural} {namespace}/{name}: the object has been modified")
+        obj["status"] = _prune(_merge(obj.get("status") or {}, status))
+        self._bump(obj)
+        return copy.deepcopy(obj)
+
     async def patch_status(
         self, namespace: str, name: str, status: Obj, resource_version: str
     ) -> Obj | None:
@@ -489,7 +547,13 @@ class FakeKube:
         which = (path, params.get("labelSelector", ""), params.get("shardSelector", ""))
         if page == 0:
             shard = self._shard_range(params.get("shardSelector", ""))
-            objects = self.tasks if resource == "scheduledtasks" else self.jobs
+            objects = (
+                self.tasks
+                if resource == "scheduledtasks"
+                else self.jobs
+                if resource == "jobs"
+                else self.objects[resource]
+            )
             self._snapshots[which] = (
                 [
                     copy.deepcopy(obj)

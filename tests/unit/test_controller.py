@@ -389,8 +389,12 @@ def test_a_replica_that_is_not_the_leader_calls_nothing() -> None:
         assert {c.verb for c in world.fake.calls} == {
             "list_tasks",
             "list_jobs",
+            "list_calendars",
+            "list_backfills",
             "watch_tasks",
             "watch_jobs",
+            "watch_calendars",
+            "watch_backfills",
         }
         assert controller.queue.wake_of(KEY) is None  # no decision, so no wake-up
 
@@ -586,6 +590,8 @@ def test_an_unreachable_api_server_stops_syncs_until_a_resync_succeeds() -> None
         verbs = [c.verb for c in world.fake.calls]
         failed = len(verbs) - 1 - verbs[::-1].index("create_job")
         assert sorted(v for v in verbs[failed + 1 :] if v.startswith("list")) == [
+            "list_backfills",
+            "list_calendars",
             "list_jobs",
             "list_tasks",
         ]

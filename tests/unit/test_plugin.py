@@ -192,15 +192,21 @@ def test_list_shows_a_suspension_by_the_failure_policy() -> None:
     assert list_table([row], all_namespaces=False).splitlines()[1].split()[3] == "policy"
 
 
-def test_history_shows_a_run_held_by_a_queue_as_queued() -> None:
+def test_history_tells_a_run_held_by_kueue_from_one_queued_by_the_policy() -> None:
+    # status.active[].queued: the Job exists, suspended by a queue such as Kueue (Held);
+    # status.queued: concurrencyPolicy Queue holds the run back before any Job (Queued).
     status = {
         "active": [
             {"run": "2026-03-01T03:00:00Z", "attempt": 1, "job": "t-1", "queued": True},
             {"run": "2026-03-01T04:00:00Z", "attempt": 1, "job": "t-2"},
-        ]
+        ],
+        "queued": {"run": "2026-03-01T05:00:00Z", "queuedAt": "2026-03-01T05:00:01Z"},
     }
-    rows = history_rows(status, datetime(2026, 3, 1, 4, 30, tzinfo=UTC))
-    assert [r[2] for r in rows] == ["Queued", "Running"]
+    rows = history_rows(status, datetime(2026, 3, 1, 5, 30, tzinfo=UTC), width=None)
+    assert [r[2] for r in rows] == ["Queued", "Held", "Running"]
+    assert "concurrencyPolicy Queue" in rows[0][6]
+    assert rows[1][6] == "Job t-1 (suspended until its queue admits it)"
+    assert rows[2][6] == "Job t-2"
 
 
 # --- history --------------------------------------------------------------------------------------
@@ -472,6 +478,7 @@ def test_every_command_has_a_description_and_examples() -> None:
         "history",
         "logs",
         "list",
+        "backfill",
         "ui",
         "status",
     }
@@ -549,6 +556,7 @@ class FakeSession(Session):
         self.statuses: Iterator[dict[str, Any]] | None = None
         self.pods: list[dict[str, Any]] = []
         self.log_error: str | None = None
+        self.backfills: list[dict[str, Any]] = []
 
     def get_task(self, name: str) -> dict[str, Any]:
         if name not in self.tasks:
@@ -572,6 +580,9 @@ class FakeSession(Session):
 
     def list_tasks(self, *, all_namespaces: bool) -> list[dict[str, Any]]:
         return list(self.tasks.values())
+
+    def list_backfills(self) -> list[dict[str, Any]]:
+        return list(self.backfills)
 
     def whoami(self) -> str | None:
         return "alice@example.com"

@@ -436,3 +436,73 @@ def test_the_server_filtering_is_detected() -> None:
         assert await detect_server_filtering(c.fake, NS) is False
 
     scenario(body)
+
+
+# --- Backfills under shards -----------------------------------------------------------------------
+
+
+def test_a_backfill_is_planned_and_run_by_the_shard_of_its_task_only() -> None:
+    """Every shard's controller watches every Backfill; the one holding the bucket of the task's
+    uid plans and runs it (its Jobs carry that bucket's label, so that shard sees them), and a
+    Backfill whose task does not exist is reported once, by the shard of its own uid."""
+
+    async def body(c: Cluster) -> None:
+        tasks: dict[int, str] = {}
+        for i in range(40):
+            uid = c.fake.create_task(NS, f"t{i}", SPEC)["metadata"]["uid"]
+            tasks.setdefault(shard_of(bucket(uid), 2), f"t{i}")
+            if len(tasks) == 2:
+                break
+        assert sorted(tasks) == [0, 1]
+
+        def backfill(name: str, task: str, **spec: Any) -> None:
+            c.fake.create_object(
+                "backfills",
+                "Backfill",
+                NS,
+                name,
+                {
+                    "taskRef": {"name": task},
+                    "from": "2026-03-01T01:00:00Z",
+                    "to": "2026-03-01T02:00:00Z",
+                    **spec,
+                },
+            )
+
+        backfill("run-0", tasks[0])
+        backfill("look-1", tasks[1], dryRun=True)
+        backfill("orphan", "no-such-task")
+        a = c.replica("a", shards=2)
+        await c.round()
+        await c.round()
+        for _ in range(5):
+            await settle()
+        patches = [
+            (call.name, call.args["resourceVersion"])
+            for call in c.fake.calls
+            if call.verb == "patch_backfills_status"
+        ]
+        # Planned (or reported) once, and run-0 written once more after its Job was created: a
+        # second shard writing too would send a patch from the same resourceVersion (a conflict).
+        assert sorted(name for name, _ in patches) == ["look-1", "orphan", "run-0", "run-0"]
+        assert len(set(patches)) == len(patches)
+        stored = {
+            key[1]: obj.get("status") or {} for key, obj in c.fake.objects["backfills"].items()
+        }
+        assert stored["look-1"]["phase"] == "DryRun"
+        assert stored["run-0"]["phase"] == "Running"
+        assert stored["orphan"]["conditions"][0]["reason"] == "TaskNotFound"
+        task_uid = c.fake.tasks[NS, tasks[0]]["metadata"]["uid"]
+        assert stored["run-0"]["taskUID"] == task_uid
+        [job] = [
+            j for j in c.fake.jobs.values() if "nightshift.dev/backfill" in j["metadata"]["labels"]
+        ]
+        assert job["metadata"]["labels"][LABEL_BUCKET] == str(bucket(task_uid))
+        assert job["metadata"]["annotations"]["nightshift.dev/backfill"] == "run-0"
+        # The other shard passes it by, without a read, once it is planned.
+        other = a.held[1].controller
+        c.fake.calls.clear()
+        await other.backfiller.sync((NS, "run-0"))
+        assert c.fake.calls == []
+
+    scenario(body)

@@ -158,6 +158,15 @@ scanning is switched off; it only reads API discovery, which needs no grant).
 - apiGroups: ["nightshift.dev"]
   resources: ["scheduledtasks/status"]
   verbs: ["patch"]
+# Calendars: watched, so that a change reaches every task that references one at once.
+# Backfills: watched, read again on a conflict.
+- apiGroups: ["nightshift.dev"]
+  resources: ["calendars", "backfills"]
+  verbs: ["get", "list", "watch"]
+# A Backfill's plan and progress, at the resourceVersion decided on.
+- apiGroups: ["nightshift.dev"]
+  resources: ["backfills/status"]
+  verbs: ["patch"]
 # Create one Job per (task, slot, attempt); read one back on AlreadyExists to adopt it; watch
 # the labelled ones; delete pruned, replaced and cancelled ones.
 - apiGroups: ["batch"]

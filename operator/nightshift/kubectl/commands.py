@@ -19,21 +19,28 @@ from nightshift.care import ANNOTATION_RESUME
 from nightshift.durations import format_duration
 from nightshift.jobs import (
     ANNOTATION_RUN_NOW,
+    LABEL_TASK,
     job_name,
     manual_run_id,
     new_token,
+    task_label_value,
     token_key,
 )
 from nightshift.kubectl.render import (
     ANNOTATION_SUSPEND_REASON,
     HISTORY_HEADERS,
+    PLAN_HEADERS,
     RunProgress,
     attempt_line,
+    backfill_rows,
     emit,
     fire_time_text,
     history_rows,
     list_table,
     one_line,
+    plan_rows,
+    progress_bar,
+    progress_text,
     render_table,
     result_line,
     run_progress,
@@ -42,8 +49,18 @@ from nightshift.kubectl.render import (
     task_row,
 )
 from nightshift.kubectl.session import KIND_LOWER, RESOURCE, PluginError, Session
-from nightshift.models import GROUP, SpecError, parse_spec, read_time
-from nightshift.schedule import next_fire_times, plan_for
+from nightshift.models import (
+    API_VERSION,
+    BACKFILL_KIND,
+    GROUP,
+    CalendarSpec,
+    SpecError,
+    format_time,
+    parse_calendar,
+    parse_spec,
+    read_time,
+)
+from nightshift.schedule import next_fire_slots, plan_for, schedule_texts, sources
 
 __all__ = [
     "ANNOTATION_SUSPEND_REASON",
@@ -51,6 +68,7 @@ __all__ = [
     "LogSource",
     "RunRequest",
     "choose_container",
+    "cmd_backfill",
     "cmd_history",
     "cmd_list",
     "cmd_logs",
@@ -246,8 +264,13 @@ def cmd_next(args: argparse.Namespace, session: Session, out: TextIO, err: TextI
         spec = parse_spec(task.get("spec"))
     except SpecError as error:
         raise PluginError(f"{KIND_LOWER} {args.task!r} has an invalid spec: {error}") from None
-    plan = plan_for(spec, session.namespace, args.task)
-    times = next_fire_times(
+    calendar = None
+    if spec.calendarRef is not None:
+        calendar, problem = _calendar(session, spec.calendarRef.name)
+        if problem:
+            err.write(f"note: {problem}; the operator runs no scheduled slot until it is fixed\n")
+    plan = plan_for(spec, session.namespace, args.task, calendar=calendar)
+    found = next_fire_slots(
         plan,
         utc_now(),
         args.count,
@@ -263,12 +286,23 @@ def cmd_next(args: argparse.Namespace, session: Session, out: TextIO, err: TextI
             f"({one_line(paused.get('message'), 120)}); these times apply once "
             f"`kubectl nightshift resume {args.task}` resumes it\n"
         )
-    rows = [[fire_time_text(t, plan.tz), fire_time_text(t, UTC)] for t in times]
+    rows = [[fire_time_text(t, plan.tz), fire_time_text(t, UTC)] for _, t in found]
+    times: list[dict[str, Any]] = [{"local": local, "utc": utc} for local, utc in rows]
+    header = [f"LOCAL ({spec.timeZone})", "UTC"]
+    if spec.schedules is not None:
+        # Several schedules: say which entries each time comes from (several when they share it).
+        texts = schedule_texts(spec)
+        header.append("SCHEDULES")
+        for (slot, _), row, entry in zip(found, rows, times, strict=True):
+            which = sources(plan, slot)
+            entry["schedules"] = [texts[i] for i in which]
+            row.append(" + ".join(f"[{i}] {texts[i]}" for i in which))
     # What the operator last wrote: the same function, at its last sync.
     shown = [read_time(v) for v in status.get("nextScheduleTimes") or []]
     current = (task.get("metadata") or {}).get("generation") == status.get("observedGeneration")
     upcoming = [t for t in shown if t is not None and t > utc_now()]
-    if current and upcoming and times and upcoming != times[: len(upcoming)]:
+    computed = [t for _, t in found]
+    if current and upcoming and computed and upcoming != computed[: len(upcoming)]:
         err.write(
             "note: the operator's status.nextScheduleTimes differ "
             f"({', '.join(fire_time_text(t, UTC) for t in upcoming)}); is it running?\n"
@@ -279,34 +313,74 @@ def cmd_next(args: argparse.Namespace, session: Session, out: TextIO, err: TextI
         "timeZone": spec.timeZone,
         "suspended": spec.suspend or bool(paused),
         "suspendedByPolicy": paused,
-        "times": [{"local": local, "utc": utc} for local, utc in rows],
+        "times": times,
         "statusTimes": status.get("nextScheduleTimes") or [],
     }
-    if not times and args.output == "table":
+    if not found and args.output == "table":
         err.write(f"{KIND_LOWER} {args.task!r} has no upcoming fire times\n")
         return 0
-    header = [f"LOCAL ({spec.timeZone})", "UTC"]
     emit(out, args.output, data, lambda: render_table(header, rows))
     return 0
 
 
+def _calendar(session: Session, name: str) -> tuple[CalendarSpec | None, str | None]:
+    """The Calendar a task references, or why it cannot be used (as the operator says it)."""
+    body = session.get_calendar(name)
+    if body is None:
+        return None, f'calendar "{name}" not found in namespace {session.namespace}'
+    try:
+        return parse_calendar(body.get("spec") or {}), None
+    except SpecError as error:
+        return None, f'calendar "{name}" is invalid: {error}'
+
+
 def cmd_history(args: argparse.Namespace, session: Session, out: TextIO, err: TextIO) -> int:
-    """Print status.runs (and the attempts in flight) as a table, JSON or YAML."""
+    """Print status.runs (and the attempts in flight) as a table, JSON or YAML, then the runs
+    of the task's Backfills, each under its own heading."""
     task = session.get_task(args.task)
     status = task.get("status") or {}
+    backfills = _backfills_of(session, args.task)
     data = {
         "task": args.task,
         "namespace": session.namespace,
         "active": status.get("active") or [],
         "pendingRetries": status.get("pendingRetries") or [],
+        "queued": status.get("queued"),
         "runs": status.get("runs") or [],
+        "backfills": [
+            {
+                "name": (b.get("metadata") or {}).get("name"),
+                "reprocess": (b.get("spec") or {}).get("reprocess"),
+                "phase": (b.get("status") or {}).get("phase"),
+                "progress": (b.get("status") or {}).get("progress"),
+                "runs": [
+                    s
+                    for s in (b.get("status") or {}).get("slots") or []
+                    if s.get("state") not in ("Pending", "Skipped")
+                ],
+            }
+            for b in backfills
+        ],
     }
     if args.output == "table":
-        rows = history_rows(status, utc_now())
-        if not rows:
+        now = utc_now()
+        rows = history_rows(status, now)
+        sections = [(b, backfill_rows(b.get("status") or {}, now)) for b in backfills]
+        sections = [(b, r) for b, r in sections if r]
+        if not rows and not sections:
             out.write("no runs yet\n")
             return 0
-        out.write(render_table(HISTORY_HEADERS, rows))
+        out.write(render_table(HISTORY_HEADERS, rows) if rows else "no scheduled runs yet\n")
+        for backfill, backfill_table in sections:
+            spec = backfill.get("spec") or {}
+            phase = (backfill.get("status") or {}).get("phase") or "Pending"
+            progress = (backfill.get("status") or {}).get("progress") or "-"
+            name = (backfill.get("metadata") or {}).get("name")
+            out.write(
+                f"\nbackfill {name} ({spec.get('from')} to {spec.get('to')}, reprocess "
+                f"{spec.get('reprocess') or 'Missing'}): {phase}, {progress} slots\n"
+            )
+            out.write(render_table(HISTORY_HEADERS, backfill_table))
         return 0
     emit(out, args.output, data, str)
     return 0
@@ -318,6 +392,116 @@ def cmd_status(args: argparse.Namespace, session: Session, out: TextIO, err: Tex
     view = status_view(session.get_task(args.task))
     emit(out, args.output, view, lambda: status_text(view))
     return 0
+
+
+def _backfills_of(session: Session, task: str) -> list[dict[str, Any]]:
+    found = [
+        b
+        for b in session.list_backfills()
+        if ((b.get("spec") or {}).get("taskRef") or {}).get("name") == task
+    ]
+    return sorted(found, key=lambda b: str((b.get("metadata") or {}).get("creationTimestamp")))
+
+
+# --- backfill -------------------------------------------------------------------------------------
+
+_DONE = ("Succeeded", "Failed", "DryRun")
+
+
+def cmd_backfill(args: argparse.Namespace, session: Session, out: TextIO, err: TextIO) -> int:
+    """Create a Backfill of TASK's slots in [--from, --to); --dry-run prints its plan, --wait
+    follows it with a progress bar and exits 0 only if every run succeeded."""
+    session.get_task(args.task)  # a clear error for a task that does not exist
+    start, end = args.start, args.end
+    if start >= end:
+        raise PluginError("--from must be before --to")
+    metadata: dict[str, Any] = {"labels": {LABEL_TASK: task_label_value(args.task)}}
+    if args.name:
+        metadata["name"] = args.name
+    else:
+        metadata["generateName"] = f"{args.task[:50]}-"
+    body = {
+        "apiVersion": API_VERSION,
+        "kind": BACKFILL_KIND,
+        "metadata": metadata,
+        "spec": {
+            "taskRef": {"name": args.task},
+            "from": format_time(start),
+            "to": format_time(end),
+            "reprocess": args.reprocess,
+            "parallelism": args.parallelism,
+            "overlapPolicy": args.overlap,
+            "dryRun": args.dry_run,
+        },
+    }
+    created = session.create_backfill(body)
+    name = str((created.get("metadata") or {}).get("name"))
+    if args.output == "table":
+        what = "dry run" if args.dry_run else f"reprocess {args.reprocess}"
+        out.write(
+            f"backfill.{GROUP}/{name} created: {args.task} from {format_time(start)} to "
+            f"{format_time(end)} ({what})\n"
+        )
+        out.flush()
+    if not (args.wait or args.dry_run):
+        if args.output != "table":
+            emit(out, args.output, created, str)
+        return 0
+    final = _follow(session, name, args.timeout, err, bar=args.wait and not args.dry_run)
+    status = final.get("status") or {}
+    if args.output != "table":
+        emit(out, args.output, final, str)
+    elif args.dry_run and status.get("phase") == "DryRun":
+        rows = plan_rows(status)
+        out.write(render_table(PLAN_HEADERS, rows) if rows else "no slots in the range\n")
+        if status.get("leftToSchedule"):
+            out.write(
+                f"{status['leftToSchedule']} later slot(s) in the range are the schedule's own\n"
+            )
+    else:
+        out.write(f"backfill {name}: {status.get('phase')}, {progress_text(status)}\n")
+    return 0 if status.get("phase") in ("Succeeded", "DryRun") else 1
+
+
+def _follow(
+    session: Session, name: str, timeout: timedelta, err: TextIO, *, bar: bool
+) -> dict[str, Any]:
+    """Poll the Backfill until it is done (or planned, for a dry run); a progress bar on
+    ``err`` (redrawn in place on a terminal, a line per change otherwise)."""
+    deadline = time.monotonic() + timeout.total_seconds()
+    tty = err.isatty()
+    shown = ""
+    while True:
+        obj = session.get_backfill(name)
+        status = obj.get("status") or {}
+        phase = status.get("phase")
+        if bar and status.get("plannedAt"):
+            line = progress_bar(status)
+            if line != shown:
+                err.write(("\r" + line) if tty else (line + "\n"))
+                err.flush()
+                shown = line
+        problem = _waiting_for(status)
+        if phase in _DONE:
+            if tty and shown:
+                err.write("\n")
+            return obj
+        if time.monotonic() >= deadline:
+            if tty and shown:
+                err.write("\n")
+            why = f" ({problem})" if problem else ""
+            raise PluginError(
+                f"timed out after {format_duration(timeout)}: backfill {name} is "
+                f"{phase or 'not planned yet'}{why}"
+            )
+        time.sleep(POLL_SECONDS)
+
+
+def _waiting_for(status: Mapping[str, Any]) -> str | None:
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "Ready" and cond.get("status") == "False":
+            return str(cond.get("message") or cond.get("reason"))
+    return None
 
 
 def cmd_list(args: argparse.Namespace, session: Session, out: TextIO, err: TextIO) -> int:

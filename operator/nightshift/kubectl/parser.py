@@ -11,12 +11,13 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from nightshift import __version__
 from nightshift.durations import DurationError, parse_duration
 from nightshift.kubectl.commands import (
+    cmd_backfill,
     cmd_history,
     cmd_list,
     cmd_logs,
@@ -29,6 +30,7 @@ from nightshift.kubectl.commands import (
 from nightshift.kubectl.render import OUTPUTS
 from nightshift.kubectl.session import PluginError, SecretFiles, with_session
 from nightshift.kubectl.ui import cmd_ui
+from nightshift.models import parse_time
 
 __all__ = ["PROG", "build_parser", "help_texts", "main", "parse_args"]
 
@@ -47,6 +49,13 @@ def _duration(text: str) -> timedelta:
     try:
         return parse_duration(text)
     except DurationError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _time(text: str) -> datetime:
+    try:
+        return parse_time(text)
+    except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
@@ -149,6 +158,7 @@ examples:
   kubectl nightshift list -A
   kubectl nightshift run backup --wait
   kubectl nightshift -n prod history backup
+  kubectl nightshift backfill backup --from 2026-11-01T00:00:00Z --to 2026-11-08T00:00:00Z
   kubectl nightshift ui
   kubectl nightshift <command> --help""",
     )
@@ -233,12 +243,14 @@ now; the slots that passed while the task was suspended are not run.""",
         summary="print a task's upcoming fire times",
         description="""\
 Print the next fire times of TASK, computed locally from its spec as stored in the cluster
-(cron, interval or one-shot, time zone with DST, startAt/endAt, jitter and maxRuns), in the
-task's time zone and in UTC: the function the operator uses for status.nextScheduleTimes
-and nightshift preview uses too. The operator is not involved, so this works while it is
-down; a difference from status.nextScheduleTimes is noted. A suspended task (by
-spec.suspend or its failure policy) is noted on standard error: the times apply once it
-is resumed. Retries
+(cron, several schedules, interval or one-shot, time zone with DST, startAt/endAt, jitter and
+maxRuns), in the task's time zone and in UTC: the function the operator uses for
+status.nextScheduleTimes and nightshift preview uses too, skipping what the task's calendar
+and spec.exclude exclude. With several schedules a SCHEDULES column says which entries each
+time comes from (a time two entries share runs once). The operator is not involved, so this
+works while it is down; a difference from status.nextScheduleTimes is noted. A suspended
+task (by spec.suspend or its failure policy) is noted on standard error: the times apply
+once it is resumed. Retries
 waiting for their back-off are not shown (see history). After the command, -n followed by
 a number is the count (as in nightshift preview); otherwise -n is the namespace.""",
         examples="""\
@@ -269,12 +281,15 @@ a number is the count (as in nightshift preview); otherwise -n is the namespace.
         "history",
         summary="show a task's recent runs",
         description="""\
-Show the runs of TASK as the operator records them in status: attempts that are running or
-waiting to be retried first, then the finished attempts kept in status.runs (newest first,
-as many as spec.history keeps). Each row has the run's identity (its slot time in UTC, or
-manual-<hash> for a run-now request), the attempt, the result, the container's exit code,
-when the attempt started, how long it took and its termination message (cut to 60
-characters in the table; -o json and -o yaml show everything).""",
+Show the runs of TASK as the operator records them in status: a run that concurrencyPolicy
+Queue holds back (Queued: no Job yet, it starts when the active run ends), attempts that are
+running (Held: the Job exists but a queue such as Kueue keeps it suspended) or waiting to be
+retried first, then the finished attempts kept in status.runs (newest first, as many as
+spec.history keeps), then the runs of the task's Backfills, each under its name. Each row
+has the run's identity (its slot time in UTC, or manual-<hash> for a run-now request), the
+attempt, the result, the container's exit code, when the attempt started, how long it took
+and its termination message (cut to 60 characters in the table; -o json and -o yaml show
+everything).""",
         examples="""\
   kubectl nightshift history backup
   kubectl nightshift history backup -o json | jq '.runs[0].exitCode'""",
@@ -307,6 +322,65 @@ Job, run and attempt were chosen is printed on standard error.""",
     )
     _add_globals(p, suppress=True)
     p.set_defaults(handler=cmd_logs)
+
+    p = sub["backfill"] = _command(
+        commands,
+        "backfill",
+        summary="run a task's past slots it did not run (or run them again)",
+        description="""\
+Create a Backfill: run the slots of TASK's schedule in [--from, --to) that it did not run
+(--reprocess Missing, the default), that did not succeed (Failed), or all of them (All),
+as the task's own runs. What counts as done is read from the task's Jobs, its history
+(status.runs) and its other Backfills. A slot that never ran gets the very Job name the
+schedule would have used; a re-run gets the next attempt number. The runs follow the task's
+jobTemplate, timeout and retry policy, at most --parallelism at once, and (--overlap Wait)
+only while none of the task's own runs is active. Slots after the task's last handled slot
+are left to its schedule. --dry-run prints the plan (each slot: run or skip, and why) and
+runs nothing. --wait follows the runs with a progress bar on standard error and exits 0
+if every run succeeded, 1 otherwise. kubectl nightshift history TASK lists the runs under
+the Backfill's name.""",
+        examples="""\
+  kubectl nightshift backfill backup --from 2026-11-01T00:00:00Z --to 2026-11-08T00:00:00Z --dry-run
+  kubectl nightshift backfill backup --from 2026-11-01T00:00:00Z --to 2026-11-08T00:00:00Z \\
+      --reprocess Failed --parallelism 3 --wait
+  kubectl get backfills""",
+    )
+    p.add_argument("task", metavar="TASK", help="the ScheduledTask's name")
+    p.add_argument(
+        "--from", dest="start", type=_time, required=True, metavar="RFC3339",
+        help="the start of the range (included), e.g. 2026-11-01T00:00:00Z",
+    )  # fmt: skip
+    p.add_argument(
+        "--to", dest="end", type=_time, required=True, metavar="RFC3339",
+        help="the end of the range (excluded)",
+    )  # fmt: skip
+    p.add_argument(
+        "--reprocess",
+        choices=["Missing", "Failed", "All"],
+        default="Missing",
+        help="which slots run (default Missing)",
+    )
+    p.add_argument(
+        "--parallelism", type=_positive, default=1, metavar="N", help="runs at once (default 1)"
+    )
+    p.add_argument(
+        "--overlap",
+        choices=["Wait", "Allow"],
+        default="Wait",
+        help="Wait (default): start only while the task runs nothing itself; Allow: regardless",
+    )
+    p.add_argument("--dry-run", action="store_true", help="print the plan; run nothing")
+    p.add_argument("--wait", action="store_true", help="follow the runs to the end")
+    p.add_argument(
+        "--timeout",
+        type=_duration,
+        default=timedelta(hours=1),
+        metavar="DURATION",
+        help="how long --wait (or --dry-run) waits (default 1h)",
+    )
+    p.add_argument("--name", metavar="NAME", help="the Backfill's name (default: TASK-<random>)")
+    _add_globals(p, suppress=True, output=True)
+    p.set_defaults(handler=cmd_backfill)
 
     p = sub["status"] = _command(
         commands,
@@ -411,7 +485,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.count = count or 5
     if args.all_namespaces and command not in ("list", "ui"):
         sub[command].error("-A/--all-namespaces only applies to list and ui")
-    if args.output != "table" and command not in ("run", "next", "history", "list", "status"):
+    if args.output != "table" and command not in (
+        "run",
+        "next",
+        "history",
+        "list",
+        "backfill",
+        "status",
+    ):
         sub[command].error(f"-o/--output is not supported by {command}")
     return args
 

@@ -23,14 +23,19 @@ __all__ = [
     "HISTORY_HEADERS",
     "MESSAGE_WIDTH",
     "OUTPUTS",
+    "PLAN_HEADERS",
     "RunProgress",
     "attempt_line",
+    "backfill_rows",
     "emit",
     "fire_time_text",
     "format_run_duration",
     "history_rows",
     "list_table",
     "one_line",
+    "plan_rows",
+    "progress_bar",
+    "progress_text",
     "render_table",
     "result_line",
     "run_progress",
@@ -163,6 +168,10 @@ def status_view(obj: Mapping[str, Any]) -> dict[str, Any]:
         "consecutiveFailures": status.get("consecutiveFailures") or 0,
         "suspendedByPolicy": status.get("suspendedByPolicy"),
         "lastResume": status.get("lastResume"),
+        # Two kinds of waiting: a run concurrencyPolicy Queue holds back (no Job yet), and
+        # active runs whose Jobs a queue such as Kueue holds suspended.
+        "queued": status.get("queued"),
+        "held": [a.get("job") for a in status.get("active") or [] if a.get("queued")],
         "notifications": status.get("notifications") or [],
     }
 
@@ -182,6 +191,17 @@ def status_text(view: Mapping[str, Any], *, width: int | None = MESSAGE_WIDTH * 
             f"{one_line(paused.get('message'), width)}"
         )
         lines.append(f"  resume with: kubectl nightshift resume {view['task']} --note TEXT")
+    queued = view.get("queued")
+    if queued:
+        lines.append(
+            f"Queued:        run {queued.get('run')} since {queued.get('queuedAt')}: waits for "
+            "the active run to end (concurrencyPolicy Queue)"
+        )
+    if view.get("held"):
+        lines.append(
+            f"Held:          Job {', '.join(view['held'])}: suspended until its queue "
+            "(e.g. Kueue) admits it; counted as active"
+        )
     resumed = view.get("lastResume")
     if resumed:
         who = f" by {resumed['by']}" if resumed.get("by") else ""
@@ -229,21 +249,47 @@ def _detail(record: Mapping[str, Any]) -> str | None:
 def history_rows(
     status: Mapping[str, Any], now: datetime, *, width: int | None = MESSAGE_WIDTH
 ) -> list[list[str]]:
-    """Rows for ``history``: running attempts, retries waiting, then status.runs (newest first)."""
+    """Rows for ``history``: the run concurrencyPolicy Queue holds back, running (or held)
+    attempts, retries waiting, then status.runs (newest first)."""
     rows: list[list[str]] = []
+    queued = status.get("queued")
+    if queued:
+        # concurrencyPolicy Queue: a run with no Job yet, waiting for the active run to end.
+        rows.append(
+            [
+                _text(queued.get("run")),
+                "1",
+                "Queued",
+                "-",
+                "-",
+                "-",
+                one_line(
+                    f"waits for the active run to end (concurrencyPolicy Queue), since "
+                    f"{_text(queued.get('queuedAt'))}",
+                    width,
+                ),
+            ]
+        )
     for active in status.get("active") or []:
         started = active.get("startedAt")
         running_for = format_run_duration(started, now.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        held = bool(active.get("queued"))
         rows.append(
             [
                 _text(active.get("run")),
                 _text(active.get("attempt")),
-                # Held by a queue (Kueue): an active run whose Job has not started.
-                "Queued" if active.get("queued") else "Running",
+                # Held by a queue such as Kueue (status.active[].queued): an active run whose
+                # Job exists but is suspended until the queue admits it. Not "Queued", which is
+                # a run that concurrencyPolicy Queue holds back before any Job exists.
+                "Held" if held else "Running",
                 "-",
                 _text(started),
                 running_for if running_for == "-" else running_for + "+",
-                one_line(f"Job {active.get('job')}", width),
+                one_line(
+                    f"Job {active.get('job')}"
+                    + (" (suspended until its queue admits it)" if held else ""),
+                    width,
+                ),
             ]
         )
     for pending in status.get("pendingRetries") or []:
@@ -349,3 +395,85 @@ def attempt_line(record: Mapping[str, Any]) -> str:
         text += f" (exit {record['exitCode']})"
     detail = one_line(_detail(record), MESSAGE_WIDTH)
     return f"{text}: {detail}" if detail else text
+
+
+# --- backfills ------------------------------------------------------------------------------------
+
+PLAN_HEADERS = ("SLOT", "ACTION", "ATTEMPT", "REASON")
+_BAR_DONE, _BAR_RUN, _BAR_LEFT = "#", ">", "."
+
+
+def progress_bar(status: Mapping[str, Any], width: int = 30) -> str:
+    """``[#########>>>.........] 12/31 slots: 11 succeeded, 0 failed, 1 skipped, 2 running``."""
+    total = int(status.get("total") or 0)
+    running = int(status.get("running") or 0)
+    done = sum(int(status.get(k) or 0) for k in ("succeeded", "failed", "skipped"))
+    if total:
+        full = round(width * done / total)
+        going = min(width - full, round(width * running / total))
+    else:
+        full, going = 0, 0
+    bar = _BAR_DONE * full + _BAR_RUN * going + _BAR_LEFT * (width - full - going)
+    return f"[{bar}] {progress_text(status)}"
+
+
+def progress_text(status: Mapping[str, Any]) -> str:
+    """``12/31 slots: 11 succeeded, 0 failed, 1 skipped, 2 running``."""
+    total = int(status.get("total") or 0)
+    counts = [int(status.get(k) or 0) for k in ("succeeded", "failed", "skipped", "running")]
+    succeeded, failed, skipped, running = counts
+    done = succeeded + failed + skipped
+    return (
+        f"{done}/{total} slots: {succeeded} succeeded, {failed} failed, {skipped} skipped, "
+        f"{running} running"
+    )
+
+
+def plan_rows(status: Mapping[str, Any], *, width: int | None = MESSAGE_WIDTH) -> list[list[str]]:
+    """Rows of a Backfill's plan (a dry run): each slot, whether it runs, and why not."""
+    rows = []
+    for slot in status.get("slots") or []:
+        runs = slot.get("state") != "Skipped"
+        rows.append(
+            [
+                _text(slot.get("run")),
+                "run" if runs else "skip",
+                _text(slot.get("firstAttempt")) if runs else "-",
+                one_line(slot.get("reason"), width) if not runs else "",
+            ]
+        )
+    return rows
+
+
+def backfill_rows(
+    status: Mapping[str, Any], now: datetime, *, width: int | None = MESSAGE_WIDTH
+) -> list[list[str]]:
+    """History rows (HISTORY_HEADERS) of a Backfill's runs: the slots that ran or run now."""
+    rows: list[list[str]] = []
+    for slot in reversed(status.get("slots") or []):  # newest first, as status.runs
+        state = slot.get("state")
+        if state in ("Pending", "Skipped"):
+            continue
+        started = slot.get("startedAt")
+        if state == "Running":
+            took = format_run_duration(started, now.strftime("%Y-%m-%dT%H:%M:%SZ"))
+            duration = took if took == "-" else took + "+"
+            detail = f"Job {slot.get('job')}"
+        elif state == "RetryPending":
+            duration, detail = "-", f"retry not before {slot.get('notBefore')}"
+        else:
+            duration = format_run_duration(started, slot.get("finishedAt"))
+            detail = _detail({"message": slot.get("message"), **slot}) or ""
+        result = state if state in ("Running", "RetryPending") else slot.get("result") or state
+        rows.append(
+            [
+                _text(slot.get("run")),
+                _text(slot.get("attempt")),
+                _text(result),
+                _text(slot.get("exitCode")),
+                _text(started),
+                duration,
+                one_line(detail, width),
+            ]
+        )
+    return rows

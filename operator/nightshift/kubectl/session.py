@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
-from nightshift.models import GROUP, PLURAL, VERSION
+from nightshift.models import BACKFILL_PLURAL, CALENDAR_PLURAL, GROUP, PLURAL, VERSION
 
 __all__ = [
     "KIND_LOWER",
@@ -195,6 +195,77 @@ class Session:
         except ApiException as error:
             raise self._fail(error, task=name) from None
         return _as_dict(obj)
+
+    def get_calendar(self, name: str) -> dict[str, Any] | None:
+        """The Calendar ``name`` in the namespace, or None when there is none."""
+        from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
+
+        try:
+            obj = self.custom.get_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                self.namespace,
+                CALENDAR_PLURAL,
+                name,
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise self._fail(error) from None
+        return _as_dict(obj)
+
+    def create_backfill(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Create a Backfill in the namespace; returns it as stored."""
+        from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
+
+        try:
+            obj = self.custom.create_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                self.namespace,
+                BACKFILL_PLURAL,
+                body,
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+        except ApiException as error:
+            raise self._fail(error) from None
+        return _as_dict(obj)
+
+    def get_backfill(self, name: str) -> dict[str, Any]:
+        """The Backfill ``name``, or PluginError."""
+        from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
+
+        try:
+            obj = self.custom.get_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                self.namespace,
+                BACKFILL_PLURAL,
+                name,
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+        except ApiException as error:
+            if error.status == 404:
+                raise PluginError(
+                    f'backfill "{name}" not found in namespace "{self.namespace}"'
+                ) from None
+            raise self._fail(error) from None
+        return _as_dict(obj)
+
+    def list_backfills(self) -> list[dict[str, Any]]:
+        """The Backfills in the namespace (none when their CRD is not installed)."""
+        from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
+
+        try:
+            result = self.custom.list_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, BACKFILL_PLURAL, _request_timeout=REQUEST_TIMEOUT
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return []
+            raise self._fail(error) from None
+        return list(_as_dict(result).get("items") or [])
 
     def whoami(self) -> str | None:
         """Who the API server says we are (a SelfSubjectReview, Kubernetes 1.28+), else the
