@@ -14,7 +14,8 @@ It behaves like the real API server where the operator depends on it, and nowher
 - lists come in pages of ``page_size``, encoded as the API server does, every page from the
   snapshot the first page was taken at (as a ``continue`` token does); a watch never delivers by
   itself: tests hand its events over (:meth:`FakeKube.take_watch`), so they can make it lag;
-- Events are recorded; Leases refuse a replace at a stale resourceVersion and are listed by label;
+- Events are recorded (a patch updates the count; :meth:`FakeKube.expire_events` plays the TTL);
+  Leases refuse a replace at a stale resourceVersion and are listed by label;
 - label selectors (``k=v``, ``k!=v``, ``k in (a,b)``, ``k``, ``!k``) select list items, and so
   does a ``shardSelector`` (the FNV-1a hash of the uid) while :attr:`FakeKube.shard_filtering` is
   on, as on an API server with ``ShardedListAndWatch`` (which refuses a malformed one with a 500);
@@ -56,6 +57,7 @@ WRITES = frozenset(
         "delete_job",
         "patch_status",
         "post_event",
+        "patch_event",
         "create_lease",
         "replace_lease",
         "delete_lease",
@@ -180,6 +182,7 @@ class FakeKube:
         self._holds: dict[str, Hold] = {}
         self._snapshots: dict[tuple[str, ...], tuple[list[Obj], str]] = {}
         self.shard_filtering = True
+        self.no_jobs: dict[str, set[str]] = {}  # namespace: users and groups refused Jobs there
 
     # --- configuration: faults and holds -------------------------------------------------------
 
@@ -542,19 +545,48 @@ class FakeKube:
         kind: Literal["Normal", "Warning"],
         reason: str,
         message: str,
-    ) -> None:
+        count: int = 1,
+    ) -> str:
         meta = ref["metadata"]
         await self._enter(
             Call("post_event", meta.get("namespace"), reason, {"message": message, "type": kind})
         )
+        name = f"{meta.get('name')}.{len(self.events):05d}"
         self.events.append(
             {
+                "metadata": {"name": name, "namespace": meta.get("namespace")},
                 "involvedObject": copy.deepcopy(meta),
                 "type": kind,
                 "reason": reason,
                 "message": message,
+                "count": count,
             }
         )
+        return name
+
+    async def patch_event(self, namespace: str, name: str, count: int, message: str) -> bool:
+        found = next((e for e in self.events if e["metadata"]["name"] == name), None)
+        reason = found["reason"] if found else name
+        await self._enter(
+            Call("patch_event", namespace, reason, {"count": count, "message": message})
+        )
+        if found is None or found["metadata"]["namespace"] != namespace:
+            return False
+        found["count"], found["message"] = count, message
+        return True
+
+    def expire_events(self) -> None:
+        """The API server's event TTL passed: every Event is gone."""
+        self.events.clear()
+
+    async def may_create_jobs(self, namespace: str, user: Mapping[str, Any]) -> tuple[bool, str]:
+        """Allowed unless the user (by name, or one of its groups) is in :attr:`no_jobs` for the
+        namespace: tests say who may not."""
+        await self._enter(Call("may_create_jobs", namespace, str(user.get("username"))))
+        who = {str(user.get("username")), *(str(g) for g in user.get("groups") or [])}
+        if who & self.no_jobs.get(namespace, set()):
+            return False, ""
+        return True, "allowed by the fake"
 
     async def read_lease(self, namespace: str, name: str) -> Obj | None:
         await self._enter(Call("read_lease", namespace, name))
