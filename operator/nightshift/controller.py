@@ -22,9 +22,11 @@ from typing import Any
 from nightshift import memory, metrics
 from nightshift.api import ApiError, KubeApi
 from nightshift.care import ANNOTATION_RESUME, Delivery
+from nightshift.guard import Limits, Refusal, judge
 from nightshift.informer import JOBS, TASKS, Informer
 from nightshift.jobs import ANNOTATION_RUN_NOW, ANNOTATION_SLOT, LABEL_MANAGED, token_key
 from nightshift.models import SpecError, TaskSpec, TaskStatus, parse_spec, read_time
+from nightshift.namespaces import Namespaces
 from nightshift.notify import WORKERS as NOTIFY_WORKERS
 from nightshift.notify import Notifier, TaskRef
 from nightshift.reconcile import CreateJob, JobView, Outcome, TaskView, decide, settle
@@ -49,6 +51,7 @@ NOTIFY_AGAIN = 5.0
 
 
 LOOKAHEAD = timedelta(seconds=30)
+DEFAULT_LIMITS = Limits()
 
 
 def _needs_attention(body: dict[str, Any], now: datetime) -> tuple[datetime | None, bool]:
@@ -107,12 +110,16 @@ class Controller:
         job_selector: str = f"{LABEL_MANAGED}=true",
         owns: Callable[[dict[str, Any]], bool] = lambda _: True,
         listen_unreachable: bool = True,
+        policies: Namespaces | None = None,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         """``task_selector``/``task_shard`` (label and shard selectors of the task watch) and
         ``job_selector`` narrow what this controller sees, e.g. to one shard; ``owns`` says
         whether a task it was sent is its own (a task it does not own is ignored, in case the
         API server did not filter). With ``listen_unreachable`` it hears of requests that did
         not reach the API server itself; otherwise whoever owns it calls :meth:`unreachable`.
+        ``policies`` says what each namespace allows its tasks' pods (nightshift.guard); None:
+        the controller watches its namespaces itself. ``limits`` are the operator's.
         """
         self.api = api
         self.namespaces = tuple(namespaces)  # empty: cluster-wide
@@ -152,6 +159,12 @@ class Controller:
                         api, resource, feed, namespace=namespace, selector=selector, shard=shard
                     )
                 )
+        # A task is judged against its namespace's policy on every sync; a changed policy
+        # (a Pod Security label set or removed) judges that namespace's tasks again at once.
+        self._own_policies = policies is None
+        self.policies = policies or Namespaces(api, names=self.namespaces)
+        self.policies.watch(self._namespace_changed)
+        self.limits = limits
         self.ready = asyncio.Event()
         self.notifier = Notifier(api, on_done=self._delivered, clock=self.clock)
         # Delivery outcomes the next sync folds into the task's status.
@@ -195,9 +208,14 @@ class Controller:
         with contextlib.suppress(KeyError):
             metrics.ACTIVE_RUNS.remove(*key)
 
+    def _namespace_changed(self, namespace: str) -> None:
+        for key in [k for k in self.store.entries if k[0] == namespace]:
+            self.queue.add(key)
+
     def close(self) -> None:
         """This controller stops for good (its shard moved on): drop its per-task gauges, which
         the new owner sets again."""
+        self.policies.unwatch(self._namespace_changed)
         for key in list(self.store.entries):
             with contextlib.suppress(KeyError):
                 metrics.ACTIVE_RUNS.remove(*key)
@@ -271,6 +289,8 @@ class Controller:
         await self.queue.run_timer(tick=TICK, on_due=self._due, beat=self._beat)
 
     async def _worker(self) -> None:
+        # No Job before the namespaces' policies are known.
+        await self.policies.synced.wait()
         while True:
             await self._fresh.wait()
             key = await self.queue.get()
@@ -313,6 +333,9 @@ class Controller:
         for informer in self.informers:
             scope = informer.namespace or "all"
             start(f"informer-{informer.resource.name}-{scope}", informer.run)
+        if self._own_policies:
+            for i, informer in enumerate(self.policies.informers):
+                start(f"informer-namespaces-{i}", informer.run)
         for i in range(self._workers):
             start(f"worker-{i}", self._worker)
         for i in range(EVENT_POSTERS):
@@ -373,10 +396,20 @@ class Controller:
         meta = body["metadata"]
         spec: TaskSpec | None = None
         error: SpecError | None = None
+        refusal: Refusal | None = None
         try:
             spec = parse_spec(body.get("spec"))
         except SpecError as problem:
             error = problem
+        else:
+            refusal = judge(
+                spec,
+                body["spec"].get("jobTemplate"),
+                namespace=namespace,
+                name=name,
+                policy=self.policies.policy(namespace),
+                limits=self.limits,
+            )
         start = self.writer.begin(key, entry, body)
         try:
             status = TaskStatus.model_validate(
@@ -403,6 +436,7 @@ class Controller:
             labels=meta.get("labels") or {},
             resume=(meta.get("annotations") or {}).get(ANNOTATION_RESUME),
             deliveries=tuple(self._deliveries.get(key, ())),
+            refusal=refusal,
         )
         now = self.clock()
         decision = decide(view, now)

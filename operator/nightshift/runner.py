@@ -23,10 +23,13 @@ import kopf
 from prometheus_client import start_http_server
 
 from nightshift import faults, health, memory, metrics
+from nightshift.admission import Denied, Reviewer
 from nightshift.controller import Controller
+from nightshift.guard import Limits
 from nightshift.kube import KubeClient, load_config
 from nightshift.leader import LeaderElector
-from nightshift.models import GROUP, PLURAL, VERSION, SpecError, parse_spec
+from nightshift.models import GROUP, PLURAL, VERSION
+from nightshift.namespaces import Namespaces
 from nightshift.shards import ShardManager
 from nightshift.supervise import Supervisor
 
@@ -63,7 +66,7 @@ class _NoDiffBase(kopf.DiffBaseStorage):
         return None
 
 
-def registry(args: argparse.Namespace) -> kopf.OperatorRegistry:
+def registry(args: argparse.Namespace, reviewer: Reviewer) -> kopf.OperatorRegistry:
     """The kopf handlers of one operator: its login, and the validating webhook."""
     reg = kopf.OperatorRegistry()
 
@@ -99,13 +102,18 @@ def registry(args: argparse.Namespace) -> kopf.OperatorRegistry:
     # failurePolicy Ignore: while the operator is down, writes are not blocked; what slips
     # through is caught by the operator itself (Ready=False, one Warning Event, no Jobs).
     @kopf.on.validate(GROUP, VERSION, PLURAL, id="validate", ignore_failures=True, registry=reg)
-    def _validate(*, spec: kopf.Spec, operation: str | None = None, **_: Any) -> None:
-        if operation == "DELETE":
-            return
+    async def _validate(
+        *,
+        body: kopf.Body,
+        userinfo: kopf.UserInfo,
+        old: kopf.Body | None = None,
+        operation: str | None = None,
+        **_: Any,
+    ) -> None:
         try:
-            parse_spec(dict(spec))
-        except SpecError as error:
-            raise kopf.AdmissionError(str(error), code=422) from None
+            await reviewer.review(operation=operation, body=body, old=old, user=dict(userinfo))
+        except Denied as denied:
+            raise kopf.AdmissionError(str(denied), code=denied.code) from None
 
     return reg
 
@@ -139,11 +147,22 @@ class _ShardedHealth:
 async def _main(args: argparse.Namespace) -> None:
     load_config(args.kubeconfig)
     identity = os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
-    api = KubeClient(identity=identity)
+    api = KubeClient(identity=identity, qps=args.api_qps, burst=args.api_burst)
     seams = faults.from_env()
     supervisor = Supervisor(faults=seams)
+    # One view of the namespaces' policies for the webhook and every controller (shard).
+    policies = Namespaces(
+        api,
+        names=args.namespaces or (),
+        default=args.pod_security_default,
+        enabled=args.pod_security,
+    )
+    for i, informer in enumerate(policies.informers):
+        supervisor.start(f"informer-namespaces-{i}", informer.run)
+    limits = Limits(min_interval=args.min_interval, max_template_bytes=args.max_template_bytes)
+    reviewer = Reviewer(api, policies, limits, check_access=args.check_job_access)
     if args.shards > 1:
-        await _sharded(args, api, identity, supervisor, seams)
+        await _sharded(args, api, identity, supervisor, seams, policies, limits, reviewer)
         return
     elector: LeaderElector | None = None
     if args.leader_elect:
@@ -158,6 +177,8 @@ async def _main(args: argparse.Namespace) -> None:
         is_leader=(lambda: elector.is_leader) if elector else (lambda: True),
         namespaces=args.namespaces or (),
         supervisor=supervisor,
+        policies=policies,
+        limits=limits,
     )
     metrics.track(lambda: len(controller.store), lambda: controller.queue.scheduled)
     if elector is not None:
@@ -168,7 +189,7 @@ async def _main(args: argparse.Namespace) -> None:
     probes = await health.serve(args.health_port, controller) if args.health_port else None
     scheduler = asyncio.create_task(controller.run(), name="nightshift-controller")
     try:
-        await _serve(args)
+        await _serve(args, reviewer)
     finally:
         scheduler.cancel()
         await asyncio.gather(scheduler, return_exceptions=True)
@@ -179,11 +200,11 @@ async def _main(args: argparse.Namespace) -> None:
         api.close()
 
 
-async def _serve(args: argparse.Namespace) -> None:
+async def _serve(args: argparse.Namespace, reviewer: Reviewer) -> None:
     """The webhook (kopf) until a signal, or just wait for the signal."""
     if args.webhook_port:
         await kopf.operator(
-            registry=registry(args),
+            registry=registry(args, reviewer),
             clusterwide=not args.namespaces,
             namespaces=args.namespaces,
             standalone=True,
@@ -198,6 +219,9 @@ async def _sharded(
     identity: str,
     supervisor: Supervisor,
     seams: dict[str, faults.Fault],
+    policies: Namespaces,
+    limits: Limits,
+    reviewer: Reviewer,
 ) -> None:
     """``--shards S`` (S > 1): hold a fair share of the shards, a Controller per shard held."""
     manager = ShardManager(
@@ -209,6 +233,8 @@ async def _sharded(
         namespaces=args.namespaces or (),
         make_supervisor=lambda: Supervisor(faults=seams),
         mode=None if args.shard_filter == "auto" else args.shard_filter,
+        policies=policies,
+        limits=limits,
     )
     metrics.track(manager.tasks, manager.queued)
     supervisor.start("shards", manager.run)
@@ -217,7 +243,7 @@ async def _sharded(
     target = _ShardedHealth(supervisor, manager)
     probes = await health.serve(args.health_port, target) if args.health_port else None
     try:
-        await _serve(args)
+        await _serve(args, reviewer)
     finally:
         await supervisor.stop()
         await manager.release_all()

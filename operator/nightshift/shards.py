@@ -34,9 +34,11 @@ from typing import Any, Literal
 from nightshift import memory, metrics
 from nightshift.api import ApiError, KubeApi
 from nightshift.controller import Controller
+from nightshift.guard import Limits
 from nightshift.informer import JOBS, TASKS, Informer
 from nightshift.jobs import ANNOTATION_TASK_UID, LABEL_MANAGED
 from nightshift.leader import LeaseTiming, lease_body, may_acquire
+from nightshift.namespaces import Namespaces
 from nightshift.sharding import (
     LABEL_BUCKET,
     bucket,
@@ -285,6 +287,9 @@ class ShardManager:
     make_supervisor: Callable[[], Supervisor] = Supervisor
     controller_clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     mode: Mode | None = None  # None: ask the API server on the first round
+    # The namespaces' policies, shared by the shards' controllers (None: each watches its own).
+    policies: Namespaces | None = None
+    limits: Limits = field(default_factory=Limits)
     held: dict[int, _Held] = field(default_factory=dict)
     _seen: dict[str, _Seen] = field(default_factory=dict)
     _rounds: int = 0
@@ -557,6 +562,8 @@ class ShardManager:
             owns=owns,
             listen_unreachable=False,
             clock=self.controller_clock,
+            policies=self.policies,
+            limits=self.limits,
         )
         task = asyncio.create_task(self._run_shard(shard, controller), name=f"shard-{shard}")
         self.held[shard] = _Held(shard, renewed_at, controller, task)

@@ -112,7 +112,7 @@ class Call:
 class WatchEvent:
     """What a watch would deliver: ``resource`` is "tasks" or "jobs"."""
 
-    resource: Literal["tasks", "jobs"]
+    resource: Literal["tasks", "jobs", "namespaces"]
     type: Literal["ADDED", "MODIFIED", "DELETED"]
     body: Obj
 
@@ -183,6 +183,8 @@ class FakeKube:
         self._snapshots: dict[tuple[str, ...], tuple[list[Obj], str]] = {}
         self.shard_filtering = True
         self.no_jobs: dict[str, set[str]] = {}  # namespace: users and groups refused Jobs there
+        # Namespaces (keyed like the rest: "", name); none exist unless a test makes them.
+        self.namespaces: dict[ObjKey, Obj] = {}
 
     # --- configuration: faults and holds -------------------------------------------------------
 
@@ -267,7 +269,7 @@ class FakeKube:
     def _bump(self, obj: Obj) -> None:
         obj["metadata"]["resourceVersion"] = str(next(self._rv))
 
-    def _emit(self, resource: Literal["tasks", "jobs"], kind: Any, obj: Obj) -> None:
+    def _emit(self, resource: Literal["tasks", "jobs", "namespaces"], kind: Any, obj: Obj) -> None:
         self.watch.append(WatchEvent(resource, kind, copy.deepcopy(obj)))
 
     def create_task(
@@ -327,6 +329,26 @@ class FakeKube:
             for (ns, job), body in list(self.jobs.items()):
                 if ns == namespace and _controller_uid(body) == uid:
                     self._remove_job(ns, job)
+
+    def put_namespace(
+        self,
+        name: str,
+        *,
+        labels: dict[str, str] | None = None,
+        annotations: dict[str, str] | None = None,
+    ) -> Obj:
+        """A cluster admin creates the namespace, or sets its labels and annotations."""
+        obj = self.namespaces.get(("", name))
+        kind = "MODIFIED" if obj is not None else "ADDED"
+        if obj is None:
+            obj = {"apiVersion": "v1", "kind": "Namespace", "metadata": self._meta("", name)}
+            del obj["metadata"]["namespace"]
+            self.namespaces["", name] = obj
+        obj["metadata"]["labels"] = dict(labels or {})
+        obj["metadata"]["annotations"] = dict(annotations or {})
+        self._bump(obj)
+        self._emit("namespaces", kind, obj)
+        return copy.deepcopy(obj)
 
     def finish_job(
         self,
@@ -492,13 +514,18 @@ class FakeKube:
         which = (path, params.get("labelSelector", ""), params.get("shardSelector", ""))
         if page == 0:
             shard = self._shard_range(params.get("shardSelector", ""))
-            objects = self.tasks if resource == "scheduledtasks" else self.jobs
+            objects = {
+                "scheduledtasks": self.tasks,
+                "jobs": self.jobs,
+                "namespaces": self.namespaces,
+            }[resource]
             self._snapshots[which] = (
                 [
                     copy.deepcopy(obj)
                     for key, obj in sorted(objects.items())
                     if (namespace is None or key[0] == namespace)
                     and matches(obj, params.get("labelSelector", ""))
+                    and fields_match(obj, params.get("fieldSelector", ""))
                     and (shard is None or shard[0] <= fnv1a64(obj["metadata"]["uid"]) < shard[1])
                 ],
                 str(next(self._rv)),
@@ -717,10 +744,23 @@ def matches(obj: Obj, selector: str) -> bool:
 
 
 def _parse_path(path: str) -> tuple[str | None, str]:
-    """(namespace or None, plural) of a collection path like /apis/batch/v1/namespaces/x/jobs."""
+    """(namespace or None, plural) of a collection path like /apis/batch/v1/namespaces/x/jobs
+    (or /api/v1/namespaces, the namespaces themselves)."""
     parts = path.strip("/").split("/")
+    if parts[-1] == "namespaces":
+        return None, "namespaces"
     namespace = parts[parts.index("namespaces") + 1] if "namespaces" in parts else None
     return namespace, parts[-1]
+
+
+def fields_match(obj: Obj, selector: str) -> bool:
+    """Whether ``obj`` matches a field selector (only ``metadata.name=...``, what the operator
+    sends)."""
+    if not selector:
+        return True
+    key, _, value = selector.partition("=")
+    assert key == "metadata.name", selector
+    return bool(obj["metadata"]["name"] == value)
 
 
 def _controller_uid(obj: Obj) -> str | None:
