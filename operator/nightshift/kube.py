@@ -50,6 +50,9 @@ WATCH_CONNECTIONS = 32
 # A watch stream: the API server sends a bookmark about every minute, so this long without a byte
 # means the connection is dead.
 WATCH_TIMEOUT = (5.0, 90.0)
+# Watch events decoded and not yet taken by the event loop; beyond this the watch's thread stops
+# reading until the loop catches up (a flood of task updates cannot grow memory without bound).
+WATCH_BUFFER = 1000
 # The client-side limit on writes (Job creates and deletes, status patches, Events, labels; not
 # the Lease): a burst as large as a thousand Jobs due in the same second, then 100 a second.
 QPS = 100.0
@@ -228,6 +231,7 @@ class KubeClient:
         outcome: list[BaseException | None] = []
         response: list[Any] = []
         stopping = threading.Event()
+        drained = threading.Event()
         self.calls[verb] = self.calls.get(verb, 0) + 1
         metrics.API_REQUESTS.labels(call=verb).inc()
 
@@ -244,6 +248,11 @@ class KubeClient:
                     if decoded:
                         ready.extend(decoded)
                         loop.call_soon_threadsafe(woken.set)
+                    # Back-pressure: while the event loop lags this far behind, stop reading;
+                    # TCP then slows the API server down, and memory stays bounded.
+                    while len(ready) >= WATCH_BUFFER and not stopping.is_set():
+                        drained.wait(0.5)
+                        drained.clear()
                     if stopping.is_set():
                         break
                 raw.release_conn()
@@ -260,8 +269,9 @@ class KubeClient:
                 await woken.wait()
                 woken.clear()
                 if ready:
-                    batch = list(ready)
-                    ready.clear()
+                    # One popleft at a time: the thread may append between a copy and a clear.
+                    batch = [ready.popleft() for _ in range(len(ready))]
+                    drained.set()
                     yield batch
                 if outcome and not ready:
                     break

@@ -206,7 +206,7 @@ class Labeller:
     async def run(self) -> None:
         """Watch what lacks the label and label it, for ever (the holder of shard 0 runs this):
         in label mode a new task is seen by no shard until it is labelled."""
-        queue: asyncio.Queue[tuple[Literal["jobs", "scheduledtasks"], Any]] = asyncio.Queue()
+        queue = _Todo()
         informers = [
             Informer(self.api, resource, _Unlabelled(plural, queue), namespace=ns, selector=sel)
             for plural, sel, resource in self._what()
@@ -228,14 +228,34 @@ class Labeller:
             await asyncio.gather(*tasks, return_exceptions=True)
 
 
+class _Todo:
+    """What the labeller has to label, each object once however often its events come (a task
+    updated in a loop must not grow the queue): bounded by the unlabelled objects that exist."""
+
+    def __init__(self) -> None:
+        self._items: dict[tuple[str, str, str], tuple[Literal["jobs", "scheduledtasks"], Any]] = {}
+        self._ready = asyncio.Event()
+
+    def put_nowait(self, item: tuple[Literal["jobs", "scheduledtasks"], Any]) -> None:
+        plural, todo = item
+        self._items[(plural, todo[0], todo[1])] = item  # the latest uid and bucket win
+        self._ready.set()
+
+    async def get(self) -> tuple[Literal["jobs", "scheduledtasks"], Any]:
+        while not self._items:
+            self._ready.clear()
+            await self._ready.wait()
+        key = next(iter(self._items))
+        return self._items.pop(key)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
 class _Unlabelled:
     """The labeller's informers' sink: what lacks the label goes to the queue."""
 
-    def __init__(
-        self,
-        plural: Literal["jobs", "scheduledtasks"],
-        queue: asyncio.Queue[tuple[Literal["jobs", "scheduledtasks"], Any]],
-    ) -> None:
+    def __init__(self, plural: Literal["jobs", "scheduledtasks"], queue: _Todo) -> None:
         self.plural = plural
         self.queue = queue
 

@@ -47,6 +47,9 @@ WRITERS = 8  # status writes in flight at once
 YIELD_MAX = 5.0  # seconds a write waits for the creates at most
 EVENT_QUEUE = 2000  # Events waiting to be posted; beyond that they are dropped (and counted)
 EVENT_POSTERS = 8
+# Events a task's unwritten decisions may hold (a status write that keeps failing keeps them);
+# beyond that the oldest are dropped (and counted).
+PENDING_EVENTS = 100
 
 
 def canonical(status: Any) -> bytes:
@@ -61,6 +64,14 @@ def canonical(status: Any) -> bytes:
         return value
 
     return json.dumps(strip(status or {}), sort_keys=True, separators=(",", ":")).encode()
+
+
+def _bounded(events: list[Event]) -> list[Event]:
+    """The newest PENDING_EVENTS of ``events``; the rest are counted as dropped."""
+    if len(events) <= PENDING_EVENTS:
+        return events
+    metrics.EVENTS_DROPPED.inc(len(events) - PENDING_EVENTS)
+    return events[-PENDING_EVENTS:]
 
 
 class CreateGate:
@@ -203,7 +214,7 @@ class Writer:
             pending.status = status
         for name, what in deletes.items():
             pending.deletes.setdefault(name, what)
-        pending.events += events
+        pending.events = _bounded(pending.events + events)
         if not pending.flushing and not pending.empty():
             pending.flushing = True
             flush = asyncio.create_task(self._flush(key, pending), name="nightshift-flush")
@@ -273,14 +284,14 @@ class Writer:
                     updated = await self.api.patch_status(namespace, name, status, pending.base_rv)
                 except Conflict as conflict:
                     pending.deletes = deletes | pending.deletes
-                    pending.events = events + pending.events
+                    pending.events = _bounded(events + pending.events)
                     log.info("%s (written at %s); reading it again", conflict, pending.base_rv)
                     await self._conflict(key, pending)
                     return
                 except ApiError as error:
                     # Keep it all; a later sync (after the back-off) writes it again.
                     pending.deletes = deletes | pending.deletes
-                    pending.events = events + pending.events
+                    pending.events = _bounded(events + pending.events)
                     delay = self._retry(key, at_least=error.retry_after)
                     log.warning("%s; retrying in %.1f s", error, delay)
                     metrics.SYNC_ERRORS.inc()

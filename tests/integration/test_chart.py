@@ -694,20 +694,28 @@ def test_shards_add_lease_listing_and_the_labeller_patches_only(
             {"get", "list", "watch"} | ({"patch"} if shard_filter == "auto" else set())
         )
         expected = (
-            OPERATOR_RULES
-            - {
-                ("scheduledtasks.nightshift.dev", (), frozenset({"get", "list", "watch"})),
-                ("jobs.batch", (), frozenset({"create", "get", "list", "watch", "delete"})),
-            }
-        ) | guard_rules() | {
-            ("scheduledtasks.nightshift.dev", (), tasks),
-            ("jobs.batch", (), frozenset({"create", "get", "list", "watch", "delete", "patch"})),
             (
-                "leases.coordination.k8s.io",
-                (),
-                frozenset({"create", "get", "list", "update", "delete"}),
-            ),
-        }
+                OPERATOR_RULES
+                - {
+                    ("scheduledtasks.nightshift.dev", (), frozenset({"get", "list", "watch"})),
+                    ("jobs.batch", (), frozenset({"create", "get", "list", "watch", "delete"})),
+                }
+            )
+            | guard_rules()
+            | {
+                ("scheduledtasks.nightshift.dev", (), tasks),
+                (
+                    "jobs.batch",
+                    (),
+                    frozenset({"create", "get", "list", "watch", "delete", "patch"}),
+                ),
+                (
+                    "leases.coordination.k8s.io",
+                    (),
+                    frozenset({"create", "get", "list", "update", "delete"}),
+                ),
+            }
+        )
         got = eventually(lambda: service_account_rules(cluster, namespace, sa), expected)
         assert got == expected, f"got:\n{show(got)}\nexpected:\n{show(expected)}"
     finally:

@@ -340,3 +340,48 @@ def test_an_event_counted_again_is_patched_and_a_gone_one_says_so(client: KubeCl
     assert patch["count"] == 3
     assert patch["series"]["count"] == 3
     assert patch["series"]["lastObservedTime"].endswith("Z")
+
+
+def test_a_watch_stops_reading_while_the_event_loop_lags_behind(
+    client: KubeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Back-pressure: a flood of watch events waits in the socket, not in memory."""
+    import threading
+
+    from nightshift import kube
+
+    monkeypatch.setattr(kube, "WATCH_BUFFER", 50)
+    read = []
+    done = threading.Event()
+
+    class Stream:
+        def stream(self, amt: Any = None, decode_content: bool = True) -> Iterator[bytes]:
+            for i in range(1000):
+                read.append(i)
+                yield b'{"n": %d}\n' % i
+            done.set()
+
+        def release_conn(self) -> None:
+            pass
+
+        def shutdown(self) -> None:
+            pass
+
+    monkeypatch.setattr(client, "_raw", lambda *args: Stream())
+
+    async def scenario() -> tuple[int, int]:
+        stream = client.watch_raw("watch_x", "/x", {}, json.loads)
+        first = await anext(stream)  # the loop takes one batch, then lags behind
+        await asyncio.sleep(0.3)
+        lagging = len(read)
+        taken = len(first)
+        async for batch in stream:  # it catches up: everything arrives, in order
+            taken += len(batch)
+            if taken == 1000:
+                break
+        await stream.aclose()
+        return lagging, taken
+
+    lagging, taken = run(scenario())
+    assert lagging <= 2 * 50 + 1
+    assert taken == 1000

@@ -561,6 +561,28 @@ def test_a_task_posting_too_many_events_has_the_rest_dropped_and_counted() -> No
     assert counts == [1] * 9 + [16]
 
 
+def test_events_kept_behind_a_failing_status_write_are_bounded() -> None:
+    async def run() -> tuple[float, list[str]]:
+        rig = Rig()
+        rig.posters()
+        rig.fake.fail("patch_status", ApiError("unavailable (HTTP 503)", status=503), times=None)
+        before = counter("nightshift_events_dropped_total")
+        for batch in range(3):
+            events = [Event("Normal", "RunStarted", f"run {batch}-{i}") for i in range(50)]
+            rig.submit(events=events)
+            await drain()
+        dropped = counter("nightshift_events_dropped_total") - before
+        rig.fake.heal()
+        rig.submit(events=[])
+        await drain(50)
+        return dropped, [e["message"] for e in rig.fake.events]
+
+    dropped, posted = asyncio.run(run())
+    assert dropped == 50
+    # The newest 100 survive: 9 Events of their own, then the rest combined (nightshift.events).
+    assert posted[0] == "run 1-0"
+
+
 def test_a_failed_event_post_does_not_stop_the_poster() -> None:
     async def run() -> list[str]:
         rig = Rig()
