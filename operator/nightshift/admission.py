@@ -5,7 +5,7 @@ write is refused when the operator would refuse the task (:mod:`nightshift.guard
 namespace's Pod Security level and ServiceAccount allowlist, the minimum interval, the template's
 size), and when its author may not create Jobs in that namespace themselves, asked with a
 SubjectAccessReview for exactly the requesting user (name, uid, groups, extra). A write that
-leaves the spec as it was (an annotation: run-now, resume; a label) needs no such right: it
+leaves the spec as it was (an annotation: run-now, resume; a label) is not judged at all: it
 starts no Job the spec did not already allow.
 """
 
@@ -59,6 +59,11 @@ class Reviewer:
         """Return if the write may go; raise :class:`Denied` if not."""
         if operation not in ("CREATE", "UPDATE"):
             return
+        if operation == "UPDATE" and old is not None and old.get("spec") == body.get("spec"):
+            # Metadata only (run now, resume, labels, the shard labeller's): it changes nothing
+            # the operator judges, and must not be stuck behind a spec the operator refuses
+            # anyway (a task the labeller cannot label would never reach a shard).
+            return
         meta = body.get("metadata") or {}
         namespace = str(meta.get("namespace") or "")
         name = str(meta.get("name") or meta.get("generateName") or "")
@@ -83,11 +88,8 @@ class Reviewer:
             if refused is not None:
                 security = refused.reason in ("PodSecurity", "ServiceAccountNotAllowed")
                 raise Denied(refused.message, 403 if security else 422)
-        if not self.check_access:
-            return
-        if operation == "UPDATE" and old is not None and old.get("spec") == raw:
-            return
-        await self._may_create_jobs(namespace, user)
+        if self.check_access:
+            await self._may_create_jobs(namespace, user)
 
     async def _may_create_jobs(self, namespace: str, user: Mapping[str, Any]) -> None:
         who = str(user.get("username") or "")

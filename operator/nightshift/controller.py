@@ -363,7 +363,14 @@ class Controller:
             return out
         idle = self.supervisor.clock() - self.queue.last_taken
         if self._fresh.is_set() and len(self.queue) and idle > STUCK:
-            out.append(f"{len(self.queue)} task(s) queued and no worker took one for {idle:.0f} s")
+            why = (
+                ": the namespaces are not listed (the operator needs list and watch on them)"
+                if not self.policies.synced.is_set()
+                else ""
+            )
+            out.append(
+                f"{len(self.queue)} task(s) queued and no worker took one for {idle:.0f} s{why}"
+            )
         return out
 
     # --- one sync ---------------------------------------------------------------------------

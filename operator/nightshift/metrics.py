@@ -74,7 +74,8 @@ STATUS_CONFLICTS = Counter(
 )
 EVENTS_DROPPED = Counter(
     "nightshift_events_dropped_total",
-    "Events not posted because too many were waiting (the posting queue is bounded).",
+    "Events not posted because too many were waiting (the posting queue is bounded), or too many "
+    "were kept behind a task's failing status write.",
 )
 EVENTS_THROTTLED = Counter(
     "nightshift_events_throttled_total",

@@ -16,6 +16,9 @@ It behaves like the real API server where the operator depends on it, and nowher
   itself: tests hand its events over (:meth:`FakeKube.take_watch`), so they can make it lag;
 - Events are recorded (a patch updates the count; :meth:`FakeKube.expire_events` plays the TTL);
   Leases refuse a replace at a stale resourceVersion and are listed by label;
+- namespaces exist only when a test makes them (:meth:`FakeKube.put_namespace`), and are listed
+  and watched like the rest (a ``metadata.name`` field selector picks one); a SubjectAccessReview
+  allows everyone but the users and groups :attr:`FakeKube.no_jobs` names for a namespace;
 - label selectors (``k=v``, ``k!=v``, ``k in (a,b)``, ``k``, ``!k``) select list items, and so
   does a ``shardSelector`` (the FNV-1a hash of the uid) while :attr:`FakeKube.shard_filtering` is
   on, as on an API server with ``ShardedListAndWatch`` (which refuses a malformed one with a 500);

@@ -84,13 +84,18 @@ def test_someone_who_may_create_tasks_but_not_jobs_is_refused() -> None:
     assert review(task(), fake=FakeKube(), check_access=False) == (None, [])
 
 
-def test_a_write_that_leaves_the_spec_alone_needs_no_job_permission() -> None:
-    """Run-now and resume annotate the task: they start no Job its spec did not allow."""
+def test_a_write_that_leaves_the_spec_alone_is_not_judged() -> None:
+    """Run-now and resume annotate the task, the shard labeller labels it: they start no Job
+    its spec did not allow, and a spec refused since (a namespace relabelled, an older
+    operator) must not block them."""
     fake = FakeKube()
     fake.no_jobs[NS] = {"alice"}
     body = task()
     annotated = {**body, "metadata": {**body["metadata"], "annotations": {"a": "b"}}}
     assert review(annotated, operation="UPDATE", old=body, fake=fake) == (None, [])
+    stored = task(interval="1s")
+    labelled = {**stored, "metadata": {**stored["metadata"], "labels": {"b": "7"}}}
+    assert review(labelled, operation="UPDATE", old=stored, fake=fake) == (None, [])
     changed = task(interval="10m")
     denied, asked = review(changed, operation="UPDATE", old=body, fake=fake)
     assert denied is not None

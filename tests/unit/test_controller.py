@@ -822,3 +822,30 @@ def test_the_operators_limits_refuse_a_task_with_a_message_naming_the_field(
         assert world.fake.event_reasons() == [reason]
 
     scenario(body)
+
+
+def test_without_the_namespaces_no_job_is_made_and_liveness_says_why() -> None:
+    """RBAC refuses the namespace list (an older chart): no task is synced, since none could be
+    judged, and after 30 s liveness fails naming the cause."""
+
+    async def body(world: World) -> None:
+        refused = ApiError(
+            'namespaces is forbidden: User "x" cannot list resource "namespaces"', status=403
+        )
+        world.fake.fail("list_namespaces", refused, times=None)
+        controller = world.replica()
+        world.fake.create_task(NS, "t", spec())
+        await world.settle()
+        await world.at("03:00")
+        assert world.fake.job_names(NS) == []
+        assert "patch_status" not in world.fake.verbs()
+        world.mono.advance(31)
+        controller.supervisor.beat("timer", 15.0)
+        (problem,) = controller.problems()
+        assert problem.endswith(
+            "no worker took one for 31 s: the namespaces are not listed (the operator needs "
+            "list and watch on them)"
+        )
+        world.fake.heal("list_namespaces")
+
+    scenario(body)
