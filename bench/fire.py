@@ -796,6 +796,8 @@ class Operator:
             f"--kubeconfig={self.kubeconfig}",
             "--health-port=0",
             f"--namespace={self.namespace}",
+            # The tick tasks fire every few seconds, below the default minimum interval (1m).
+            "--min-interval=1s",
         ]
         self.port = free_port()
         cmd.append(f"--metrics-port={self.port}")

@@ -116,6 +116,9 @@ def start_operator() -> None:
         "--webhook-port", "9443", "--webhook-addr", "127.0.0.1", "--webhook-host", "127.0.0.1",
         "--webhook-cert", str(cert), "--webhook-key", str(key),
         "--webhook-manage", "nightshift.dev",
+        # The examples fire every 10 to 30 s to show their behaviour quickly; a cluster's
+        # default floor is 1m.
+        "--min-interval", "10s",
     ]  # fmt: skip
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("ab") as log:

@@ -154,8 +154,21 @@ class KubeApi(Protocol):
         kind: Literal["Normal", "Warning"],
         reason: str,
         message: str,
-    ) -> None:
-        """Post one core/v1 Event about the object ``ref`` (metadata: name, namespace, uid)."""
+        count: int = 1,
+    ) -> str:
+        """Post one core/v1 Event about the object ``ref`` (metadata: name, namespace, uid)
+        that happened ``count`` times; returns the Event's name."""
+        ...
+
+    async def patch_event(self, namespace: str, name: str, count: int, message: str) -> bool:
+        """Say that Event ``name`` happened ``count`` times, the last with ``message`` (count,
+        series and last timestamp); False when the Event is gone (expired)."""
+        ...
+
+    async def may_create_jobs(self, namespace: str, user: Mapping[str, Any]) -> tuple[bool, str]:
+        """Whether ``user`` (an AdmissionReview's userInfo: username, uid, groups, extra) may
+        create Jobs in ``namespace``, asked with a SubjectAccessReview; (allowed, the
+        authorizer's reason)."""
         ...
 
     async def read_lease(self, namespace: str, name: str) -> dict[str, Any] | None:

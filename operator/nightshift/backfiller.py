@@ -30,6 +30,7 @@ from nightshift import metrics
 from nightshift.api import ApiError, Conflict, KubeApi
 from nightshift.backfill import BackfillView, TaskFacts, decide_backfill, settle_backfill
 from nightshift.jobs import ANNOTATION_BACKFILL, LABEL_TASK, task_label_value
+from nightshift.guard import Refusal
 from nightshift.models import (
     BACKFILL_KIND,
     BACKFILL_PLURAL,
@@ -92,8 +93,10 @@ class Backfiller:
         is_leader: Callable[[], bool],
         fresh: asyncio.Event,
         owns: Callable[[str], bool] = lambda _: True,
+        refused: Callable[[str, str, TaskSpec, Any], Refusal | None] = lambda *_: None,
     ) -> None:
-        """``owns(uid)``: whether a task of that uid is this controller's (its shard's)."""
+        """``owns(uid)``: whether a task of that uid is this controller's (its shard's);
+        ``refused(namespace, name, spec, jobTemplate)``: the guard's refusal of a task's Jobs."""
         self.api = api
         self.store = store  # the tasks and their Jobs (the controller's memory)
         self.calendar_of = calendar_of
@@ -102,6 +105,7 @@ class Backfiller:
         self.is_leader = is_leader
         self.fresh = fresh
         self.owns = owns
+        self.refused = refused
         self.queue: WorkQueue[Key] = WorkQueue(clock=lambda: self.clock().timestamp())
         self._known: dict[Key, _Known] = {}
         self._by_task: dict[Key, set[Key]] = {}
@@ -335,6 +339,14 @@ class Backfiller:
             spec = parse_spec(body.get("spec"))
         except SpecError as error:
             problem = str(error)
+        else:
+            refusal = self.refused(
+                namespace, meta.get("name", ""), spec, (body.get("spec") or {}).get("jobTemplate")
+            )
+            if refusal is not None:
+                # Its runs would be the task's Jobs: a task the guard refuses gets none, by a
+                # Backfill either.
+                spec, problem = None, f"refused ({refusal.reason}): {refusal.message}"
         try:
             status = TaskStatus.model_validate(body.get("status") or {})
         except ValueError:

@@ -6,12 +6,13 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
 import yaml
 
 from nightshift import __version__
+from nightshift.durations import DurationError, parse_duration
 from nightshift.models import (
     API_VERSION,
     CALENDAR_KIND,
@@ -167,6 +168,23 @@ def _shard_count(text: str) -> int:
     return value
 
 
+def _duration(text: str) -> timedelta:
+    try:
+        return parse_duration(text)
+    except DurationError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nightshift",
@@ -265,6 +283,55 @@ def _parser() -> argparse.ArgumentParser:
         "1.36+, feature gate ShardedListAndWatch) or by the nightshift.dev/shard-bucket label "
         "(which the operator sets); auto (default): shardSelector where the API server filters "
         "by it",
+    )
+    p.add_argument(
+        "--min-interval",
+        type=_duration,
+        default=timedelta(minutes=1),
+        metavar="DURATION",
+        help="the shortest interval (or cron gap) a task may have: shorter ones are refused at "
+        "admission and get no Jobs (default 1m)",
+    )
+    p.add_argument(
+        "--max-template-bytes",
+        type=_positive,
+        default=64 * 1024,
+        metavar="BYTES",
+        help="the largest spec.jobTemplate (compact JSON) a task may have (default 65536)",
+    )
+    p.add_argument(
+        "--pod-security-default",
+        choices=["privileged", "baseline", "restricted"],
+        default="baseline",
+        help="the Pod Security level Jobs are held to in a namespace without the label "
+        "pod-security.kubernetes.io/enforce (default baseline)",
+    )
+    p.add_argument(
+        "--pod-security",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="hold Jobs to their namespace's Pod Security level and ServiceAccount allowlist "
+        "(reads namespaces); --no-pod-security leaves that to the cluster (default: on)",
+    )
+    p.add_argument(
+        "--check-job-access",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the webhook refuses a task's spec from a user who may not create Jobs in its "
+        "namespace (a SubjectAccessReview; default: on)",
+    )
+    p.add_argument(
+        "--api-qps",
+        type=float,
+        default=100.0,
+        help="writes per second to the API server, sustained (Job creates and deletes, status, "
+        "Events; not the Lease); 0: no limit (default 100)",
+    )
+    p.add_argument(
+        "--api-burst",
+        type=_positive,
+        default=1000,
+        help="writes at once above --api-qps (default 1000: a thousand Jobs due together)",
     )
     p.add_argument("--health-port", type=int, default=8080, help="liveness/readiness port")
     p.add_argument("--metrics-port", type=int, default=9090, help="Prometheus metrics port")

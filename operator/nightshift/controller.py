@@ -25,6 +25,7 @@ from nightshift.api import ApiError, KubeApi
 from nightshift.backfiller import WORKERS as BACKFILL_WORKERS
 from nightshift.backfiller import Backfiller
 from nightshift.care import ANNOTATION_RESUME, Delivery
+from nightshift.guard import Limits, Refusal, judge
 from nightshift.informer import BACKFILLS, CALENDARS, JOBS, TASKS, Informer
 from nightshift.jobs import ANNOTATION_RUN_NOW, ANNOTATION_SLOT, LABEL_MANAGED, token_key
 from nightshift.models import (
@@ -38,6 +39,7 @@ from nightshift.models import (
     parse_spec,
     read_time,
 )
+from nightshift.namespaces import Namespaces
 from nightshift.notify import WORKERS as NOTIFY_WORKERS
 from nightshift.notify import Notifier, TaskRef
 from nightshift.reconcile import CreateJob, JobView, Outcome, TaskView, decide, settle
@@ -62,6 +64,7 @@ NOTIFY_AGAIN = 5.0
 
 
 LOOKAHEAD = timedelta(seconds=30)
+DEFAULT_LIMITS = Limits()
 
 
 def _needs_attention(body: dict[str, Any], now: datetime) -> tuple[datetime | None, bool]:
@@ -126,6 +129,8 @@ class Controller:
         owns: Callable[[dict[str, Any]], bool] = lambda _: True,
         owns_uid: Callable[[str], bool] = lambda _: True,
         listen_unreachable: bool = True,
+        policies: Namespaces | None = None,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         """``task_selector``/``task_shard`` (label and shard selectors of the task watch) and
         ``job_selector`` narrow what this controller sees, e.g. to one shard; ``owns`` says
@@ -133,7 +138,9 @@ class Controller:
         API server did not filter), and ``owns_uid`` whether a task of that uid is (the
         Backfills it runs are its tasks'; it sees every Backfill and Calendar). With
         ``listen_unreachable`` it hears of requests that did not reach the API server itself;
-        otherwise whoever owns it calls :meth:`unreachable`.
+        otherwise whoever owns it calls :meth:`unreachable`. ``policies`` says what each
+        namespace allows its tasks' pods (nightshift.guard); None: the controller watches its
+        namespaces itself. ``limits`` are the operator's.
         """
         self.api = api
         self.namespaces = tuple(namespaces)  # empty: cluster-wide
@@ -168,6 +175,10 @@ class Controller:
             is_leader=lambda: self.is_leader(),  # noqa: PLW0108
             fresh=self._fresh,
             owns=owns_uid,
+            # A Backfill runs its task's template: the guard holds it to the same rules.
+            refused=lambda namespace, name, spec, template: self._judge(
+                namespace, name, spec, template
+            ),
         )
         self._deferred: set[Key] = set()
         self._frozen = False
@@ -194,10 +205,28 @@ class Controller:
                         api, resource, feed, namespace=namespace, selector=selector, shard=shard
                     )
                 )
+        # A task is judged against its namespace's policy on every sync; a changed policy
+        # (a Pod Security label set or removed) judges that namespace's tasks again at once.
+        self._own_policies = policies is None
+        self.policies = policies or Namespaces(api, names=self.namespaces)
+        self.policies.watch(self._namespace_changed)
+        self.limits = limits
         self.ready = asyncio.Event()
         self.notifier = Notifier(api, on_done=self._delivered, clock=self.clock)
         # Delivery outcomes the next sync folds into the task's status.
         self._deliveries: dict[Key, list[Delivery]] = {}
+
+    def _judge(self, namespace: str, name: str, spec: TaskSpec, template: Any) -> Refusal | None:
+        """What the guard says of a task's Jobs: its namespace's policy and the operator's
+        limits (nightshift.guard)."""
+        return judge(
+            spec,
+            template,
+            namespace=namespace,
+            name=name,
+            policy=self.policies.policy(namespace),
+            limits=self.limits,
+        )
 
     # --- watch input ------------------------------------------------------------------------
 
@@ -253,9 +282,14 @@ class Controller:
         with contextlib.suppress(KeyError):
             metrics.ACTIVE_RUNS.remove(*key)
 
+    def _namespace_changed(self, namespace: str) -> None:
+        for key in [k for k in self.store.entries if k[0] == namespace]:
+            self.queue.add(key)
+
     def close(self) -> None:
         """This controller stops for good (its shard moved on): drop its per-task gauges, which
         the new owner sets again."""
+        self.policies.unwatch(self._namespace_changed)
         for key in list(self.store.entries):
             with contextlib.suppress(KeyError):
                 metrics.ACTIVE_RUNS.remove(*key)
@@ -339,6 +373,8 @@ class Controller:
         await self.queue.run_timer(tick=TICK, on_due=self._due, beat=self._beat)
 
     async def _worker(self) -> None:
+        # No Job before the namespaces' policies are known.
+        await self.policies.synced.wait()
         while True:
             await self._fresh.wait()
             key = await self.queue.get()
@@ -381,6 +417,9 @@ class Controller:
         for informer in self.informers:
             scope = informer.namespace or "all"
             start(f"informer-{informer.resource.name}-{scope}", informer.run)
+        if self._own_policies:
+            for i, informer in enumerate(self.policies.informers):
+                start(f"informer-namespaces-{i}", informer.run)
         for i in range(self._workers):
             start(f"worker-{i}", self._worker)
         for i in range(EVENT_POSTERS):
@@ -412,7 +451,14 @@ class Controller:
             return out
         idle = self.supervisor.clock() - self.queue.last_taken
         if self._fresh.is_set() and len(self.queue) and idle > STUCK:
-            out.append(f"{len(self.queue)} task(s) queued and no worker took one for {idle:.0f} s")
+            why = (
+                ": the namespaces are not listed (the operator needs list and watch on them)"
+                if not self.policies.synced.is_set()
+                else ""
+            )
+            out.append(
+                f"{len(self.queue)} task(s) queued and no worker took one for {idle:.0f} s{why}"
+            )
         return out
 
     # --- one sync ---------------------------------------------------------------------------
@@ -445,10 +491,13 @@ class Controller:
         meta = body["metadata"]
         spec: TaskSpec | None = None
         error: SpecError | None = None
+        refusal: Refusal | None = None
         try:
             spec = parse_spec(body.get("spec"))
         except SpecError as problem:
             error = problem
+        else:
+            refusal = self._judge(namespace, name, spec, body["spec"].get("jobTemplate"))
         start = self.writer.begin(key, entry, body)
         try:
             status = TaskStatus.model_validate(
@@ -485,6 +534,7 @@ class Controller:
             labels=meta.get("labels") or {},
             resume=(meta.get("annotations") or {}).get(ANNOTATION_RESUME),
             deliveries=tuple(self._deliveries.get(key, ())),
+            refusal=refusal,
         )
         now = self.clock()
         decision = decide(view, now)

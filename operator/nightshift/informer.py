@@ -23,9 +23,20 @@ from typing import Any, Protocol
 import msgspec
 
 from nightshift.api import ApiError, KubeApi
+from nightshift.guard import ANNOTATION_SERVICE_ACCOUNTS, LABEL_ENFORCE
 from nightshift.workqueue import Backoff
 
-__all__ = ["BACKFILLS", "CALENDARS", "JOBS", "PAGE", "TASKS", "Informer", "Resource", "Sink"]
+__all__ = [
+    "BACKFILLS",
+    "CALENDARS",
+    "JOBS",
+    "NAMESPACES",
+    "PAGE",
+    "TASKS",
+    "Informer",
+    "Resource",
+    "Sink",
+]
 
 log = logging.getLogger(__name__)
 
@@ -178,20 +189,65 @@ def _objects_page(raw: bytes) -> Page:
     )
 
 
+class _NamespaceMeta(msgspec.Struct, omit_defaults=True):
+    name: str = ""
+    uid: str = ""
+    resourceVersion: str = ""
+    labels: dict[str, str] = msgspec.field(default_factory=dict)
+    annotations: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+class _Namespace(msgspec.Struct):
+    metadata: _NamespaceMeta = msgspec.field(default_factory=_NamespaceMeta)
+
+
+class _NamespaceList(msgspec.Struct):
+    metadata: _ListMeta = msgspec.field(default_factory=_ListMeta)
+    items: list[_Namespace] = msgspec.field(default_factory=list)
+
+
+def _kept(namespace: _Namespace) -> dict[str, Any]:
+    """A namespace as the guard reads it: its name, Pod Security label and ServiceAccount
+    allowlist (annotations can be large: last-applied-configuration)."""
+    meta = namespace.metadata
+    return {
+        "metadata": {
+            "name": meta.name,
+            "uid": meta.uid,
+            "resourceVersion": meta.resourceVersion,
+            "labels": {k: v for k, v in meta.labels.items() if k == LABEL_ENFORCE},
+            "annotations": {
+                k: v for k, v in meta.annotations.items() if k == ANNOTATION_SERVICE_ACCOUNTS
+            },
+        }
+    }
+
+
+def _namespace(raw: bytes | msgspec.Raw) -> dict[str, Any]:
+    return _kept(msgspec.json.decode(raw, type=_Namespace))
+
+
+def _namespaces_page(raw: bytes) -> Page:
+    listed = msgspec.json.decode(raw, type=_NamespaceList)
+    items = [_kept(n) for n in listed.items]
+    return Page(items, listed.metadata.resourceVersion, listed.metadata.continue_)
+
+
 @dataclass(frozen=True, slots=True)
 class Resource:
     """What an informer lists and watches, and how its objects are decoded."""
 
-    name: str  # "tasks" or "jobs": for logs and request counters
+    name: str  # "tasks", "jobs" or "namespaces": for logs and request counters
     api_version: str  # "batch/v1"
     kind: str
     plural: str
     decode_page: Callable[[bytes], Page]
     decode_event: Callable[[bytes], WatchEvent]
+    cluster: bool = False  # cluster-scoped: never under a namespace
 
     def path(self, namespace: str | None) -> str:
         group = "/api" if "/" not in self.api_version else "/apis"
-        where = f"/namespaces/{namespace}" if namespace else ""
+        where = f"/namespaces/{namespace}" if namespace and not self.cluster else ""
         return f"{group}/{self.api_version}{where}/{self.plural}"
 
 
@@ -219,6 +275,15 @@ BACKFILLS = Resource(
     "backfills",
     _objects_page,
     _event_decoder(_task),
+)
+NAMESPACES = Resource(
+    "namespaces",
+    "v1",
+    "Namespace",
+    "namespaces",
+    _namespaces_page,
+    _event_decoder(_namespace),
+    cluster=True,
 )
 
 
@@ -258,6 +323,7 @@ class Informer:
         namespace: str | None = None,
         selector: str = "",
         shard: str = "",
+        fields: str = "",
         page: int = PAGE,
         backoff: Backoff | None = None,
     ) -> None:
@@ -270,6 +336,8 @@ class Informer:
             self.params["labelSelector"] = selector
         if shard:
             self.params["shardSelector"] = shard
+        if fields:
+            self.params["fieldSelector"] = fields
         self.page = page
         self.backoff = backoff or Backoff()
         self._relist = asyncio.Event()

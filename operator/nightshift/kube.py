@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -30,6 +31,7 @@ from kubernetes.client.exceptions import ApiException
 from nightshift import metrics
 from nightshift.api import ApiError, Conflict, CreateResult, Unreachable
 from nightshift.models import GROUP, PLURAL, VERSION
+from nightshift.ratelimit import TokenBucket
 
 __all__ = ["KubeClient", "classify", "load_config"]
 
@@ -48,6 +50,13 @@ WATCH_CONNECTIONS = 32
 # A watch stream: the API server sends a bookmark about every minute, so this long without a byte
 # means the connection is dead.
 WATCH_TIMEOUT = (5.0, 90.0)
+# Watch events decoded and not yet taken by the event loop; beyond this the watch's thread stops
+# reading until the loop catches up (a flood of task updates cannot grow memory without bound).
+WATCH_BUFFER = 1000
+# The client-side limit on writes (Job creates and deletes, status patches, Events, labels; not
+# the Lease): a burst as large as a thousand Jobs due in the same second, then 100 a second.
+QPS = 100.0
+BURST = 1000
 # 5xx answers and throttling say nothing about the request itself: try again later.
 TRANSIENT = frozenset({429, 500, 502, 503, 504})
 
@@ -73,7 +82,10 @@ class KubeClient:
         identity: str = "nightshift",
         timeout: tuple[float, float] = TIMEOUT,
         lease_timeout: tuple[float, float] = LEASE_TIMEOUT,
+        qps: float = QPS,
+        burst: int = BURST,
     ) -> None:
+        """``qps`` and ``burst`` limit the operator's writes (0: no limit)."""
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="kube")
         # Sharded, a replica renews a Lease per shard it holds, each within the renew deadline.
         self._lease_pool = ThreadPoolExecutor(
@@ -83,6 +95,7 @@ class KubeClient:
         self._batch = client.BatchV1Api(self._api_client)
         self._core = client.CoreV1Api(self._api_client)
         self._custom = client.CustomObjectsApi(self._api_client)
+        self._authorization = client.AuthorizationV1Api(self._api_client)
         self._lease_client = _client(LEASE_WORKERS)
         # Two watches per namespace and per shard held, each on a connection of its own.
         self._watch_client = _client(WATCH_CONNECTIONS)
@@ -90,6 +103,9 @@ class KubeClient:
         self._timeout = timeout
         self._lease_timeout = lease_timeout
         self._identity = identity
+        # Every write but the Lease's takes a token: a flood of work (one tenant's, or a bug's)
+        # meets this before the API server's own limits.
+        self._writes = TokenBucket(qps, burst, time.monotonic()) if qps > 0 else None
         self.calls: dict[str, int] = {}
         self.errors: dict[str, int] = {}
         # Called (on the event loop) when a request could not reach the API server.
@@ -101,9 +117,16 @@ class KubeClient:
         fn: Callable[..., T],
         *args: Any,
         _lease: bool = False,
+        _write: bool = False,
         **kwargs: Any,
     ) -> T:
-        """Run ``fn`` in the pool with the timeouts; ApiException stays, the rest is ApiError."""
+        """Run ``fn`` in the pool with the timeouts; ApiException stays, the rest is ApiError.
+        A write first waits for the client-side rate limit (the Lease's never do)."""
+        if _write and self._writes is not None:
+            wait = self._writes.reserve(time.monotonic())
+            if wait > 0:
+                metrics.API_THROTTLED.inc(wait)
+                await asyncio.sleep(wait)
         self.calls[verb] = self.calls.get(verb, 0) + 1
         metrics.API_REQUESTS.labels(call=verb).inc()
         loop = asyncio.get_running_loop()
@@ -134,7 +157,9 @@ class KubeClient:
                 metrics.API_ERRORS.labels(call=verb).inc()
             raise
 
-    async def _json(self, verb: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    async def _json(
+        self, verb: str, fn: Callable[..., Any], *args: Any, _write: bool = False, **kwargs: Any
+    ) -> Any:
         """Like _call, but the response is plain JSON: building the client's model objects for
         every Job, pod and Event costs CPU the scheduler needs when many tasks are due at once."""
 
@@ -145,7 +170,7 @@ class KubeClient:
             finally:
                 response.release_conn()
 
-        return await self._call(verb, raw)
+        return await self._call(verb, raw, _write=_write)
 
     # --- raw lists and watches (the informers decode them) ----------------------------------
 
@@ -206,6 +231,7 @@ class KubeClient:
         outcome: list[BaseException | None] = []
         response: list[Any] = []
         stopping = threading.Event()
+        drained = threading.Event()
         self.calls[verb] = self.calls.get(verb, 0) + 1
         metrics.API_REQUESTS.labels(call=verb).inc()
 
@@ -222,6 +248,11 @@ class KubeClient:
                     if decoded:
                         ready.extend(decoded)
                         loop.call_soon_threadsafe(woken.set)
+                    # Back-pressure: while the event loop lags this far behind, stop reading;
+                    # TCP then slows the API server down, and memory stays bounded.
+                    while len(ready) >= WATCH_BUFFER and not stopping.is_set():
+                        drained.wait(0.5)
+                        drained.clear()
                     if stopping.is_set():
                         break
                 raw.release_conn()
@@ -238,8 +269,9 @@ class KubeClient:
                 await woken.wait()
                 woken.clear()
                 if ready:
-                    batch = list(ready)
-                    ready.clear()
+                    # One popleft at a time: the thread may append between a copy and a clear.
+                    batch = [ready.popleft() for _ in range(len(ready))]
+                    drained.set()
                     yield batch
                 if outcome and not ready:
                     break
@@ -271,7 +303,11 @@ class KubeClient:
         name = manifest["metadata"]["name"]
         try:
             created = await self._json(
-                "create_job", self._batch.create_namespaced_job, namespace, manifest
+                "create_job",
+                self._batch.create_namespaced_job,
+                namespace,
+                manifest,
+                _write=True,
             )
             return "created", "", created
         except ApiException as error:
@@ -297,7 +333,12 @@ class KubeClient:
             options["preconditions"] = {"uid": uid}
         try:
             await self._call(
-                "delete_job", self._batch.delete_namespaced_job, name, namespace, body=options
+                "delete_job",
+                self._batch.delete_namespaced_job,
+                name,
+                namespace,
+                body=options,
+                _write=True,
             )
         except ApiException as error:
             if error.status == 404:
@@ -341,6 +382,7 @@ class KubeClient:
                 PLURAL,
                 name,
                 patch,
+                _write=True,
             )
         except ApiException as error:
             if error.status == 404:
@@ -523,11 +565,12 @@ class KubeClient:
         kind: Literal["Normal", "Warning"],
         reason: str,
         message: str,
-    ) -> None:
-        """Post one core/v1 Event about the task ``ref``."""
+        count: int = 1,
+    ) -> str:
+        """Post one core/v1 Event about the task ``ref``; returns its name."""
         meta = ref["metadata"]
         now = datetime.now(UTC)
-        body = {
+        body: dict[str, Any] = {
             "apiVersion": "v1",
             "kind": "Event",
             "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
@@ -548,14 +591,80 @@ class KubeClient:
             "reportingInstance": self._identity,
             "firstTimestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "lastTimestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "count": 1,
+            "count": count,
         }
+        if count > 1:
+            body["series"] = _series(count, now)
         try:
-            await self._json(
-                "create_event", self._core.create_namespaced_event, meta["namespace"], body
+            created = await self._json(
+                "create_event",
+                self._core.create_namespaced_event,
+                meta["namespace"],
+                body,
+                _write=True,
             )
         except ApiException as error:
             raise classify(f"post Event {reason} on {meta['name']}", error) from None
+        return str((created.get("metadata") or {}).get("name") or "")
+
+    async def patch_event(self, namespace: str, name: str, count: int, message: str) -> bool:
+        """Count an Event again (count, series, last timestamp and message, as client-go's
+        recorder does); False when it is gone (the API server keeps Events an hour)."""
+        now = datetime.now(UTC)
+        patch = {
+            "count": count,
+            "lastTimestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "message": message[:MESSAGE_LIMIT],
+            "series": _series(count, now),
+        }
+        try:
+            await self._json(
+                "patch_event",
+                self._core.patch_namespaced_event,
+                name,
+                namespace,
+                patch,
+                _write=True,
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise classify(f"patch Event {namespace}/{name}", error) from None
+        return True
+
+    async def may_create_jobs(self, namespace: str, user: Mapping[str, Any]) -> tuple[bool, str]:
+        """A SubjectAccessReview: may ``user`` create Jobs (batch) in ``namespace``?"""
+        extra = {
+            str(k): [str(x) for x in (v if isinstance(v, list) else [v])]
+            for k, v in (user.get("extra") or {}).items()
+        }
+        body = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SubjectAccessReview",
+            "spec": {
+                "user": user.get("username"),
+                "uid": user.get("uid"),
+                "groups": list(user.get("groups") or []),
+                "extra": extra,
+                "resourceAttributes": {
+                    "namespace": namespace,
+                    "verb": "create",
+                    "group": "batch",
+                    "resource": "jobs",
+                },
+            },
+        }
+        try:
+            review = await self._json(
+                "create_subjectaccessreview",
+                self._authorization.create_subject_access_review,
+                body,
+            )
+        except ApiException as error:
+            raise classify("SubjectAccessReview", error) from None
+        status = review.get("status") or {}
+        reason = str(status.get("reason") or status.get("evaluationError") or "")
+        return bool(status.get("allowed")) and not status.get("denied"), reason
 
     async def read_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The Lease, or None when it does not exist."""
@@ -652,7 +761,12 @@ class KubeClient:
         try:
             if plural == "jobs":
                 await self._json(
-                    "label_job", self._batch.patch_namespaced_job, name, namespace, patch
+                    "label_job",
+                    self._batch.patch_namespaced_job,
+                    name,
+                    namespace,
+                    patch,
+                    _write=True,
                 )
             else:
                 await self._json(
@@ -664,6 +778,7 @@ class KubeClient:
                     PLURAL,
                     name,
                     patch,
+                    _write=True,
                 )
         except ApiException as error:
             # 409 or 422: the uid in the patch is another object's now (re-created since).
@@ -679,6 +794,11 @@ def _client(connections: int) -> client.ApiClient:
     # One pooled connection per worker thread (the default is 5 per CPU).
     configuration.connection_pool_maxsize = connections
     return client.ApiClient(configuration)
+
+
+def _series(count: int, now: datetime) -> dict[str, Any]:
+    """An Event's series (client-go's EventSeries): how often, and when last."""
+    return {"count": count, "lastObservedTime": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")}
 
 
 def _describe(error: BaseException) -> str:

@@ -10,7 +10,9 @@ __all__ = [
     "ACTIVE_RUNS",
     "API_ERRORS",
     "API_REQUESTS",
+    "API_THROTTLED",
     "EVENTS_DROPPED",
+    "EVENTS_THROTTLED",
     "FIRE_SKEW",
     "LATE_RUNS",
     "NOTIFICATIONS",
@@ -72,7 +74,17 @@ STATUS_CONFLICTS = Counter(
 )
 EVENTS_DROPPED = Counter(
     "nightshift_events_dropped_total",
-    "Events not posted because too many were waiting (the posting queue is bounded).",
+    "Events not posted because too many were waiting (the posting queue is bounded), or too many "
+    "were kept behind a task's failing status write.",
+)
+EVENTS_THROTTLED = Counter(
+    "nightshift_events_throttled_total",
+    "Events not posted because their task posted too many (a token bucket per task: 25 at "
+    "once, then one per 10 s).",
+)
+API_THROTTLED = Counter(
+    "nightshift_api_throttled_seconds_total",
+    "Seconds writes waited for the client-side rate limit (--api-qps, --api-burst).",
 )
 LATE_RUNS = Counter(
     "nightshift_late_runs_total",

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from nightshift import care
+from nightshift import care, guard
 from nightshift.durations import format_duration
 from nightshift.jobs import build_job, manual_run_id, run_id_for_slot, token_key
 from nightshift.models import (
@@ -120,6 +120,9 @@ class TaskView:
     labels: Mapping[str, str] = field(default_factory=dict)  # the task's metadata.labels
     resume: str | None = None  # the nightshift.dev/resume annotation
     deliveries: tuple[care.Delivery, ...] = ()  # notification outcomes not yet in status
+    # Why no Job may be created for the task (nightshift.guard): its namespace's Pod Security
+    # level, ServiceAccount allowlist, or the operator's limits. None: it may have Jobs.
+    refusal: guard.Refusal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -693,14 +696,13 @@ def _ready_changed(old: TaskStatus, new: Condition) -> bool:
     return True
 
 
-def _invalid(view: TaskView, now: datetime) -> Decision:
-    assert view.spec_error is not None
+def _invalid(view: TaskView, now: datetime, reason: str, message: str) -> Decision:
+    """No Jobs at all: the spec is invalid, or the guard refuses it (Ready=False, one Event)."""
     w = _Work(view, now)
-    message = str(view.spec_error)
-    ready = _condition(w, "Ready", False, "InvalidSpec", message)
+    ready = _condition(w, "Ready", False, reason, message)
     events = []
     if _ready_changed(view.status, ready):
-        events.append(Event("Warning", "InvalidSpec", f"{message}; no Jobs will be created"))
+        events.append(Event("Warning", reason, f"{message}; no Jobs will be created"))
     others = [c for c in view.status.conditions if c.type != "Ready"]
     status = view.status.model_copy(
         update={
@@ -983,7 +985,10 @@ def _trim_history(w: _Work, spec: TaskSpec) -> None:
 def decide(view: TaskView, now: datetime) -> Decision:
     """Decide one sync of a task at time ``now``."""
     if view.spec is None:
-        return _invalid(view, now)
+        assert view.spec_error is not None
+        return _invalid(view, now, "InvalidSpec", str(view.spec_error))
+    if view.refusal is not None:
+        return _invalid(view, now, view.refusal.reason, view.refusal.message)
     spec = view.spec
     plan = plan_for(spec, view.namespace, view.name, calendar=view.calendar)
     w = _Work(view, now)
@@ -1182,8 +1187,11 @@ def _finalize(
         ),
         *_care_conditions(w, spec),
     ]
-    if w.conflict is None and _was_invalid(view.status):
+    was = _was_invalid(view.status)
+    if w.conflict is None and was == "InvalidSpec":
         w.event("Normal", "SpecValid", "the spec is valid again; scheduling resumed")
+    elif w.conflict is None and was is not None:
+        w.event("Normal", "SpecValid", f"no longer refused ({was}); scheduling resumed")
     if (
         view.calendar_problem is None
         and previous is not None
@@ -1292,11 +1300,19 @@ def _completed_message(spec: TaskSpec) -> str:
     return "no slot is left in the schedule's window"
 
 
-def _was_invalid(status: TaskStatus) -> bool:
-    # Only InvalidSpec: a JobNameConflict clearing is not "the spec is valid again".
-    return any(
-        c.type == "Ready" and c.status == "False" and c.reason == "InvalidSpec"
-        for c in status.conditions
+_INVALID = ("InvalidSpec", *guard.REASONS)
+
+
+def _was_invalid(status: TaskStatus) -> str | None:
+    """The reason the task had no Jobs at all (InvalidSpec or a refusal), if it had none.
+    A JobNameConflict clearing is not "valid again"."""
+    return next(
+        (
+            c.reason
+            for c in status.conditions
+            if c.type == "Ready" and c.status == "False" and c.reason in _INVALID
+        ),
+        None,
     )
 
 

@@ -23,7 +23,9 @@ import kopf
 from prometheus_client import start_http_server
 
 from nightshift import faults, health, memory, metrics
+from nightshift.admission import Denied, Reviewer
 from nightshift.controller import Controller
+from nightshift.guard import Limits
 from nightshift.kube import KubeClient, load_config
 from nightshift.leader import LeaderElector
 from nightshift.models import (
@@ -34,8 +36,8 @@ from nightshift.models import (
     SpecError,
     parse_backfill,
     parse_calendar,
-    parse_spec,
 )
+from nightshift.namespaces import Namespaces
 from nightshift.shards import ShardManager
 from nightshift.supervise import Supervisor
 
@@ -72,14 +74,15 @@ class _NoDiffBase(kopf.DiffBaseStorage):
         return None
 
 
-# What the webhook checks per kind, beyond the CRD schema and CEL rules.
+# What the webhook checks of the other kinds, beyond the CRD schema and CEL rules (a
+# ScheduledTask goes to the Reviewer: it is a workload).
 _PARSERS: dict[str, Callable[[Any], object]] = {
     CALENDAR_KIND: parse_calendar,
     BACKFILL_KIND: parse_backfill,
 }
 
 
-def registry(args: argparse.Namespace) -> kopf.OperatorRegistry:
+def registry(args: argparse.Namespace, reviewer: Reviewer) -> kopf.OperatorRegistry:
     """The kopf handlers of one operator: its login, and the validating webhook."""
     reg = kopf.OperatorRegistry()
 
@@ -124,14 +127,27 @@ def registry(args: argparse.Namespace) -> kopf.OperatorRegistry:
         ignore_failures=True,
         registry=reg,
     )
-    def _validate(
-        *, spec: kopf.Spec, body: kopf.Body, operation: str | None = None, **_: Any
+    async def _validate(
+        *,
+        body: kopf.Body,
+        userinfo: kopf.UserInfo,
+        old: kopf.Body | None = None,
+        operation: str | None = None,
+        **_: Any,
     ) -> None:
+        parse = _PARSERS.get(str(body.get("kind")))
+        if parse is None:
+            try:
+                await reviewer.review(
+                    operation=operation, body=body, old=old, user=dict(userinfo)
+                )
+            except Denied as denied:
+                raise kopf.AdmissionError(str(denied), code=denied.code) from None
+            return
         if operation == "DELETE":
             return
-        parse = _PARSERS.get(str(body.get("kind")), parse_spec)
         try:
-            parse(dict(spec))
+            parse(dict(body.get("spec") or {}))
         except SpecError as error:
             raise kopf.AdmissionError(str(error), code=422) from None
 
@@ -167,11 +183,22 @@ class _ShardedHealth:
 async def _main(args: argparse.Namespace) -> None:
     load_config(args.kubeconfig)
     identity = os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
-    api = KubeClient(identity=identity)
+    api = KubeClient(identity=identity, qps=args.api_qps, burst=args.api_burst)
     seams = faults.from_env()
     supervisor = Supervisor(faults=seams)
+    # One view of the namespaces' policies for the webhook and every controller (shard).
+    policies = Namespaces(
+        api,
+        names=args.namespaces or (),
+        default=args.pod_security_default,
+        enabled=args.pod_security,
+    )
+    for i, informer in enumerate(policies.informers):
+        supervisor.start(f"informer-namespaces-{i}", informer.run)
+    limits = Limits(min_interval=args.min_interval, max_template_bytes=args.max_template_bytes)
+    reviewer = Reviewer(api, policies, limits, check_access=args.check_job_access)
     if args.shards > 1:
-        await _sharded(args, api, identity, supervisor, seams)
+        await _sharded(args, api, identity, supervisor, seams, policies, limits, reviewer)
         return
     elector: LeaderElector | None = None
     if args.leader_elect:
@@ -186,6 +213,8 @@ async def _main(args: argparse.Namespace) -> None:
         is_leader=(lambda: elector.is_leader) if elector else (lambda: True),
         namespaces=args.namespaces or (),
         supervisor=supervisor,
+        policies=policies,
+        limits=limits,
     )
     metrics.track(lambda: len(controller.store), lambda: controller.queue.scheduled)
     if elector is not None:
@@ -196,7 +225,7 @@ async def _main(args: argparse.Namespace) -> None:
     probes = await health.serve(args.health_port, controller) if args.health_port else None
     scheduler = asyncio.create_task(controller.run(), name="nightshift-controller")
     try:
-        await _serve(args)
+        await _serve(args, reviewer)
     finally:
         scheduler.cancel()
         await asyncio.gather(scheduler, return_exceptions=True)
@@ -207,11 +236,11 @@ async def _main(args: argparse.Namespace) -> None:
         api.close()
 
 
-async def _serve(args: argparse.Namespace) -> None:
+async def _serve(args: argparse.Namespace, reviewer: Reviewer) -> None:
     """The webhook (kopf) until a signal, or just wait for the signal."""
     if args.webhook_port:
         await kopf.operator(
-            registry=registry(args),
+            registry=registry(args, reviewer),
             clusterwide=not args.namespaces,
             namespaces=args.namespaces,
             standalone=True,
@@ -226,6 +255,9 @@ async def _sharded(
     identity: str,
     supervisor: Supervisor,
     seams: dict[str, faults.Fault],
+    policies: Namespaces,
+    limits: Limits,
+    reviewer: Reviewer,
 ) -> None:
     """``--shards S`` (S > 1): hold a fair share of the shards, a Controller per shard held."""
     manager = ShardManager(
@@ -237,6 +269,8 @@ async def _sharded(
         namespaces=args.namespaces or (),
         make_supervisor=lambda: Supervisor(faults=seams),
         mode=None if args.shard_filter == "auto" else args.shard_filter,
+        policies=policies,
+        limits=limits,
     )
     metrics.track(manager.tasks, manager.queued)
     supervisor.start("shards", manager.run)
@@ -245,7 +279,7 @@ async def _sharded(
     target = _ShardedHealth(supervisor, manager)
     probes = await health.serve(args.health_port, target) if args.health_port else None
     try:
-        await _serve(args)
+        await _serve(args, reviewer)
     finally:
         await supervisor.stop()
         await manager.release_all()

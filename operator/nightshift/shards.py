@@ -34,9 +34,11 @@ from typing import Any, Literal
 from nightshift import memory, metrics
 from nightshift.api import ApiError, KubeApi
 from nightshift.controller import Controller
+from nightshift.guard import Limits
 from nightshift.informer import JOBS, TASKS, Informer
 from nightshift.jobs import ANNOTATION_TASK_UID, LABEL_MANAGED
 from nightshift.leader import LeaseTiming, lease_body, may_acquire
+from nightshift.namespaces import Namespaces
 from nightshift.sharding import (
     LABEL_BUCKET,
     bucket,
@@ -204,7 +206,7 @@ class Labeller:
     async def run(self) -> None:
         """Watch what lacks the label and label it, for ever (the holder of shard 0 runs this):
         in label mode a new task is seen by no shard until it is labelled."""
-        queue: asyncio.Queue[tuple[Literal["jobs", "scheduledtasks"], Any]] = asyncio.Queue()
+        queue = _Todo()
         informers = [
             Informer(self.api, resource, _Unlabelled(plural, queue), namespace=ns, selector=sel)
             for plural, sel, resource in self._what()
@@ -226,14 +228,34 @@ class Labeller:
             await asyncio.gather(*tasks, return_exceptions=True)
 
 
+class _Todo:
+    """What the labeller has to label, each object once however often its events come (a task
+    updated in a loop must not grow the queue): bounded by the unlabelled objects that exist."""
+
+    def __init__(self) -> None:
+        self._items: dict[tuple[str, str, str], tuple[Literal["jobs", "scheduledtasks"], Any]] = {}
+        self._ready = asyncio.Event()
+
+    def put_nowait(self, item: tuple[Literal["jobs", "scheduledtasks"], Any]) -> None:
+        plural, todo = item
+        self._items[(plural, todo[0], todo[1])] = item  # the latest uid and bucket win
+        self._ready.set()
+
+    async def get(self) -> tuple[Literal["jobs", "scheduledtasks"], Any]:
+        while not self._items:
+            self._ready.clear()
+            await self._ready.wait()
+        key = next(iter(self._items))
+        return self._items.pop(key)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
 class _Unlabelled:
     """The labeller's informers' sink: what lacks the label goes to the queue."""
 
-    def __init__(
-        self,
-        plural: Literal["jobs", "scheduledtasks"],
-        queue: asyncio.Queue[tuple[Literal["jobs", "scheduledtasks"], Any]],
-    ) -> None:
+    def __init__(self, plural: Literal["jobs", "scheduledtasks"], queue: _Todo) -> None:
         self.plural = plural
         self.queue = queue
 
@@ -285,6 +307,9 @@ class ShardManager:
     make_supervisor: Callable[[], Supervisor] = Supervisor
     controller_clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     mode: Mode | None = None  # None: ask the API server on the first round
+    # The namespaces' policies, shared by the shards' controllers (None: each watches its own).
+    policies: Namespaces | None = None
+    limits: Limits = field(default_factory=Limits)
     held: dict[int, _Held] = field(default_factory=dict)
     _seen: dict[str, _Seen] = field(default_factory=dict)
     _rounds: int = 0
@@ -559,6 +584,8 @@ class ShardManager:
             owns_uid=lambda uid: bucket(uid) in owned,
             listen_unreachable=False,
             clock=self.controller_clock,
+            policies=self.policies,
+            limits=self.limits,
         )
         task = asyncio.create_task(self._run_shard(shard, controller), name=f"shard-{shard}")
         self.held[shard] = _Held(shard, renewed_at, controller, task)

@@ -22,6 +22,8 @@ from typing import Generic, TypeVar
 __all__ = ["Backoff", "WorkQueue"]
 
 K = TypeVar("K", bound=Hashable)
+# The heap is rebuilt once it holds this many superseded wake-ups more than twice the live ones.
+COMPACT_SLACK = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +146,11 @@ class WorkQueue(Generic[K]):
             return
         self._wake[key] = when
         heapq.heappush(self._heap, (when, next(self._seq), key))
+        if len(self._heap) > 2 * len(self._wake) + COMPACT_SLACK:
+            # Superseded wake-ups stay in the heap until their time comes; a task whose syncs
+            # keep failing would leave one behind per back-off. Rebuild from the live ones.
+            self._heap = [(at, next(self._seq), k) for k, at in self._wake.items()]
+            heapq.heapify(self._heap)
         self._timer.set()
 
     def wake_of(self, key: K) -> float | None:

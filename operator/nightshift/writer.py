@@ -19,12 +19,14 @@ import contextlib
 import json
 import logging
 import random
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from nightshift import metrics
 from nightshift.api import ApiError, Conflict, KubeApi
+from nightshift.events import EventBook, Record
 from nightshift.reconcile import Event
 from nightshift.store import RESYNC, Entry, Key, Store, resource_version
 from nightshift.workqueue import WorkQueue
@@ -45,6 +47,9 @@ WRITERS = 8  # status writes in flight at once
 YIELD_MAX = 5.0  # seconds a write waits for the creates at most
 EVENT_QUEUE = 2000  # Events waiting to be posted; beyond that they are dropped (and counted)
 EVENT_POSTERS = 8
+# Events a task's unwritten decisions may hold (a status write that keeps failing keeps them);
+# beyond that the oldest are dropped (and counted).
+PENDING_EVENTS = 100
 
 
 def canonical(status: Any) -> bytes:
@@ -59,6 +64,14 @@ def canonical(status: Any) -> bytes:
         return value
 
     return json.dumps(strip(status or {}), sort_keys=True, separators=(",", ":")).encode()
+
+
+def _bounded(events: list[Event]) -> list[Event]:
+    """The newest PENDING_EVENTS of ``events``; the rest are counted as dropped."""
+    if len(events) <= PENDING_EVENTS:
+        return events
+    metrics.EVENTS_DROPPED.inc(len(events) - PENDING_EVENTS)
+    return events[-PENDING_EVENTS:]
 
 
 class CreateGate:
@@ -140,6 +153,7 @@ class Writer:
         on_gone: Callable[[Key], None] = lambda key: None,
         writers: int = WRITERS,
         event_queue: int = EVENT_QUEUE,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.api = api
         self.store = store
@@ -149,7 +163,9 @@ class Writer:
         self.on_gone = on_gone  # the task no longer exists: forget it everywhere
         self._pending: dict[Key, _Pending] = {}
         self._writes = asyncio.Semaphore(writers)
-        self._events: asyncio.Queue[tuple[dict[str, Any], Event]] = asyncio.Queue(event_queue)
+        self._events: asyncio.Queue[Record] = asyncio.Queue(event_queue)
+        self.book = EventBook()
+        self.clock = clock
         self._flushes: set[asyncio.Task[None]] = set()
         # Write failures back off per task on their own: a sync that succeeds (it only reads
         # memory) must not reset the back-off of a write that keeps failing.
@@ -198,7 +214,7 @@ class Writer:
             pending.status = status
         for name, what in deletes.items():
             pending.deletes.setdefault(name, what)
-        pending.events += events
+        pending.events = _bounded(pending.events + events)
         if not pending.flushing and not pending.empty():
             pending.flushing = True
             flush = asyncio.create_task(self._flush(key, pending), name="nightshift-flush")
@@ -219,6 +235,7 @@ class Writer:
         """Forget what was decided for the task (it is gone)."""
         self._pending.pop(key, None)
         self._failures.pop(key, None)
+        self.book.forget(key)
 
     def drop_all(self) -> None:
         """Forget every unwritten decision (a new term as leader: another leader may have acted
@@ -267,14 +284,14 @@ class Writer:
                     updated = await self.api.patch_status(namespace, name, status, pending.base_rv)
                 except Conflict as conflict:
                     pending.deletes = deletes | pending.deletes
-                    pending.events = events + pending.events
+                    pending.events = _bounded(events + pending.events)
                     log.info("%s (written at %s); reading it again", conflict, pending.base_rv)
                     await self._conflict(key, pending)
                     return
                 except ApiError as error:
                     # Keep it all; a later sync (after the back-off) writes it again.
                     pending.deletes = deletes | pending.deletes
-                    pending.events = events + pending.events
+                    pending.events = _bounded(events + pending.events)
                     delay = self._retry(key, at_least=error.retry_after)
                     log.warning("%s; retrying in %.1f s", error, delay)
                     metrics.SYNC_ERRORS.inc()
@@ -350,19 +367,48 @@ class Writer:
     # --- Events -----------------------------------------------------------------------------
 
     def post(self, ref: dict[str, Any], event: Event) -> None:
-        """Post an Event in the background; when too many wait, drop it (and count that)."""
+        """Post an Event in the background, or count it on an earlier one (nightshift.events);
+        when the task posts too many, or too many wait, drop it (and count that)."""
+        record = self.book.record(ref, event.type, event.reason, event.message, self.clock())
+        if record is None:
+            metrics.EVENTS_THROTTLED.inc()
+            return
         try:
-            self._events.put_nowait((ref, event))
+            self._events.put_nowait(record)
         except asyncio.QueueFull:
             metrics.EVENTS_DROPPED.inc()
 
     async def post_events(self) -> None:
         """Post queued Events, forever (run EVENT_POSTERS of these)."""
         while True:
-            ref, event = await self._events.get()
+            record = await self._events.get()
             try:
-                await self.api.post_event(ref, event.type, event.reason, event.message)
+                await self._send(record)
             except ApiError as error:
-                log.warning("cannot post Event %s on %s: %s", event.reason, ref, error)
+                log.warning("cannot post Event %s on %s: %s", record.reason, record.ref, error)
             finally:
                 self._events.task_done()
+
+    async def _send(self, record: Record) -> None:
+        """Bring the server's copy of the Event up to the record: create it, or patch its count.
+        One poster at a time per Event: another finds it busy and leaves the latest count to the
+        one writing it."""
+        if record.busy:
+            return
+        record.busy = True
+        try:
+            while record.posted < record.count:
+                count = record.count
+                namespace = str(record.ref.get("namespace") or "")
+                if record.name is not None and await self.api.patch_event(
+                    namespace, record.name, count, record.message
+                ):
+                    record.posted = count
+                    continue
+                # New, or expired on the server (the API server keeps Events an hour).
+                record.name = await self.api.post_event(
+                    {"metadata": record.ref}, record.type, record.reason, record.message, count
+                )
+                record.posted = count
+        finally:
+            record.busy = False

@@ -294,6 +294,8 @@ def real_release_values(release: RealRelease, tag: str = "dev") -> list[str]:
         "nodeSelector": REAL_NODE,
         "tolerations": REAL_NODE_TOLERATIONS,
         "logFormat": "plain",
+        # The tests' and examples' schedules are seconds apart (the default floor is 1m).
+        "minInterval": "1s",
     }
     return [f"--set-json={key}={json.dumps(value)}" for key, value in values.items()]
 

@@ -51,13 +51,18 @@ class Operator:
         env: dict[str, str] | None = None,
         extra_args: list[str] | None = None,
         name: str = "operator",
+        min_interval: str | None = "1s",
     ) -> None:
+        """``min_interval``: the operator's --min-interval (the tests' schedules are seconds
+        apart, below the default of 1m); None: the default."""
         self.kubeconfig = kubeconfig
         self.log_dir = log_dir
         self.namespaces = namespaces
         self.webhook = webhook
         self.env = env or {}
         self.extra_args = extra_args or []
+        if min_interval is not None:
+            self.extra_args = [f"--min-interval={min_interval}", *self.extra_args]
         self.name = name
         self.proc: subprocess.Popen[bytes] | None = None
         self.metrics_port = free_port()

@@ -56,8 +56,16 @@ OPERATOR_RULES: set[Rule] = {
     ("backfills.nightshift.dev/status", (), frozenset({"patch"})),
     ("jobs.batch", (), frozenset({"create", "get", "list", "watch", "delete"})),
     ("pods", (), frozenset({"list"})),
-    ("events", (), frozenset({"create"})),
+    ("events", (), frozenset({"create", "patch"})),
 }
+# The guard on the workload (cluster-scoped, so listed in every namespace): each namespace's Pod
+# Security label and ServiceAccount allowlist, and the webhook's SubjectAccessReviews.
+SAR_RULE: Rule = ("subjectaccessreviews.authorization.k8s.io", (), frozenset({"create"}))
+
+
+def guard_rules(*names: str) -> set[Rule]:
+    """The guard's grants: namespaces (only ``names``, if given) and SubjectAccessReviews."""
+    return {("namespaces", tuple(names), frozenset({"list", "watch"})), SAR_RULE}
 
 
 def lease_rules(lease: str) -> set[Rule]:
@@ -333,7 +341,10 @@ def _check_common(docs: list[dict[str, Any]], release: str) -> None:
             )
             assert not {"escalate", "bind", "impersonate"} & set(rule["verbs"])
             assert "secrets" not in rule["resources"]
-            assert "namespaces" not in rule["resources"]
+            if "namespaces" in rule["resources"]:
+                # Only the guard reads namespaces: their labels, never more.
+                assert role["metadata"]["name"].endswith("-guard"), role["metadata"]["name"]
+                assert set(rule["verbs"]) == {"list", "watch"}
     for deployment in of_kind(docs, "Deployment"):
         pod = deployment["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True
@@ -413,7 +424,15 @@ def test_rendered_chart_is_accepted_by_the_api_server(
             if r["metadata"]["name"] == f"{release}-nightshift"
         ]
         assert operator_cluster_roles == []
-        assert "ClusterRoleBinding" not in kinds
+        (guard,) = of_kind(docs, "ClusterRole")[-1:]
+        assert guard["metadata"]["name"] == f"{release}-nightshift-guard"
+        assert guard["rules"][0]["resourceNames"] == [namespace, f"{namespace}-b"]
+        assert [b["metadata"]["name"] for b in of_kind(docs, "ClusterRoleBinding")] == [
+            f"{release}-nightshift-guard"
+        ]
+        binding = of_kind(docs, "ValidatingAdmissionPolicyBinding")[0]["spec"]
+        selector = binding["matchResources"]["namespaceSelector"]["matchExpressions"][0]
+        assert selector["values"] == [namespace, f"{namespace}-b"]
         args = of_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
         assert [a for a in args if a.startswith("--namespace=")] == [
             f"--namespace={namespace}",
@@ -461,9 +480,13 @@ def test_rendered_chart_is_accepted_by_the_api_server(
             not {"PodDisruptionBudget", "ValidatingWebhookConfiguration", "Service", "Secret"}
             & kinds
         )
+        # No webhook: no SubjectAccessReviews; the guard still reads namespaces.
         assert [r["metadata"]["name"] for r in of_kind(docs, "ClusterRole")] == [
-            f"{release}-nightshift"
+            f"{release}-nightshift",
+            f"{release}-nightshift-guard",
         ]
+        guard = of_kind(docs, "ClusterRole")[1]
+        assert [r["resources"] for r in guard["rules"]] == [["namespaces"]]
         crd = of_kind(docs, "CustomResourceDefinition")[0]
         assert "annotations" not in crd["metadata"]
         container = of_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
@@ -626,7 +649,7 @@ def test_service_account_may_do_exactly_what_the_operator_uses(
     applied = apply_rbac_only(cluster, docs)
     try:
         # Cluster-wide (the default): the operator's rules everywhere, the Lease only at home.
-        expected = OPERATOR_RULES | lease_rules(sa)
+        expected = OPERATOR_RULES | guard_rules() | lease_rules(sa)
         got = eventually(lambda: service_account_rules(cluster, namespace, sa), expected)
         assert got == expected, f"got:\n{show(got)}\nexpected:\n{show(expected)}"
         print("\ncan-i --list minus an unbound ServiceAccount's, release namespace:")
@@ -635,13 +658,13 @@ def test_service_account_may_do_exactly_what_the_operator_uses(
         elsewhere = can_i_list(cluster, user, other) - can_i_list(
             cluster, f"system:serviceaccount:{other}:default", other
         )
-        assert elsewhere == OPERATOR_RULES, show(elsewhere)
+        assert elsewhere == OPERATOR_RULES | guard_rules(), show(elsewhere)
         for forbidden in (
-            ("get", "secrets"), ("list", "secrets"), ("list", "namespaces"),
-            ("list", "customresourcedefinitions.apiextensions.k8s.io"), ("create", "pods"),
-            ("update", "scheduledtasks.nightshift.dev"),
+            ("get", "secrets"), ("list", "secrets"), ("get", "namespaces"),
+            ("patch", "namespaces"), ("list", "customresourcedefinitions.apiextensions.k8s.io"),
+            ("create", "pods"), ("update", "scheduledtasks.nightshift.dev"),
             ("delete", "scheduledtasks.nightshift.dev"),
-            ("patch", "events"), ("update", "leases.coordination.k8s.io"),
+            ("update", "events"), ("update", "leases.coordination.k8s.io"),
         ):  # fmt: skip
             answer = cluster.kubectl(
                 "auth", "can-i", *forbidden, f"--as={user}", "-n", other, check=False
@@ -679,20 +702,28 @@ def test_shards_add_lease_listing_and_the_labeller_patches_only(
             {"get", "list", "watch"} | ({"patch"} if shard_filter == "auto" else set())
         )
         expected = (
-            OPERATOR_RULES
-            - {
-                ("scheduledtasks.nightshift.dev", (), frozenset({"get", "list", "watch"})),
-                ("jobs.batch", (), frozenset({"create", "get", "list", "watch", "delete"})),
-            }
-        ) | {
-            ("scheduledtasks.nightshift.dev", (), tasks),
-            ("jobs.batch", (), frozenset({"create", "get", "list", "watch", "delete", "patch"})),
             (
-                "leases.coordination.k8s.io",
-                (),
-                frozenset({"create", "get", "list", "update", "delete"}),
-            ),
-        }
+                OPERATOR_RULES
+                - {
+                    ("scheduledtasks.nightshift.dev", (), frozenset({"get", "list", "watch"})),
+                    ("jobs.batch", (), frozenset({"create", "get", "list", "watch", "delete"})),
+                }
+            )
+            | guard_rules()
+            | {
+                ("scheduledtasks.nightshift.dev", (), tasks),
+                (
+                    "jobs.batch",
+                    (),
+                    frozenset({"create", "get", "list", "watch", "delete", "patch"}),
+                ),
+                (
+                    "leases.coordination.k8s.io",
+                    (),
+                    frozenset({"create", "get", "list", "update", "delete"}),
+                ),
+            }
+        )
         got = eventually(lambda: service_account_rules(cluster, namespace, sa), expected)
         assert got == expected, f"got:\n{show(got)}\nexpected:\n{show(expected)}"
     finally:
@@ -717,14 +748,16 @@ def test_watch_namespaces_grants_nothing_outside_them(
             cluster, f"system:serviceaccount:{ns}:default", ns
         )
 
+    # Cluster-scoped, so listed everywhere: the watched namespace itself, by name, and reviews.
+    guard = guard_rules(namespace)
     try:
-        watched = eventually(lambda: extra(namespace), OPERATOR_RULES)
-        assert watched == OPERATOR_RULES, show(watched)
+        watched = eventually(lambda: extra(namespace), OPERATOR_RULES | guard)
+        assert watched == OPERATOR_RULES | guard, show(watched)
         got = extra(home)
         print(f"\nwatchNamespaces, release namespace:\n{show(got)}")
         print(f"watchNamespaces, watched namespace:\n{show(watched)}")
-        assert got == lease_rules(sa)
-        assert extra(other) == set()
+        assert got == lease_rules(sa) | guard
+        assert extra(other) == guard
         everywhere = cluster.kubectl(
             "auth",
             "can-i",
@@ -745,7 +778,9 @@ def test_edit_may_manage_tasks_and_view_may_only_read_them(
     release = release_name()
     docs = render(cluster, tmp_path, {}, release=release, namespace=namespace)
     aggregated = [
-        d for d in of_kind(docs, "ClusterRole") if d["metadata"]["name"] != f"{release}-nightshift"
+        d
+        for d in of_kind(docs, "ClusterRole")
+        if d["metadata"]["name"] not in (f"{release}-nightshift", f"{release}-nightshift-guard")
     ]
     assert sorted(d["metadata"]["name"] for d in aggregated) == [
         f"{release}-nightshift-edit",

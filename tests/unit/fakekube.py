@@ -14,7 +14,11 @@ It behaves like the real API server where the operator depends on it, and nowher
 - lists come in pages of ``page_size``, encoded as the API server does, every page from the
   snapshot the first page was taken at (as a ``continue`` token does); a watch never delivers by
   itself: tests hand its events over (:meth:`FakeKube.take_watch`), so they can make it lag;
-- Events are recorded; Leases refuse a replace at a stale resourceVersion and are listed by label;
+- Events are recorded (a patch updates the count; :meth:`FakeKube.expire_events` plays the TTL);
+  Leases refuse a replace at a stale resourceVersion and are listed by label;
+- namespaces exist only when a test makes them (:meth:`FakeKube.put_namespace`), and are listed
+  and watched like the rest (a ``metadata.name`` field selector picks one); a SubjectAccessReview
+  allows everyone but the users and groups :attr:`FakeKube.no_jobs` names for a namespace;
 - Calendars and Backfills (:attr:`FakeKube.objects`) are listed, read and have their status
   patched like tasks; none exist unless a test creates them;
 - label selectors (``k=v``, ``k!=v``, ``k in (a,b)``, ``k``, ``!k``) select list items, and so
@@ -58,6 +62,7 @@ WRITES = frozenset(
         "delete_job",
         "patch_status",
         "post_event",
+        "patch_event",
         "create_lease",
         "replace_lease",
         "delete_lease",
@@ -114,7 +119,7 @@ class Call:
 class WatchEvent:
     """What a watch would deliver: ``resource`` is "tasks" or "jobs"."""
 
-    resource: Literal["tasks", "jobs"]
+    resource: Literal["tasks", "jobs", "namespaces"]
     type: Literal["ADDED", "MODIFIED", "DELETED"]
     body: Obj
 
@@ -187,6 +192,9 @@ class FakeKube:
         self._holds: dict[str, Hold] = {}
         self._snapshots: dict[tuple[str, ...], tuple[list[Obj], str]] = {}
         self.shard_filtering = True
+        self.no_jobs: dict[str, set[str]] = {}  # namespace: users and groups refused Jobs there
+        # Namespaces (keyed like the rest: "", name); none exist unless a test makes them.
+        self.namespaces: dict[ObjKey, Obj] = {}
 
     # --- configuration: faults and holds -------------------------------------------------------
 
@@ -271,7 +279,7 @@ class FakeKube:
     def _bump(self, obj: Obj) -> None:
         obj["metadata"]["resourceVersion"] = str(next(self._rv))
 
-    def _emit(self, resource: Literal["tasks", "jobs"], kind: Any, obj: Obj) -> None:
+    def _emit(self, resource: Literal["tasks", "jobs", "namespaces"], kind: Any, obj: Obj) -> None:
         self.watch.append(WatchEvent(resource, kind, copy.deepcopy(obj)))
 
     def create_task(
@@ -331,6 +339,26 @@ class FakeKube:
             for (ns, job), body in list(self.jobs.items()):
                 if ns == namespace and _controller_uid(body) == uid:
                     self._remove_job(ns, job)
+
+    def put_namespace(
+        self,
+        name: str,
+        *,
+        labels: dict[str, str] | None = None,
+        annotations: dict[str, str] | None = None,
+    ) -> Obj:
+        """A cluster admin creates the namespace, or sets its labels and annotations."""
+        obj = self.namespaces.get(("", name))
+        kind = "MODIFIED" if obj is not None else "ADDED"
+        if obj is None:
+            obj = {"apiVersion": "v1", "kind": "Namespace", "metadata": self._meta("", name)}
+            del obj["metadata"]["namespace"]
+            self.namespaces["", name] = obj
+        obj["metadata"]["labels"] = dict(labels or {})
+        obj["metadata"]["annotations"] = dict(annotations or {})
+        self._bump(obj)
+        self._emit("namespaces", kind, obj)
+        return copy.deepcopy(obj)
 
     def finish_job(
         self,
@@ -547,19 +575,20 @@ class FakeKube:
         which = (path, params.get("labelSelector", ""), params.get("shardSelector", ""))
         if page == 0:
             shard = self._shard_range(params.get("shardSelector", ""))
-            objects = (
-                self.tasks
-                if resource == "scheduledtasks"
-                else self.jobs
-                if resource == "jobs"
-                else self.objects[resource]
-            )
+            objects = {
+                "scheduledtasks": self.tasks,
+                "jobs": self.jobs,
+                "namespaces": self.namespaces,
+            }.get(resource)
+            if objects is None:
+                objects = self.objects[resource]
             self._snapshots[which] = (
                 [
                     copy.deepcopy(obj)
                     for key, obj in sorted(objects.items())
                     if (namespace is None or key[0] == namespace)
                     and matches(obj, params.get("labelSelector", ""))
+                    and fields_match(obj, params.get("fieldSelector", ""))
                     and (shard is None or shard[0] <= fnv1a64(obj["metadata"]["uid"]) < shard[1])
                 ],
                 str(next(self._rv)),
@@ -606,19 +635,48 @@ class FakeKube:
         kind: Literal["Normal", "Warning"],
         reason: str,
         message: str,
-    ) -> None:
+        count: int = 1,
+    ) -> str:
         meta = ref["metadata"]
         await self._enter(
             Call("post_event", meta.get("namespace"), reason, {"message": message, "type": kind})
         )
+        name = f"{meta.get('name')}.{len(self.events):05d}"
         self.events.append(
             {
+                "metadata": {"name": name, "namespace": meta.get("namespace")},
                 "involvedObject": copy.deepcopy(meta),
                 "type": kind,
                 "reason": reason,
                 "message": message,
+                "count": count,
             }
         )
+        return name
+
+    async def patch_event(self, namespace: str, name: str, count: int, message: str) -> bool:
+        found = next((e for e in self.events if e["metadata"]["name"] == name), None)
+        reason = found["reason"] if found else name
+        await self._enter(
+            Call("patch_event", namespace, reason, {"count": count, "message": message})
+        )
+        if found is None or found["metadata"]["namespace"] != namespace:
+            return False
+        found["count"], found["message"] = count, message
+        return True
+
+    def expire_events(self) -> None:
+        """The API server's event TTL passed: every Event is gone."""
+        self.events.clear()
+
+    async def may_create_jobs(self, namespace: str, user: Mapping[str, Any]) -> tuple[bool, str]:
+        """Allowed unless the user (by name, or one of its groups) is in :attr:`no_jobs` for the
+        namespace: tests say who may not."""
+        await self._enter(Call("may_create_jobs", namespace, str(user.get("username"))))
+        who = {str(user.get("username")), *(str(g) for g in user.get("groups") or [])}
+        if who & self.no_jobs.get(namespace, set()):
+            return False, ""
+        return True, "allowed by the fake"
 
     async def read_lease(self, namespace: str, name: str) -> Obj | None:
         await self._enter(Call("read_lease", namespace, name))
@@ -749,10 +807,23 @@ def matches(obj: Obj, selector: str) -> bool:
 
 
 def _parse_path(path: str) -> tuple[str | None, str]:
-    """(namespace or None, plural) of a collection path like /apis/batch/v1/namespaces/x/jobs."""
+    """(namespace or None, plural) of a collection path like /apis/batch/v1/namespaces/x/jobs
+    (or /api/v1/namespaces, the namespaces themselves)."""
     parts = path.strip("/").split("/")
+    if parts[-1] == "namespaces":
+        return None, "namespaces"
     namespace = parts[parts.index("namespaces") + 1] if "namespaces" in parts else None
     return namespace, parts[-1]
+
+
+def fields_match(obj: Obj, selector: str) -> bool:
+    """Whether ``obj`` matches a field selector (only ``metadata.name=...``, what the operator
+    sends)."""
+    if not selector:
+        return True
+    key, _, value = selector.partition("=")
+    assert key == "metadata.name", selector
+    return bool(obj["metadata"]["name"] == value)
 
 
 def _controller_uid(obj: Obj) -> str | None:

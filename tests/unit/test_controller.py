@@ -86,6 +86,8 @@ class World:
             for controller in self.controllers:
                 if event.resource == "tasks":
                     controller.task_event(event.type, event.body)
+                elif event.resource == "namespaces":
+                    controller.policies.seen(event.type, event.body)
                 else:
                     controller.job_event(event.type, event.body)
         return len(events)
@@ -395,6 +397,8 @@ def test_a_replica_that_is_not_the_leader_calls_nothing() -> None:
             "watch_jobs",
             "watch_calendars",
             "watch_backfills",
+            "list_namespaces",
+            "watch_namespaces",
         }
         assert controller.queue.wake_of(KEY) is None  # no decision, so no wake-up
 
@@ -697,3 +701,157 @@ def test_a_list_looks_at_due_tasks_first(
         if "nextScheduleTime" in status
         else None
     )
+
+
+# --- issue 18: the guard on the workload ------------------------------------------------------
+
+PRIVILEGED: dict[str, Any] = {
+    "spec": {
+        "template": {
+            "spec": {
+                "containers": [
+                    {"name": "main", "image": "busybox", "securityContext": {"privileged": True}}
+                ],
+                "volumes": [{"name": "root", "hostPath": {"path": "/"}}],
+            }
+        }
+    }
+}
+
+
+def ready(status: dict[str, Any]) -> tuple[str, str, str]:
+    cond = next(c for c in status.get("conditions", []) if c["type"] == "Ready")
+    return cond["status"], cond["reason"], cond["message"]
+
+
+def test_a_privileged_template_gets_no_job_one_event_and_others_run() -> None:
+    async def body(world: World) -> None:
+        world.replica()
+        world.fake.create_task(NS, "t", spec(jobTemplate=PRIVILEGED))
+        world.fake.create_task(NS, "ok", spec(concurrencyPolicy="Allow"))
+        await world.settle()
+        await world.at("03:00")
+        await world.at("04:00")
+        assert world.fake.job_names(NS) == ["ok-20260301030000-1", "ok-20260301040000-1"]
+        status, reason, message = ready(world.status())
+        assert (status, reason) == ("False", "PodSecurity")
+        template = "spec.jobTemplate.spec.template.spec"
+        assert message == (
+            'Pod Security "baseline" (the operator\'s default): '
+            f"{template}.containers[0].securityContext.privileged: must not be true; "
+            f"{template}.volumes[0].hostPath: must not be set"
+        )
+        events = [e for e in world.fake.events if e["involvedObject"]["name"] == "t"]
+        assert [(e["type"], e["reason"]) for e in events] == [("Warning", "PodSecurity")]
+        assert events[0]["message"] == message + "; no Jobs will be created"
+        assert "nextScheduleTime" not in world.status()
+
+    scenario(body)
+
+
+def test_a_namespace_labelled_privileged_lets_it_run_and_the_refusal_clears_at_once() -> None:
+    async def body(world: World) -> None:
+        controller = world.replica()
+        world.fake.put_namespace(NS)
+        world.fake.create_task(NS, "t", spec(jobTemplate=PRIVILEGED))
+        await world.settle()
+        assert ready(world.status())[1] == "PodSecurity"
+        world.fake.put_namespace(NS, labels={"pod-security.kubernetes.io/enforce": "privileged"})
+        await world.settle()  # no slot is due: the label alone judges the task again
+        assert ready(world.status())[:2] == ("True", "Scheduled")
+        assert world.fake.event_reasons() == ["PodSecurity", "SpecValid"]
+        assert controller.queue.wake_of(KEY) == ts("03:00")
+        await world.at("03:00")
+        assert world.fake.job_names(NS) == [J03]
+        # Stricter again: a new Job would be refused; the one running is the Job controller's.
+        world.fake.put_namespace(NS, labels={"pod-security.kubernetes.io/enforce": "restricted"})
+        await world.settle()
+        status, reason, message = ready(world.status())
+        assert (status, reason) == ("False", "PodSecurity")
+        assert message.startswith('Pod Security "restricted" (the namespace\'s label): ')
+
+    scenario(body)
+
+
+def test_a_service_account_outside_the_namespaces_allowlist_is_refused() -> None:
+    template = {"spec": {"template": {"spec": {"serviceAccountName": "deployer", **POD}}}}
+
+    async def body(world: World) -> None:
+        world.replica()
+        allow = {"nightshift.dev/allowed-service-accounts": "builder"}
+        world.fake.put_namespace(NS, annotations=allow)
+        world.fake.create_task(NS, "t", spec(jobTemplate=template))
+        await world.settle()
+        await world.at("03:00")
+        assert world.fake.job_names(NS) == []
+        status, reason, message = ready(world.status())
+        assert (status, reason) == ("False", "ServiceAccountNotAllowed")
+        assert message == (
+            "spec.jobTemplate.spec.template.spec.serviceAccountName: 'deployer' is not in the "
+            "namespace's allowlist (nightshift.dev/allowed-service-accounts: builder, default)"
+        )
+
+    scenario(body)
+
+
+POD: dict[str, Any] = {"containers": [{"name": "main", "image": "busybox"}]}
+
+
+@pytest.mark.parametrize(
+    ("more", "reason", "message"),
+    [
+        (
+            {"schedule": None, "interval": "1s"},
+            "IntervalTooShort",
+            "spec.interval: 1s is below the minimum interval 1m (the operator's limit)",
+        ),
+        (
+            {"jobTemplate": {"spec": {"template": {"spec": {
+                "containers": [{"name": "m", "image": "b", "args": ["x" * 70_000]}]}}}}},
+            "TemplateTooLarge",
+            "spec.jobTemplate: 70084 bytes, more than the limit of 65536 (the operator's limit); "
+            "keep scripts and data in a ConfigMap",
+        ),
+    ],
+)  # fmt: skip
+def test_the_operators_limits_refuse_a_task_with_a_message_naming_the_field(
+    more: dict[str, Any], reason: str, message: str
+) -> None:
+    async def body(world: World) -> None:
+        world.replica()
+        world.fake.create_task(NS, "t", {k: v for k, v in spec(**more).items() if v is not None})
+        await world.settle()
+        for second in range(1, 5):
+            await world.at(f"02:59:3{second}")
+        assert world.fake.job_names(NS) == []
+        assert ready(world.status()) == ("False", reason, message)
+        assert world.fake.event_reasons() == [reason]
+
+    scenario(body)
+
+
+def test_without_the_namespaces_no_job_is_made_and_liveness_says_why() -> None:
+    """RBAC refuses the namespace list (an older chart): no task is synced, since none could be
+    judged, and after 30 s liveness fails naming the cause."""
+
+    async def body(world: World) -> None:
+        refused = ApiError(
+            'namespaces is forbidden: User "x" cannot list resource "namespaces"', status=403
+        )
+        world.fake.fail("list_namespaces", refused, times=None)
+        controller = world.replica()
+        world.fake.create_task(NS, "t", spec())
+        await world.settle()
+        await world.at("03:00")
+        assert world.fake.job_names(NS) == []
+        assert "patch_status" not in world.fake.verbs()
+        world.mono.advance(31)
+        controller.supervisor.beat("timer", 15.0)
+        (problem,) = controller.problems()
+        assert problem.endswith(
+            "no worker took one for 31 s: the namespaces are not listed (the operator needs "
+            "list and watch on them)"
+        )
+        world.fake.heal("list_namespaces")
+
+    scenario(body)

@@ -237,3 +237,72 @@ def test_a_job_keeps_only_what_the_controller_reads() -> None:
     )
     assert page.items == [event.body]
     assert (page.resource_version, page.continue_) == ("9", "")
+
+
+def test_namespaces_keep_only_their_pod_security_label_and_allowlist() -> None:
+    from nightshift.informer import NAMESPACES
+
+    namespace = {
+        "metadata": {
+            "name": "team",
+            "uid": "n1",
+            "resourceVersion": "3",
+            "labels": {
+                "pod-security.kubernetes.io/enforce": "restricted",
+                "kubernetes.io/metadata.name": "team",
+            },
+            "annotations": {
+                "nightshift.dev/allowed-service-accounts": "builder",
+                "kubectl.kubernetes.io/last-applied-configuration": "x" * 10_000,
+            },
+            "managedFields": [{"manager": "x"}],
+        },
+        "spec": {"finalizers": ["kubernetes"]},
+    }
+    page = NAMESPACES.decode_page(json.dumps({"metadata": {}, "items": [namespace]}).encode())
+    assert page.items == [
+        {
+            "metadata": {
+                "name": "team",
+                "uid": "n1",
+                "resourceVersion": "3",
+                "labels": {"pod-security.kubernetes.io/enforce": "restricted"},
+                "annotations": {"nightshift.dev/allowed-service-accounts": "builder"},
+            }
+        }
+    ]
+    assert NAMESPACES.path("team") == "/api/v1/namespaces"  # cluster-scoped
+
+
+def test_watched_namespaces_are_each_listed_by_name() -> None:
+    from nightshift.namespaces import Namespaces
+
+    script = Script()
+    labelled = {
+        "metadata": {
+            "name": "a",
+            "uid": "n1",
+            "resourceVersion": "3",
+            "labels": {"pod-security.kubernetes.io/enforce": "privileged"},
+        }
+    }
+    script.pages = [
+        {"metadata": {"resourceVersion": "5"}, "items": [labelled]},
+        {"metadata": {"resourceVersion": "5"}, "items": []},  # b does not exist (yet)
+    ]
+    policies = Namespaces(script, names=["a", "b"])  # type: ignore[arg-type]
+
+    async def go() -> None:
+        runners = [asyncio.create_task(i.run()) for i in policies.informers]
+        for _ in range(50):
+            await asyncio.sleep(0)
+        for runner in runners:
+            runner.cancel()
+        await asyncio.gather(*runners, return_exceptions=True)
+
+    asyncio.run(go())
+    lists = [params for verb, params in script.calls if verb == "list_namespaces"]
+    assert [p["fieldSelector"] for p in lists] == ["metadata.name=a", "metadata.name=b"]
+    assert policies.synced.is_set()
+    assert policies.policy("a").level == "privileged"
+    assert (policies.policy("b").level, policies.policy("b").source) == ("baseline", "default")

@@ -66,7 +66,7 @@ def client() -> Iterator[KubeClient]:
 
 def stub(kube: KubeClient, **answers: list[Any]) -> Stub:
     fake = Stub(answers)
-    kube._batch = kube._core = kube._custom = kube._coordination = fake
+    kube._batch = kube._core = kube._custom = kube._coordination = kube._authorization = fake
     return fake
 
 
@@ -218,6 +218,8 @@ def test_every_request_has_connect_and_read_timeouts(client: KubeClient) -> None
         list_namespaced_custom_object=[{"items": []}],
         list_namespaced_job=[{"items": []}],
         create_namespaced_event=[{}],
+        patch_namespaced_event=[{}],
+        create_subject_access_review=[{"status": {"allowed": True}}],
         read_namespaced_lease=[refused(404)],
         create_namespaced_lease=[{}],
         replace_namespaced_lease=[{}],
@@ -234,12 +236,14 @@ def test_every_request_has_connect_and_read_timeouts(client: KubeClient) -> None
         async for _ in client.list_jobs(NS, "a=b"):
             pass
         await client.post_event({"metadata": {"name": "t", "namespace": NS}}, "Normal", "R", "m")
+        await client.patch_event(NS, "t.1", 2, "m")
+        await client.may_create_jobs(NS, {"username": "u"})
         await client.read_lease(NS, "l")
         await client.create_lease(NS, {})
         await client.replace_lease(NS, "l", {})
 
     run(everything())
-    assert len(api.requests) == 11
+    assert len(api.requests) == 13
     for method, _, kwargs in api.requests:
         connect, read = kwargs.get("_request_timeout") or (None, None)
         assert connect is not None, method
@@ -254,3 +258,130 @@ def test_no_answer_is_unreachable_and_reported(client: KubeClient) -> None:
     with pytest.raises(Unreachable):
         run(client.get_task(NS, "t"))
     assert calls == [1]
+
+
+def test_writes_wait_for_the_client_side_limit_and_the_lease_never_does() -> None:
+    kube = KubeClient(max_workers=2, qps=20, burst=2)
+    job = {"metadata": {"name": "t-1"}}
+    stub(
+        kube,
+        create_namespaced_job=[job] * 4,
+        list_namespaced_pod=[{"items": []}] * 4,
+        replace_namespaced_lease=[{}] * 4,
+    )
+    loop_time: list[float] = []
+
+    async def timed(coro: Any) -> None:
+        start = asyncio.get_running_loop().time()
+        await coro
+        loop_time.append(asyncio.get_running_loop().time() - start)
+
+    async def scenario() -> None:
+        for _ in range(4):  # two at once, then one every 50 ms
+            await timed(kube.create_job(NS, job, "u"))
+        for _ in range(4):  # reads are not limited
+            await timed(kube.pod_outcome(NS, "t-1", "u"))
+        for _ in range(4):  # nor is the Lease
+            await timed(kube.replace_lease(NS, "l", {}))
+
+    try:
+        run(scenario())
+    finally:
+        kube.close()
+    creates, reads, leases = loop_time[:4], loop_time[4:8], loop_time[8:]
+    assert creates[2] >= 0.04
+    assert creates[3] >= 0.04
+    assert max(reads + leases) < 0.04
+
+
+def test_a_subject_access_review_asks_for_the_requesting_user_exactly() -> None:
+    kube = KubeClient(max_workers=1)
+    api = stub(
+        kube,
+        create_subject_access_review=[
+            {"status": {"allowed": False, "reason": "no RBAC policy matched"}},
+            {"status": {"allowed": True}},
+        ],
+    )
+    user = {
+        "username": "alice",
+        "uid": "42",
+        "groups": ["dev", "system:authenticated"],
+        "extra": {"scopes": ["a", "b"]},
+    }
+    try:
+        assert run(kube.may_create_jobs("team", user)) == (False, "no RBAC policy matched")
+        assert run(kube.may_create_jobs("team", {"username": "bob"})) == (True, "")
+    finally:
+        kube.close()
+    method, args, _ = api.requests[0]
+    assert method == "create_subject_access_review"
+    assert args[0]["spec"] == {
+        "user": "alice",
+        "uid": "42",
+        "groups": ["dev", "system:authenticated"],
+        "extra": {"scopes": ["a", "b"]},
+        "resourceAttributes": {
+            "namespace": "team",
+            "verb": "create",
+            "group": "batch",
+            "resource": "jobs",
+        },
+    }
+
+
+def test_an_event_counted_again_is_patched_and_a_gone_one_says_so(client: KubeClient) -> None:
+    api = stub(client, patch_namespaced_event=[{}, refused(404)])
+    assert run(client.patch_event(NS, "t.1", 3, "m")) is True
+    assert run(client.patch_event(NS, "t.1", 4, "m")) is False
+    _, args, _ = api.requests[0]
+    assert args[:2] == ("t.1", NS)
+    patch = args[2]
+    assert patch["count"] == 3
+    assert patch["series"]["count"] == 3
+    assert patch["series"]["lastObservedTime"].endswith("Z")
+
+
+def test_a_watch_stops_reading_while_the_event_loop_lags_behind(
+    client: KubeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Back-pressure: a flood of watch events waits in the socket, not in memory."""
+    import threading
+
+    from nightshift import kube
+
+    monkeypatch.setattr(kube, "WATCH_BUFFER", 50)
+    read = []
+    done = threading.Event()
+
+    class Stream:
+        def stream(self, amt: Any = None, decode_content: bool = True) -> Iterator[bytes]:
+            for i in range(1000):
+                read.append(i)
+                yield b'{"n": %d}\n' % i
+            done.set()
+
+        def release_conn(self) -> None:
+            pass
+
+        def shutdown(self) -> None:
+            pass
+
+    monkeypatch.setattr(client, "_raw", lambda *args: Stream())
+
+    async def scenario() -> tuple[int, int]:
+        stream = client.watch_raw("watch_x", "/x", {}, json.loads)
+        first = await anext(stream)  # the loop takes one batch, then lags behind
+        await asyncio.sleep(0.3)
+        lagging = len(read)
+        taken = len(first)
+        async for batch in stream:  # it catches up: everything arrives, in order
+            taken += len(batch)
+            if taken == 1000:
+                break
+        await stream.aclose()
+        return lagging, taken
+
+    lagging, taken = run(scenario())
+    assert lagging <= 2 * 50 + 1
+    assert taken == 1000

@@ -506,3 +506,21 @@ def test_a_backfill_is_planned_and_run_by_the_shard_of_its_task_only() -> None:
         assert c.fake.calls == []
 
     scenario(body)
+
+
+def test_the_labeller_queues_each_unlabelled_object_once() -> None:
+    """A task updated in a loop before it is labelled must not grow the labeller's queue."""
+    from nightshift.shards import _Todo
+
+    async def run() -> list[Any]:
+        todo = _Todo()
+        for i in range(1000):
+            todo.put_nowait(("scheduledtasks", ("ns", "busy", "u1", i % 256)))
+        todo.put_nowait(("jobs", ("ns", "busy", "u2", 7)))
+        assert len(todo) == 2
+        return [await todo.get(), await todo.get()]
+
+    assert asyncio.run(run()) == [
+        ("scheduledtasks", ("ns", "busy", "u1", 999 % 256)),
+        ("jobs", ("ns", "busy", "u2", 7)),
+    ]

@@ -364,3 +364,24 @@ def test_the_timer_stops_when_cancelled_as_a_wake_up_arrives() -> None:
         return timer in done and timer.cancelled()
 
     assert asyncio.run(run()) is True
+
+
+def test_wake_ups_superseded_again_and_again_do_not_pile_up() -> None:
+    """A task whose syncs keep failing moves its wake-up earlier (the back-off) and back to its
+    next slot once per attempt: the heap keeps at most twice the live wake-ups, plus slack."""
+
+    async def run() -> tuple[int, list[tuple[str, float]]]:
+        clock = [NOW]
+        queue: WorkQueue[str] = WorkQueue(clock=lambda: clock[0], backoff=NO_JITTER)
+        for i in range(20_000):
+            queue.add_after("failing", NOW + 86_400)  # its next slot, tomorrow
+            queue.add_after("failing", NOW + i + 1)  # the back-off
+            queue.pop_due(NOW + i + 1)
+        queue.add_after("failing", NOW + 86_400)  # the last sync succeeded
+        queue.add_after("other", NOW + 50_000)
+        heap = len(queue._heap)
+        return heap, queue.pop_due(NOW + 86_400)
+
+    heap, due = asyncio.run(run())
+    assert heap <= 2 * 2 + 1024 + 1
+    assert due == [("other", NOW + 50_000), ("failing", NOW + 86_400)]

@@ -340,6 +340,8 @@ def test_the_event_names_the_task_at_the_version_written() -> None:
         await drain()
         assert rig.fake.events == [
             {
+                "metadata": {"name": "t.00000", "namespace": NS},
+                "count": 1,
                 "involvedObject": {
                     "name": "t",
                     "namespace": NS,
@@ -496,6 +498,89 @@ def test_the_event_queue_is_bounded_drops_and_counts() -> None:
         return dropped, rig.fake.event_reasons()
 
     assert asyncio.run(run()) == (3.0, ["R0", "R1"])
+
+
+def test_the_same_event_again_is_a_count_on_the_first_until_it_expires() -> None:
+    async def run() -> None:
+        rig = Rig()
+        rig.posters()
+        ref = {"metadata": {"name": "t", "namespace": NS, "uid": "u"}}
+        failed = Event("Warning", "JobCreateFailed", "Job t-1: exceeded quota")
+        for _ in range(3):
+            rig.writer.post(ref, failed)
+            await drain()
+        assert [(e["reason"], e["count"]) for e in rig.fake.events] == [("JobCreateFailed", 3)]
+        assert (
+            rig.fake.writes()
+            == [("post_event", "JobCreateFailed")] + [("patch_event", "JobCreateFailed")] * 2
+        )
+        rig.fake.expire_events()  # the API server's TTL: the count goes on a new Event
+        rig.writer.post(ref, failed)
+        await drain()
+        assert [(e["reason"], e["count"]) for e in rig.fake.events] == [("JobCreateFailed", 4)]
+
+    asyncio.run(run())
+
+
+def test_events_posted_while_the_first_is_being_created_are_counted_on_it() -> None:
+    async def run() -> None:
+        rig = Rig()
+        for _ in range(3):
+            rig.posters()
+        hold = rig.fake.hold("post_event")
+        ref = {"metadata": {"name": "t", "namespace": NS, "uid": "u"}}
+        rig.writer.post(ref, EVENT)
+        await hold.arrived.wait()
+        rig.writer.post(ref, EVENT)
+        rig.writer.post(ref, EVENT)
+        await drain()
+        hold.release()
+        await drain()
+        assert [(e["reason"], e["count"]) for e in rig.fake.events] == [("RunSucceeded", 3)]
+        assert rig.fake.verbs().count("post_event") == 1
+
+    asyncio.run(run())
+
+
+def test_a_task_posting_too_many_events_has_the_rest_dropped_and_counted() -> None:
+    async def run() -> tuple[float, list[int]]:
+        rig = Rig()
+        rig.posters()
+        before = counter("nightshift_events_throttled_total")
+        ref = {"metadata": {"name": "t", "namespace": NS, "uid": "u"}}
+        for i in range(40):
+            rig.writer.post(ref, Event("Normal", "RunStarted", f"run {i} started"))
+        await drain(100)
+        return counter("nightshift_events_throttled_total") - before, [
+            e["count"] for e in rig.fake.events
+        ]
+
+    throttled, counts = asyncio.run(run())
+    assert throttled == 15  # 25 at once
+    # 9 Events, then one combining the other 16, written once with the count it had by then.
+    assert counts == [1] * 9 + [16]
+
+
+def test_events_kept_behind_a_failing_status_write_are_bounded() -> None:
+    async def run() -> tuple[float, list[str]]:
+        rig = Rig()
+        rig.posters()
+        rig.fake.fail("patch_status", ApiError("unavailable (HTTP 503)", status=503), times=None)
+        before = counter("nightshift_events_dropped_total")
+        for batch in range(3):
+            events = [Event("Normal", "RunStarted", f"run {batch}-{i}") for i in range(50)]
+            rig.submit(events=events)
+            await drain()
+        dropped = counter("nightshift_events_dropped_total") - before
+        rig.fake.heal()
+        rig.submit(events=[])
+        await drain(50)
+        return dropped, [e["message"] for e in rig.fake.events]
+
+    dropped, posted = asyncio.run(run())
+    assert dropped == 50
+    # The newest 100 survive: 9 Events of their own, then the rest combined (nightshift.events).
+    assert posted[0] == "run 1-0"
 
 
 def test_a_failed_event_post_does_not_stop_the_poster() -> None:

@@ -79,6 +79,11 @@ app.kubernetes.io/component: controller
 {{- end }}
 {{- end }}
 
+{{/* The operator's user name, as the API server sees its requests. */}}
+{{- define "nightshift.serviceAccountUser" -}}
+{{- printf "system:serviceaccount:%s:%s" .Release.Namespace (include "nightshift.serviceAccountName" .) }}
+{{- end }}
+
 {{/* Name of the leader-election Lease (in the release namespace). */}}
 {{- define "nightshift.leaseName" -}}
 {{- include "nightshift.fullname" . }}
@@ -182,8 +187,9 @@ scanning is switched off; it only reads API discovery, which needs no grant).
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list"]
-# One core/v1 Event per transition, each a new object (generateName), never patched.
+# One core/v1 Event per transition (generateName); the same one again within 10 minutes counts
+# on the first (a patch of its count), as client-go's recorder does.
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create"]
+  verbs: ["create", "patch"]
 {{- end }}
