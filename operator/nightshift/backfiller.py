@@ -29,8 +29,8 @@ from typing import Any
 from nightshift import metrics
 from nightshift.api import ApiError, Conflict, KubeApi
 from nightshift.backfill import BackfillView, TaskFacts, decide_backfill, settle_backfill
-from nightshift.jobs import ANNOTATION_BACKFILL, LABEL_TASK, task_label_value
 from nightshift.guard import Refusal
+from nightshift.jobs import ANNOTATION_BACKFILL, LABEL_TASK, task_label_value
 from nightshift.models import (
     BACKFILL_KIND,
     BACKFILL_PLURAL,

@@ -176,9 +176,7 @@ class Controller:
             fresh=self._fresh,
             owns=owns_uid,
             # A Backfill runs its task's template: the guard holds it to the same rules.
-            refused=lambda namespace, name, spec, template: self._judge(
-                namespace, name, spec, template
-            ),
+            refused=self._judge,
         )
         self._deferred: set[Key] = set()
         self._frozen = False

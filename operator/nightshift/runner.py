@@ -138,9 +138,7 @@ def registry(args: argparse.Namespace, reviewer: Reviewer) -> kopf.OperatorRegis
         parse = _PARSERS.get(str(body.get("kind")))
         if parse is None:
             try:
-                await reviewer.review(
-                    operation=operation, body=body, old=old, user=dict(userinfo)
-                )
+                await reviewer.review(operation=operation, body=body, old=old, user=dict(userinfo))
             except Denied as denied:
                 raise kopf.AdmissionError(str(denied), code=denied.code) from None
             return

@@ -855,3 +855,27 @@ def test_without_the_namespaces_no_job_is_made_and_liveness_says_why() -> None:
         world.fake.heal("list_namespaces")
 
     scenario(body)
+
+
+def test_a_backfill_of_a_refused_task_waits_and_creates_no_job() -> None:
+    """A Backfill runs its task's template: the guard refuses it the same Jobs."""
+
+    async def body(world: World) -> None:
+        world.fake.create_task(NS, "t", spec(jobTemplate=PRIVILEGED))
+        world.fake.create_object(
+            "backfills",
+            "Backfill",
+            NS,
+            "again",
+            {"taskRef": {"name": "t"}, "from": "2026-03-01T00:00:00Z", "to": CREATED},
+        )
+        world.replica()
+        await world.settle()
+        await world.at("02:59:45")
+        assert world.fake.job_names(NS) == []
+        status = world.fake.objects["backfills"][NS, "again"].get("status") or {}
+        [condition] = [c for c in status["conditions"] if c["type"] == "Ready"]
+        assert (condition["status"], condition["reason"]) == ("False", "InvalidTask")
+        assert 'refused (PodSecurity): Pod Security "baseline"' in condition["message"]
+
+    scenario(body)

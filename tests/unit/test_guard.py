@@ -263,3 +263,18 @@ def test_namespace_policy(
 
 def test_the_default_level_is_the_operators_choice() -> None:
     assert namespace_policy({}, {}, "restricted") == NamespacePolicy("restricted", "default")
+
+
+def test_several_schedules_are_judged_by_their_union() -> None:
+    """Two hourly schedules 5 minutes apart fire 5 minutes apart, though each alone is hourly."""
+    raw = {k: v for k, v in task().items() if k != "interval"}
+    raw["schedules"] = [{"cron": "0 * * * *"}, {"cron": "5 * * * *"}]
+    refused = verdict(raw, limits=Limits(min_interval=timedelta(minutes=10)))
+    assert refused == Refusal(
+        "IntervalTooShort",
+        "spec.schedules: together they fire 5m apart, below the minimum interval 10m (the "
+        "operator's limit)",
+    )
+    raw["schedules"] = [{"cron": "0 * * * *"}, {"cron": "30 * * * *", "timeZone": "Asia/Kolkata"}]
+    # 30 past in Kolkata (UTC+05:30) is on the hour in UTC: one slot, an hour apart.
+    assert verdict(raw, limits=Limits(min_interval=timedelta(minutes=10))) is None
