@@ -289,9 +289,32 @@ class KubeClient:
                 return "adopted", "", body
         return "conflict", f"Job {name} exists and is controlled by someone else", None
 
-    async def delete_job(self, namespace: str, name: str, uid: str | None = None) -> None:
+    async def delete_job(
+        self, namespace: str, name: str, uid: str | None = None, *, owner_uid: str | None = None
+    ) -> None:
         """Delete a Job and, in the background, its pods. A missing Job is fine; with ``uid``,
-        a Job of that name that is another object (re-created since) is left alone."""
+        a Job of that name that is another object (re-created since) is left alone.
+
+        Without ``uid`` but with ``owner_uid``, the Job is read first and deleted (with its uid as
+        the precondition) only if that owner controls it: the name may come from a task's status,
+        which anyone allowed to write the status can fill with another Job's name.
+        """
+        if uid is None and owner_uid is not None:
+            try:
+                body = await self._json("get_job", self._batch.read_namespaced_job, name, namespace)
+            except ApiException as error:
+                if error.status == 404:
+                    return
+                raise classify(f"read Job {namespace}/{name}", error) from None
+            meta = body.get("metadata") or {}
+            refs = meta.get("ownerReferences") or []
+            if not any(r.get("controller") and r.get("uid") == owner_uid for r in refs):
+                log.warning(
+                    "Job %s/%s is not controlled by task uid %s: not deleting it",
+                    namespace, name, owner_uid,
+                )  # fmt: skip
+                return
+            uid = meta.get("uid")
         options: dict[str, Any] = {"propagationPolicy": "Background"}
         if uid:
             options["preconditions"] = {"uid": uid}

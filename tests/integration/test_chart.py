@@ -50,6 +50,7 @@ Rule = tuple[str, tuple[str, ...], frozenset[str]]
 OPERATOR_RULES: set[Rule] = {
     ("scheduledtasks.nightshift.dev", (), frozenset({"get", "list", "watch"})),
     ("scheduledtasks.nightshift.dev/status", (), frozenset({"patch"})),
+    ("scheduledtasks.nightshift.dev/finalizers", (), frozenset({"update"})),
     ("jobs.batch", (), frozenset({"create", "get", "list", "watch", "delete"})),
     ("pods", (), frozenset({"list"})),
     ("events", (), frozenset({"create"})),
@@ -985,4 +986,49 @@ def test_notification_secrets_are_readable_only_where_opted_in(
         assert can("get", other) == "no"
         assert can("get", home) == "no"
     finally:
+        delete_objects(cluster, applied)
+
+
+# --- OwnerReferencesPermissionEnforcement: Jobs set blockOwnerDeletion on their task -----------
+
+
+def test_jobs_are_created_under_owner_references_permission_enforcement_only_with_the_grant(
+    cluster: Any, crd: None, namespace: str, make_namespace: Callable[[str], str], tmp_path: Path
+) -> None:
+    """The local API server runs the OwnerReferencesPermissionEnforcement admission plugin (as
+    OpenShift does): a Job whose ownerReference sets blockOwnerDeletion may only be created by
+    someone who may update the owner's finalizers. The operator, with nothing but the chart's
+    grants, creates its Jobs; without `update` on `scheduledtasks/finalizers` every create is
+    forbidden, and the operator keeps retrying until the grant is there."""
+    release = release_name()
+    sa = f"{release}-nightshift"
+    home = make_namespace(f"{namespace}-h")
+    docs = render(
+        cluster, tmp_path, {"watchNamespaces": [namespace]}, release=release, namespace=home
+    )
+    (role,) = [r for r in of_kind(docs, "Role") if r["metadata"]["namespace"] == namespace]
+    finalizers = {"apiGroups": ["nightshift.dev"], "resources": ["scheduledtasks/finalizers"],
+                  "verbs": ["update"]}  # fmt: skip
+    assert finalizers in role["rules"]
+    without = json.loads(json.dumps(role))
+    without["rules"] = [r for r in role["rules"] if r != finalizers]
+    applied = apply_rbac_only(cluster, [d for d in docs if d is not role] + [without])
+    kubeconfig = token_kubeconfig(cluster, home, sa, tmp_path / "sa.kubeconfig")
+    operator = Operator(kubeconfig, tmp_path, namespaces=[namespace])
+    try:
+        operator.start()
+        cluster.apply(task("owned", schedule="@yearly"), namespace)
+        cluster.kubectl("annotate", "stask", "owned", "-n", namespace, "nightshift.dev/run-now=a")
+        refusal = "cannot set blockOwnerDeletion"
+        poll(lambda: refusal in operator.logs(), timeout=30, what="the refused Job create")
+        assert jobs(cluster, namespace, "owned") == []
+
+        cluster.kubectl("apply", "-f", "-", input=json.dumps(role))  # the chart's Role
+        (job,) = poll(lambda: jobs(cluster, namespace, "owned"), timeout=40, what="the Job")
+        (owner,) = job["metadata"]["ownerReferences"]
+        assert owner["kind"] == "ScheduledTask"
+        assert owner["controller"] is True
+        assert owner["blockOwnerDeletion"] is True
+    finally:
+        operator.stop()
         delete_objects(cluster, applied)

@@ -158,6 +158,13 @@ scanning is switched off; it only reads API discovery, which needs no grant).
 - apiGroups: ["nightshift.dev"]
   resources: ["scheduledtasks/status"]
   verbs: ["patch"]
+# A Job's controller ownerReference names its task with blockOwnerDeletion: true (a foreground
+# deletion of the task waits for its Jobs). Where the OwnerReferencesPermissionEnforcement
+# admission plugin runs (OpenShift does), setting that needs `update` on the task's finalizers;
+# the operator never writes a finalizer.
+- apiGroups: ["nightshift.dev"]
+  resources: ["scheduledtasks/finalizers"]
+  verbs: ["update"]
 # Create one Job per (task, slot, attempt); read one back on AlreadyExists to adopt it; watch
 # the labelled ones; delete pruned, replaced and cancelled ones.
 - apiGroups: ["batch"]
