@@ -87,6 +87,8 @@ class KubeClient:
         # Two watches per namespace and per shard held, each on a connection of its own.
         self._watch_client = _client(WATCH_CONNECTIONS)
         self._coordination = client.CoordinationV1Api(self._lease_client)
+        self._authentication = client.AuthenticationV1Api(self._api_client)
+        self._authorization = client.AuthorizationV1Api(self._api_client)
         self._timeout = timeout
         self._lease_timeout = lease_timeout
         self._identity = identity
@@ -517,6 +519,51 @@ class KubeClient:
             )
         except ApiException as error:
             raise classify(f"post Event {reason} on {meta['name']}", error) from None
+
+    async def review_token(self, token: str) -> dict[str, Any]:
+        """The API server's TokenReview of a bearer token: its status (``authenticated``,
+        ``user`` with username, uid, groups and extra; ``error``)."""
+        body = {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenReview",
+            "spec": {"token": token},
+        }
+        try:
+            result = await self._json(
+                "create_tokenreview", self._authentication.create_token_review, body
+            )
+        except ApiException as error:
+            raise classify("review a token", error) from None
+        status: dict[str, Any] = result.get("status") or {}
+        return status
+
+    async def review_access(
+        self, user: Mapping[str, Any], *, non_resource_attributes: Mapping[str, str]
+    ) -> tuple[bool, str]:
+        """A SubjectAccessReview: may ``user`` (a TokenReview's status.user) do this? Returns
+        (allowed, the authorizer's reason)."""
+        spec: dict[str, Any] = {
+            "user": user.get("username"),
+            "uid": user.get("uid"),
+            "groups": user.get("groups") or [],
+            "extra": user.get("extra") or {},
+            "nonResourceAttributes": dict(non_resource_attributes),
+        }
+        body = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SubjectAccessReview",
+            "spec": {k: v for k, v in spec.items() if v not in (None, {}, [])},
+        }
+        try:
+            result = await self._json(
+                "create_subjectaccessreview",
+                self._authorization.create_subject_access_review,
+                body,
+            )
+        except ApiException as error:
+            raise classify("review an access", error) from None
+        status = result.get("status") or {}
+        return bool(status.get("allowed")), str(status.get("reason") or "")
 
     async def read_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The Lease, or None when it does not exist."""

@@ -57,6 +57,14 @@ OPERATOR_RULES: set[Rule] = {
 }
 
 
+# With metrics.secure (the default): who a scraper's token is and whether it may get /metrics.
+# Cluster-scoped, so they show in every namespace.
+METRICS_AUTH_RULES: set[Rule] = {
+    ("tokenreviews.authentication.k8s.io", (), frozenset({"create"})),
+    ("subjectaccessreviews.authorization.k8s.io", (), frozenset({"create"})),
+}
+
+
 def lease_rules(lease: str) -> set[Rule]:
     return {
         ("leases.coordination.k8s.io", (), frozenset({"create"})),
@@ -275,7 +283,8 @@ VALUE_SETS: dict[str, Callable[[str], dict[str, Any]]] = {
         "replicaCount": 1,
         "podDisruptionBudget": {"enabled": False},
         "webhook": {"enabled": False},
-        "metrics": {"service": {"enabled": False}},
+        "metrics": {"service": {"enabled": False}, "secure": False},
+        "networkPolicy": {"enabled": False},
         "rbac": {"aggregateToDefaultRoles": False},
         "topologySpread": {"enabled": False},
         "crds": {"keep": False},
@@ -440,7 +449,15 @@ def test_rendered_chart_is_accepted_by_the_api_server(
         ]
         selector = monitor["spec"]["selector"]["matchLabels"]
         assert selector.items() <= service["metadata"]["labels"].items()
-        assert monitor["spec"]["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"]
+        (endpoint,) = monitor["spec"]["endpoints"]
+        assert endpoint["port"] == service["spec"]["ports"][0]["name"] == "https-metrics"
+        # Over TLS, verified against the webhook certificate's CA and name, with Prometheus' token.
+        assert endpoint["scheme"] == "https"
+        assert endpoint["bearerTokenFile"] == "/var/run/secrets/kubernetes.io/serviceaccount/token"
+        assert endpoint["tlsConfig"] == {
+            "ca": {"secret": {"name": f"{release}-nightshift-webhook-tls", "key": "ca.crt"}},
+            "serverName": f"{release}-nightshift-webhook.{namespace}.svc",
+        }
         (dashboard,) = of_kind(docs, "ConfigMap")
         assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
         text = dashboard["data"]["nightshift.json"]
@@ -619,7 +636,7 @@ def test_service_account_may_do_exactly_what_the_operator_uses(
     applied = apply_rbac_only(cluster, docs)
     try:
         # Cluster-wide (the default): the operator's rules everywhere, the Lease only at home.
-        expected = OPERATOR_RULES | lease_rules(sa)
+        expected = OPERATOR_RULES | METRICS_AUTH_RULES | lease_rules(sa)
         got = eventually(lambda: service_account_rules(cluster, namespace, sa), expected)
         assert got == expected, f"got:\n{show(got)}\nexpected:\n{show(expected)}"
         print("\ncan-i --list minus an unbound ServiceAccount's, release namespace:")
@@ -628,7 +645,7 @@ def test_service_account_may_do_exactly_what_the_operator_uses(
         elsewhere = can_i_list(cluster, user, other) - can_i_list(
             cluster, f"system:serviceaccount:{other}:default", other
         )
-        assert elsewhere == OPERATOR_RULES, show(elsewhere)
+        assert elsewhere == OPERATOR_RULES | METRICS_AUTH_RULES, show(elsewhere)
         for forbidden in (
             ("get", "secrets"), ("list", "secrets"), ("list", "namespaces"),
             ("list", "customresourcedefinitions.apiextensions.k8s.io"), ("create", "pods"),
@@ -672,7 +689,7 @@ def test_shards_add_lease_listing_and_the_labeller_patches_only(
             {"get", "list", "watch"} | ({"patch"} if shard_filter == "auto" else set())
         )
         expected = (
-            OPERATOR_RULES
+            (OPERATOR_RULES | METRICS_AUTH_RULES)
             - {
                 ("scheduledtasks.nightshift.dev", (), frozenset({"get", "list", "watch"})),
                 ("jobs.batch", (), frozenset({"create", "get", "list", "watch", "delete"})),
@@ -711,13 +728,15 @@ def test_watch_namespaces_grants_nothing_outside_them(
         )
 
     try:
-        watched = eventually(lambda: extra(namespace), OPERATOR_RULES)
-        assert watched == OPERATOR_RULES, show(watched)
+        expected = OPERATOR_RULES | METRICS_AUTH_RULES
+        watched = eventually(lambda: extra(namespace), expected)
+        assert watched == expected, show(watched)
         got = extra(home)
         print(f"\nwatchNamespaces, release namespace:\n{show(got)}")
         print(f"watchNamespaces, watched namespace:\n{show(watched)}")
-        assert got == lease_rules(sa)
-        assert extra(other) == set()
+        assert got == lease_rules(sa) | METRICS_AUTH_RULES
+        # Nothing but the two reviews, which are cluster-scoped (no namespace to limit them to).
+        assert extra(other) == METRICS_AUTH_RULES
         everywhere = cluster.kubectl(
             "auth",
             "can-i",
@@ -1032,3 +1051,66 @@ def test_jobs_are_created_under_owner_references_permission_enforcement_only_wit
     finally:
         operator.stop()
         delete_objects(cluster, applied)
+
+
+# --- NetworkPolicy ------------------------------------------------------------------------------
+
+
+def test_network_policy_admits_only_the_webhook_and_the_monitoring_namespace(
+    cluster: Any, namespace: str, tmp_path: Path
+) -> None:
+    """What the policy says; the local cluster cannot show it enforced (no network plugin here
+    enforces NetworkPolicies: KWOK's pods have no network, and the real node's CNI is `bridge`)."""
+    release = release_name()
+    docs = render(cluster, tmp_path, {}, release=release, namespace=namespace)
+    (policy,) = of_kind(docs, "NetworkPolicy")
+    (deployment,) = of_kind(docs, "Deployment")
+    pods = deployment["spec"]["template"]["metadata"]["labels"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= pods.items()
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    webhook, metrics = policy["spec"]["ingress"]
+    # The webhook port, from anywhere: the API server is not a pod, no selector matches it.
+    assert webhook == {"ports": [{"port": 9443, "protocol": "TCP"}]}
+    assert metrics == {
+        "ports": [{"port": 9090, "protocol": "TCP"}],
+        "from": [{"namespaceSelector": {"matchLabels": {
+            "kubernetes.io/metadata.name": "monitoring"}}}],
+    }  # fmt: skip
+    # The health port is in no rule: only the pods' own node (the kubelet's probes) reaches it.
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    health = next(p for p in container["ports"] if p["name"] == "http-healthz")
+    assert all(health["containerPort"] != p["port"] for r in (webhook, metrics) for p in r["ports"])
+
+    # Tightened: the webhook only from the control plane's addresses, metrics only from
+    # Prometheus' pods.
+    values = {
+        "networkPolicy": {
+            "webhook": {"from": [{"ipBlock": {"cidr": "10.0.0.0/24"}}]},
+            "metrics": {"from": [{
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "mon"}},
+                "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+            }]},
+        }
+    }  # fmt: skip
+    docs = render(cluster, tmp_path, values, release=release, namespace=namespace)
+    (policy,) = of_kind(docs, "NetworkPolicy")
+    webhook, metrics = policy["spec"]["ingress"]
+    assert webhook["from"] == [{"ipBlock": {"cidr": "10.0.0.0/24"}}]
+    assert metrics["from"] == values["networkPolicy"]["metrics"]["from"]
+    result = cluster.kubectl(
+        "apply", "--dry-run=server", "-f", "-", input=json.dumps(policy)
+    )  # fmt: skip
+    assert "(server dry run)" in result.stdout
+    off = render(cluster, tmp_path, {"networkPolicy": {"enabled": False}}, release=release,
+                 namespace=namespace)  # fmt: skip
+    assert of_kind(off, "NetworkPolicy") == []
+
+
+def test_secure_metrics_need_the_webhook_certificate(cluster: Any, tmp_path: Path) -> None:
+    cmd = [
+        str(cluster.bin_dir / "helm"), "template", "r", str(CHART),
+        "--values", str(values_file(tmp_path, {"webhook": {"enabled": False}})),
+    ]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=60)
+    assert result.returncode != 0
+    assert "metrics.secure serves /metrics with the webhook's certificate" in result.stderr

@@ -9,13 +9,25 @@ their Job controls, and deletes only Jobs its task controls.
 from __future__ import annotations
 
 import json
+import ssl
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import Operator, poll
+from harness import Operator, poll, self_signed
+from test_chart import (
+    apply_rbac_only,
+    assert_not_refused,
+    delete_objects,
+    of_kind,
+    release_name,
+    render,
+    token_kubeconfig,
+)
 from test_operator import jobs, status, task
 
 
@@ -146,3 +158,75 @@ def test_replace_does_not_delete_a_job_that_a_status_writer_names_in_status_acti
     job = cluster.get("job", "someone-elses", "-n", namespace)
     assert job["metadata"].get("deletionTimestamp") is None
     assert "not this task's" in operator.logs() or "not controlled by" in operator.logs()
+
+
+# --- secure metrics ------------------------------------------------------------------------------
+
+
+def scrape(port: int, token: str | None) -> tuple[int, str]:
+    """GET https://127.0.0.1:PORT/metrics (the operator's self-signed test certificate is not
+    verified here: the point is who gets an answer)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    request = urllib.request.Request(f"https://127.0.0.1:{port}/metrics")
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10, context=context) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def test_metrics_need_a_token_the_api_server_authenticates_and_authorizes(
+    cluster: Any, crd: None, namespace: str, tmp_path: Path
+) -> None:
+    """The chart's default (metrics.secure): the operator, with only the chart's grants, serves
+    /metrics over TLS; no token gets 401, a ServiceAccount without the metrics-reader grant 403,
+    one the chart binds to it (metrics.readers) 200."""
+    release = release_name()
+    sa = f"{release}-nightshift"
+    for account in ("scraper", "stranger"):
+        cluster.kubectl("create", "serviceaccount", account, "-n", namespace)
+    values = {
+        "watchNamespaces": [namespace],
+        "metrics": {"readers": [{"kind": "ServiceAccount", "name": "scraper",
+                                 "namespace": namespace}]},
+    }  # fmt: skip
+    docs = render(cluster, tmp_path, values, release=release, namespace=namespace)
+    args = of_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert {"--metrics-secure", "--metrics-cert=/certs/tls.crt"} <= set(args)
+    applied = apply_rbac_only(cluster, docs)
+    kubeconfig = token_kubeconfig(cluster, namespace, sa, tmp_path / "sa.kubeconfig")
+    cert, key = self_signed(tmp_path)
+    operator = Operator(
+        kubeconfig, tmp_path, namespaces=[namespace],
+        extra_args=["--metrics-secure", f"--metrics-cert={cert}", f"--metrics-key={key}"],
+    )  # fmt: skip
+
+    def token(account: str) -> str:
+        out = cluster.kubectl("create", "token", account, "-n", namespace, "--duration=10m")
+        return str(out.stdout.strip())
+
+    try:
+        operator.start()
+        port = operator.metrics_port
+        assert scrape(port, None)[0] == 401
+        assert scrape(port, "not-a-token") == (401, "the token was not accepted\n")
+        code, body = scrape(port, token("stranger"))
+        assert code == 403, body
+        assert f'"system:serviceaccount:{namespace}:stranger" may not get /metrics' in body
+        code, body = poll(
+            lambda: (r := scrape(port, token("scraper")))[0] == 200 and r,
+            timeout=20,
+            what="the bound scraper's 200 (RBAC caches update within seconds)",
+        )
+        assert "nightshift_scheduler_queue_depth" in body
+        # Plain HTTP gets nothing on that port.
+        with pytest.raises((urllib.error.URLError, ConnectionError)):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5)
+    finally:
+        operator.stop()
+        delete_objects(cluster, applied)
+    assert_not_refused(operator.logs())

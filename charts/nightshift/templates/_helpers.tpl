@@ -79,6 +79,11 @@ app.kubernetes.io/component: controller
 {{- end }}
 {{- end }}
 
+{{/* The metrics port's name: https-metrics when served over TLS (metrics.secure). */}}
+{{- define "nightshift.metrics.portName" -}}
+{{- if .Values.metrics.secure }}https-metrics{{ else }}http-metrics{{ end }}
+{{- end }}
+
 {{/* Name of the leader-election Lease (in the release namespace). */}}
 {{- define "nightshift.leaseName" -}}
 {{- include "nightshift.fullname" . }}
