@@ -272,6 +272,7 @@ class RealRelease:
 
 
 OPERATOR_IMAGE = "localhost/nightshift/operator"
+METRICS_SCRAPER = "scraper"  # a ServiceAccount in the release namespace, bound to metrics-reader
 
 
 def helm_run(cluster: Cluster, *args: str, timeout: float = 240) -> str:
@@ -291,7 +292,10 @@ def real_release_values(release: RealRelease, tag: str = "dev") -> list[str]:
         "nodeSelector": REAL_NODE,
         "tolerations": REAL_NODE_TOLERATIONS,
         "logFormat": "plain",
-    }
+        # Secure metrics (the default): this ServiceAccount may scrape, as Prometheus' would.
+        "metrics": {"readers": [{"kind": "ServiceAccount", "name": METRICS_SCRAPER,
+                                 "namespace": release.system}]},
+    }  # fmt: skip
     return [f"--set-json={key}={json.dumps(value)}" for key, value in values.items()]
 
 
@@ -322,6 +326,7 @@ def real_release(cluster: Cluster, crd: None) -> Iterator[RealRelease]:
     cluster.kubectl(
         "label", "namespace", release.system, "pod-security.kubernetes.io/enforce=restricted"
     )
+    cluster.kubectl("create", "serviceaccount", METRICS_SCRAPER, "-n", release.system)
     # The session's CRD came from kubectl: let the release take it over (Helm's import).
     crd_name = "crd/scheduledtasks.nightshift.dev"
     cluster.kubectl(
