@@ -24,14 +24,20 @@ help: ## List the targets
 	  /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 # --- Setup
-$(VENV)/.installed: pyproject.toml constraints.txt
+# Every download is checked against its hash (requirements/dev.txt, from `make requirements`);
+# the project itself is installed from the work tree, with the build tools that file pinned.
+$(VENV)/.installed: pyproject.toml requirements/dev.txt
 	python3 -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
+	$(BIN)/pip install --quiet --require-hashes -r requirements/dev.txt
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
 .PHONY: venv
-venv: $(VENV)/.installed ## Create .venv with the package and dev tools (pinned by constraints.txt)
+venv: $(VENV)/.installed ## Create .venv with the package and dev tools (every download hash-checked)
+
+.PHONY: requirements
+requirements: venv ## Write requirements/*.txt (pins with hashes) from pyproject.toml and constraints.txt
+	$(PYTHON) hack/requirements.py
 
 # --- Main jobs
 .PHONY: dev

@@ -7,9 +7,9 @@ BENCH_ARGS ?=
 # --- Benchmarks
 .PHONY: bench
 
-# The plot needs matplotlib: the optional dependency group "bench", pinned by constraints.txt.
-$(VENV)/.installed-bench: $(VENV)/.installed pyproject.toml constraints.txt
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,bench]"
+# The plot needs matplotlib: the optional dependency group "bench", hash-checked (requirements/bench.txt).
+$(VENV)/.installed-bench: $(VENV)/.installed pyproject.toml requirements/bench.txt
+	$(BIN)/pip install --quiet --require-hashes -r requirements/bench.txt
 	touch $@
 
 bench: venv binaries $(VENV)/.installed-bench ## Benchmarks on a fresh local cluster: fire skew of 1,000 tasks vs a bare-client floor and the CronJob controller, API calls per run, RSS, restart (~13 min); BENCH_ARGS="--huge 10000" adds 10,000 tasks

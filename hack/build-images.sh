@@ -130,6 +130,10 @@ build_base() {
   tar --numeric-owner -C "$work/rootfs" -cf "$work/rootfs.tar" .
   rm -rf "$work/rootfs"
   build "$base_ref" "$base_archive" "$work" "$here/images/python-base/Dockerfile"
+  # It never came from a registry, so it has no registry digest to pin: what names these exact
+  # bytes is its image ID (the digest of its configuration), recorded beside the archive.
+  "${buildah[@]}" images --no-trunc --format '{{.ID}}' "$base_ref" > "${base_archive%.tar}.id"
+  log "$base_ref: image ID $(cat "${base_archive%.tar}.id")"
 }
 
 pause_version="$(cat "$node_bin/pause.version")"
@@ -153,14 +157,30 @@ if [[ "${1:-all}" == all ]]; then
   base_args=(--build-arg "PYTHON_IMAGE=$base_ref")
 
   # The operator: ./Dockerfile; its context is what .dockerignore lets through.
-  mapfile -t op_files < <(cd "$repo" && find Dockerfile .dockerignore pyproject.toml constraints.txt \
-    README.md operator -type f ! -path '*/__pycache__/*' ! -path '*.egg-info/*' | sort)
+  mapfile -t op_files < <(cd "$repo" && find Dockerfile .dockerignore pyproject.toml \
+    requirements/runtime.txt requirements/build.txt README.md operator hack/images/operator \
+    -type f ! -path '*/__pycache__/*' ! -path '*.egg-info/*' | sort)
   op_key="$( (echo "$base_key $script_key"; hash_files "${op_files[@]/#/$repo/}") | hash_text)"
   op_ref=localhost/nightshift/operator:dev
   op_archive="$out/operator-$op_key.tar"
   if [[ ! -f "$op_archive" ]]; then
     load "$base_ref" "$base_archive"
     build "$op_ref" "$op_archive" "$repo" "$repo/Dockerfile" "${base_args[@]}"
+    # The SBOM the build wrote into the image, next to its archive as well.
+    sbom_ctr="$("${buildah[@]}" from --pull=never --signature-policy "$policy" "$op_ref")"
+    sbom_mnt="$("${buildah[@]}" mount "$sbom_ctr")"
+    cp "$sbom_mnt/usr/share/doc/nightshift/sbom.cdx.json" "${op_archive%.tar}.sbom.cdx.json"
+    # What docs/install.md promises, checked on every build: it runs (as its user, with no
+    # shell to start it), and holds no shell, package manager or pip.
+    "${buildah[@]}" run --isolation chroot "$sbom_ctr" -- nightshift --version >&2
+    leftovers="$(cd "$sbom_mnt" && find . \( -name sh -o -name bash -o -name dash -o -name busybox \
+      -o -name apt -o -name apt-get -o -name dpkg -o -name pip -o -name 'pip3*' \) -print)"
+    if [[ -n "$leftovers" ]]; then
+      log "$op_ref: the image must hold no shell, apt or pip, but has: $leftovers"
+      exit 1
+    fi
+    "${buildah[@]}" umount "$sbom_ctr" >/dev/null
+    "${buildah[@]}" rm "$sbom_ctr" >/dev/null
   fi
   images+=("$op_ref $op_archive")
 

@@ -25,6 +25,8 @@ CHECKS = [
     [str(PYTHON), str(REPO / "hack" / "chart" / "gen_schema.py"), "--check"],
     [str(PYTHON), str(REPO / "hack" / "chart" / "gen_readme.py"), "--check"],
     [str(PYTHON), str(REPO / "hack" / "gen_cli_docs.py"), "--check"],
+    # requirements/*.txt: pinned as constraints.txt says, for what pyproject.toml asks (offline).
+    [str(PYTHON), str(REPO / "hack" / "requirements.py"), "--check"],
 ]
 
 

@@ -801,6 +801,9 @@ def start(state: State, bin_dir: Path, node: NodeBuild | None = None) -> None:
         f"--proxy-client-key-file={pki / 'front-proxy-client.key'}",
         "--profiling=false",
         "--feature-gates=ShardedListAndWatch=true",  # shardSelector lists and watches (alpha, 1.36)
+        # As OpenShift runs it (beside the default plugins): setting blockOwnerDeletion on an
+        # ownerReference needs `update` on the owner's finalizers, which the operator's Jobs do.
+        "--enable-admission-plugins=OwnerReferencesPermissionEnforcement",
     ]
     if node:
         argv = [a for a in argv if not a.startswith(("--bind-address=", "--advertise-address="))]

@@ -66,9 +66,11 @@ class KubeApi(Protocol):
         """
         ...
 
-    async def delete_job(self, namespace: str, name: str, uid: str | None = None) -> None:
-        """Delete a Job (background propagation); with ``uid``, only that very Job. Missing is
-        fine."""
+    async def delete_job(
+        self, namespace: str, name: str, uid: str | None = None, *, owner_uid: str | None = None
+    ) -> None:
+        """Delete a Job (background propagation); with ``uid``, only that very Job; without it,
+        with ``owner_uid``, only if that owner controls the Job. Missing is fine."""
         ...
 
     async def get_task(self, namespace: str, name: str) -> dict[str, Any] | None:

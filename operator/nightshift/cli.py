@@ -149,6 +149,14 @@ def print_crd(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> int:
 
 def run_operator(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> int:
     """Run the operator (kopf) until interrupted."""
+    if args.metrics_secure:
+        args.metrics_cert = args.metrics_cert or args.webhook_cert
+        args.metrics_key = args.metrics_key or args.webhook_key
+        if not (args.metrics_cert and args.metrics_key):
+            raise UsageError(
+                "--metrics-secure needs a serving certificate: --metrics-cert and --metrics-key "
+                "(or --webhook-cert and --webhook-key)"
+            )
     if args.kubeconfig:
         # The kubernetes package reads $KUBECONFIG once, at import; kopf's login relies on it.
         os.environ["KUBECONFIG"] = args.kubeconfig
@@ -335,6 +343,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--health-port", type=int, default=8080, help="liveness/readiness port")
     p.add_argument("--metrics-port", type=int, default=9090, help="Prometheus metrics port")
+    p.add_argument(
+        "--metrics-secure",
+        action="store_true",
+        help="serve /metrics over TLS, only to a bearer token that the API server authenticates "
+        "(TokenReview) and allows to get the non-resource URL /metrics (SubjectAccessReview); "
+        "default: plain HTTP to anyone",
+    )
+    p.add_argument(
+        "--metrics-cert",
+        default=None,
+        help="serving certificate for --metrics-secure (PEM; default: --webhook-cert)",
+    )
+    p.add_argument(
+        "--metrics-key",
+        default=None,
+        help="serving key for --metrics-secure (PEM; default: --webhook-key)",
+    )
     p.add_argument("--log-format", choices=["plain", "json"], default="plain")
     p.add_argument("--verbose", "-v", action="store_true")
     p.set_defaults(handler=run_operator)

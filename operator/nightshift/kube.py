@@ -100,6 +100,8 @@ class KubeClient:
         # Two watches per namespace and per shard held, each on a connection of its own.
         self._watch_client = _client(WATCH_CONNECTIONS)
         self._coordination = client.CoordinationV1Api(self._lease_client)
+        self._authentication = client.AuthenticationV1Api(self._api_client)
+        self._authorization = client.AuthorizationV1Api(self._api_client)
         self._timeout = timeout
         self._lease_timeout = lease_timeout
         self._identity = identity
@@ -325,9 +327,32 @@ class KubeClient:
                 return "adopted", "", body
         return "conflict", f"Job {name} exists and is controlled by someone else", None
 
-    async def delete_job(self, namespace: str, name: str, uid: str | None = None) -> None:
+    async def delete_job(
+        self, namespace: str, name: str, uid: str | None = None, *, owner_uid: str | None = None
+    ) -> None:
         """Delete a Job and, in the background, its pods. A missing Job is fine; with ``uid``,
-        a Job of that name that is another object (re-created since) is left alone."""
+        a Job of that name that is another object (re-created since) is left alone.
+
+        Without ``uid`` but with ``owner_uid``, the Job is read first and deleted (with its uid as
+        the precondition) only if that owner controls it: the name may come from a task's status,
+        which anyone allowed to write the status can fill with another Job's name.
+        """
+        if uid is None and owner_uid is not None:
+            try:
+                body = await self._json("get_job", self._batch.read_namespaced_job, name, namespace)
+            except ApiException as error:
+                if error.status == 404:
+                    return
+                raise classify(f"read Job {namespace}/{name}", error) from None
+            meta = body.get("metadata") or {}
+            refs = meta.get("ownerReferences") or []
+            if not any(r.get("controller") and r.get("uid") == owner_uid for r in refs):
+                log.warning(
+                    "Job %s/%s is not controlled by task uid %s: not deleting it",
+                    namespace, name, owner_uid,
+                )  # fmt: skip
+                return
+            uid = meta.get("uid")
         options: dict[str, Any] = {"propagationPolicy": "Background"}
         if uid:
             options["preconditions"] = {"uid": uid}
@@ -665,6 +690,51 @@ class KubeClient:
         status = review.get("status") or {}
         reason = str(status.get("reason") or status.get("evaluationError") or "")
         return bool(status.get("allowed")) and not status.get("denied"), reason
+
+    async def review_token(self, token: str) -> dict[str, Any]:
+        """The API server's TokenReview of a bearer token: its status (``authenticated``,
+        ``user`` with username, uid, groups and extra; ``error``)."""
+        body = {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenReview",
+            "spec": {"token": token},
+        }
+        try:
+            result = await self._json(
+                "create_tokenreview", self._authentication.create_token_review, body
+            )
+        except ApiException as error:
+            raise classify("review a token", error) from None
+        status: dict[str, Any] = result.get("status") or {}
+        return status
+
+    async def review_access(
+        self, user: Mapping[str, Any], *, non_resource_attributes: Mapping[str, str]
+    ) -> tuple[bool, str]:
+        """A SubjectAccessReview: may ``user`` (a TokenReview's status.user) do this? Returns
+        (allowed, the authorizer's reason)."""
+        spec: dict[str, Any] = {
+            "user": user.get("username"),
+            "uid": user.get("uid"),
+            "groups": user.get("groups") or [],
+            "extra": user.get("extra") or {},
+            "nonResourceAttributes": dict(non_resource_attributes),
+        }
+        body = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SubjectAccessReview",
+            "spec": {k: v for k, v in spec.items() if v not in (None, {}, [])},
+        }
+        try:
+            result = await self._json(
+                "create_subjectaccessreview",
+                self._authorization.create_subject_access_review,
+                body,
+            )
+        except ApiException as error:
+            raise classify("review an access", error) from None
+        status = result.get("status") or {}
+        return bool(status.get("allowed")), str(status.get("reason") or "")
 
     async def read_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The Lease, or None when it does not exist."""

@@ -20,9 +20,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import kopf
+from aiohttp import web
 from prometheus_client import start_http_server
 
-from nightshift import faults, health, memory, metrics
+from nightshift import faults, health, memory, metrics, metrics_server
 from nightshift.admission import Denied, Reviewer
 from nightshift.controller import Controller
 from nightshift.guard import Limits
@@ -218,8 +219,7 @@ async def _main(args: argparse.Namespace) -> None:
     if elector is not None:
         elector.on_started = controller.resync_all
         supervisor.start("leader-election", elector.run)
-    if args.metrics_port:
-        start_http_server(args.metrics_port, addr="0.0.0.0")  # noqa: S104 - scraped in-cluster
+    scrapes = await _serve_metrics(args, api)
     probes = await health.serve(args.health_port, controller) if args.health_port else None
     scheduler = asyncio.create_task(controller.run(), name="nightshift-controller")
     try:
@@ -229,9 +229,23 @@ async def _main(args: argparse.Namespace) -> None:
         await asyncio.gather(scheduler, return_exceptions=True)
         if elector is not None:
             await elector.release()
-        if probes is not None:
-            await probes.cleanup()
+        for runner in (probes, scrapes):
+            if runner is not None:
+                await runner.cleanup()
         api.close()
+
+
+async def _serve_metrics(args: argparse.Namespace, api: KubeClient) -> web.AppRunner | None:
+    """/metrics on the metrics port: over TLS to callers the API server authenticates and
+    authorizes (--metrics-secure), or plain HTTP to anyone who can reach the port."""
+    if not args.metrics_port:
+        return None
+    if args.metrics_secure:
+        return await metrics_server.serve(
+            args.metrics_port, api, args.metrics_cert, args.metrics_key
+        )
+    start_http_server(args.metrics_port, addr="0.0.0.0")  # noqa: S104 - scraped in-cluster
+    return None
 
 
 async def _serve(args: argparse.Namespace, reviewer: Reviewer) -> None:
@@ -272,8 +286,7 @@ async def _sharded(
     )
     metrics.track(manager.tasks, manager.queued)
     supervisor.start("shards", manager.run)
-    if args.metrics_port:
-        start_http_server(args.metrics_port, addr="0.0.0.0")  # noqa: S104 - scraped in-cluster
+    scrapes = await _serve_metrics(args, api)
     target = _ShardedHealth(supervisor, manager)
     probes = await health.serve(args.health_port, target) if args.health_port else None
     try:
@@ -281,8 +294,9 @@ async def _sharded(
     finally:
         await supervisor.stop()
         await manager.release_all()
-        if probes is not None:
-            await probes.cleanup()
+        for runner in (probes, scrapes):
+            if runner is not None:
+                await runner.cleanup()
         api.close()
 
 

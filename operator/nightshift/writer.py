@@ -312,7 +312,9 @@ class Writer:
             failed: dict[str, tuple[str, str | None]] = {}
             for job, (why, uid) in deletes.items():
                 try:
-                    await self.api.delete_job(namespace, job, uid)
+                    # A Job this task's record does not hold (not seen yet, or named by
+                    # whoever wrote the status) is deleted only if the task controls it.
+                    await self.api.delete_job(namespace, job, uid, owner_uid=pending.entry.uid)
                 except ApiError as problem:
                     log.warning("deleting Job %s/%s (%s): %s", namespace, job, why, problem)
                     failed[job] = (why, uid)

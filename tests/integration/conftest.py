@@ -273,6 +273,7 @@ class RealRelease:
 
 
 OPERATOR_IMAGE = "localhost/nightshift/operator"
+METRICS_SCRAPER = "scraper"  # a ServiceAccount in the release namespace, bound to metrics-reader
 
 
 def helm_run(cluster: Cluster, *args: str, timeout: float = 240) -> str:
@@ -296,7 +297,10 @@ def real_release_values(release: RealRelease, tag: str = "dev") -> list[str]:
         "logFormat": "plain",
         # The tests' and examples' schedules are seconds apart (the default floor is 1m).
         "minInterval": "1s",
-    }
+        # Secure metrics (the default): this ServiceAccount may scrape, as Prometheus' would.
+        "metrics": {"readers": [{"kind": "ServiceAccount", "name": METRICS_SCRAPER,
+                                 "namespace": release.system}]},
+    }  # fmt: skip
     return [f"--set-json={key}={json.dumps(value)}" for key, value in values.items()]
 
 
@@ -327,6 +331,7 @@ def real_release(cluster: Cluster, crd: None) -> Iterator[RealRelease]:
     cluster.kubectl(
         "label", "namespace", release.system, "pod-security.kubernetes.io/enforce=restricted"
     )
+    cluster.kubectl("create", "serviceaccount", METRICS_SCRAPER, "-n", release.system)
     # The session's CRDs came from kubectl: let the release take them over (Helm's import).
     for path in sorted((REPO / "crds").glob("*.yaml")):
         crd_name = f"crd/{path.stem}"

@@ -54,6 +54,7 @@ OPERATOR_RULES: set[Rule] = {
     ("calendars.nightshift.dev", (), frozenset({"get", "list", "watch"})),
     ("backfills.nightshift.dev", (), frozenset({"get", "list", "watch"})),
     ("backfills.nightshift.dev/status", (), frozenset({"patch"})),
+    ("scheduledtasks.nightshift.dev/finalizers", (), frozenset({"update"})),
     ("jobs.batch", (), frozenset({"create", "get", "list", "watch", "delete"})),
     ("pods", (), frozenset({"list"})),
     ("events", (), frozenset({"create", "patch"})),
@@ -66,6 +67,14 @@ SAR_RULE: Rule = ("subjectaccessreviews.authorization.k8s.io", (), frozenset({"c
 def guard_rules(*names: str) -> set[Rule]:
     """The guard's grants: namespaces (only ``names``, if given) and SubjectAccessReviews."""
     return {("namespaces", tuple(names), frozenset({"list", "watch"})), SAR_RULE}
+
+
+# With metrics.secure (the default): who a scraper's token is and whether it may get /metrics.
+# Cluster-scoped, so they show in every namespace.
+METRICS_AUTH_RULES: set[Rule] = {
+    ("tokenreviews.authentication.k8s.io", (), frozenset({"create"})),
+    ("subjectaccessreviews.authorization.k8s.io", (), frozenset({"create"})),
+}
 
 
 def lease_rules(lease: str) -> set[Rule]:
@@ -288,7 +297,8 @@ VALUE_SETS: dict[str, Callable[[str], dict[str, Any]]] = {
         "replicaCount": 1,
         "podDisruptionBudget": {"enabled": False},
         "webhook": {"enabled": False},
-        "metrics": {"service": {"enabled": False}},
+        "metrics": {"service": {"enabled": False}, "secure": False},
+        "networkPolicy": {"enabled": False},
         "rbac": {"aggregateToDefaultRoles": False},
         "topologySpread": {"enabled": False},
         "crds": {"keep": False},
@@ -338,10 +348,10 @@ def _check_common(docs: list[dict[str, Any]], release: str) -> None:
         for rule in role["rules"]:
             assert "*" not in rule.get("verbs", []) + rule.get("resources", []) + rule.get(
                 "apiGroups", []
-            )
+            ) + rule.get("nonResourceURLs", [])
             assert not {"escalate", "bind", "impersonate"} & set(rule["verbs"])
-            assert "secrets" not in rule["resources"]
-            if "namespaces" in rule["resources"]:
+            assert "secrets" not in rule.get("resources", [])
+            if "namespaces" in rule.get("resources", []):
                 # Only the guard reads namespaces: their labels, never more.
                 assert role["metadata"]["name"].endswith("-guard"), role["metadata"]["name"]
                 assert set(rule["verbs"]) == {"list", "watch"}
@@ -424,11 +434,17 @@ def test_rendered_chart_is_accepted_by_the_api_server(
             if r["metadata"]["name"] == f"{release}-nightshift"
         ]
         assert operator_cluster_roles == []
-        (guard,) = of_kind(docs, "ClusterRole")[-1:]
-        assert guard["metadata"]["name"] == f"{release}-nightshift-guard"
+        (guard,) = [
+            r
+            for r in of_kind(docs, "ClusterRole")
+            if r["metadata"]["name"] == f"{release}-nightshift-guard"
+        ]
         assert guard["rules"][0]["resourceNames"] == [namespace, f"{namespace}-b"]
-        assert [b["metadata"]["name"] for b in of_kind(docs, "ClusterRoleBinding")] == [
-            f"{release}-nightshift-guard"
+        # The only cluster-wide bindings: the guard's (namespaces by name, access reviews) and
+        # the token and access reviews of secure metrics.
+        assert sorted(b["metadata"]["name"] for b in of_kind(docs, "ClusterRoleBinding")) == [
+            f"{release}-nightshift-guard",
+            f"{release}-nightshift-metrics-auth",
         ]
         binding = of_kind(docs, "ValidatingAdmissionPolicyBinding")[0]["spec"]
         selector = binding["matchResources"]["namespaceSelector"]["matchExpressions"][0]
@@ -466,7 +482,15 @@ def test_rendered_chart_is_accepted_by_the_api_server(
         ]
         selector = monitor["spec"]["selector"]["matchLabels"]
         assert selector.items() <= service["metadata"]["labels"].items()
-        assert monitor["spec"]["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"]
+        (endpoint,) = monitor["spec"]["endpoints"]
+        assert endpoint["port"] == service["spec"]["ports"][0]["name"] == "https-metrics"
+        # Over TLS, verified against the webhook certificate's CA and name, with Prometheus' token.
+        assert endpoint["scheme"] == "https"
+        assert endpoint["bearerTokenFile"] == "/var/run/secrets/kubernetes.io/serviceaccount/token"
+        assert endpoint["tlsConfig"] == {
+            "ca": {"secret": {"name": f"{release}-nightshift-webhook-tls", "key": "ca.crt"}},
+            "serverName": f"{release}-nightshift-webhook.{namespace}.svc",
+        }
         (dashboard,) = of_kind(docs, "ConfigMap")
         assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
         text = dashboard["data"]["nightshift.json"]
@@ -649,7 +673,7 @@ def test_service_account_may_do_exactly_what_the_operator_uses(
     applied = apply_rbac_only(cluster, docs)
     try:
         # Cluster-wide (the default): the operator's rules everywhere, the Lease only at home.
-        expected = OPERATOR_RULES | guard_rules() | lease_rules(sa)
+        expected = OPERATOR_RULES | guard_rules() | METRICS_AUTH_RULES | lease_rules(sa)
         got = eventually(lambda: service_account_rules(cluster, namespace, sa), expected)
         assert got == expected, f"got:\n{show(got)}\nexpected:\n{show(expected)}"
         print("\ncan-i --list minus an unbound ServiceAccount's, release namespace:")
@@ -658,7 +682,7 @@ def test_service_account_may_do_exactly_what_the_operator_uses(
         elsewhere = can_i_list(cluster, user, other) - can_i_list(
             cluster, f"system:serviceaccount:{other}:default", other
         )
-        assert elsewhere == OPERATOR_RULES | guard_rules(), show(elsewhere)
+        assert elsewhere == OPERATOR_RULES | guard_rules() | METRICS_AUTH_RULES, show(elsewhere)
         for forbidden in (
             ("get", "secrets"), ("list", "secrets"), ("get", "namespaces"),
             ("patch", "namespaces"), ("list", "customresourcedefinitions.apiextensions.k8s.io"),
@@ -710,6 +734,7 @@ def test_shards_add_lease_listing_and_the_labeller_patches_only(
                 }
             )
             | guard_rules()
+            | METRICS_AUTH_RULES
             | {
                 ("scheduledtasks.nightshift.dev", (), tasks),
                 (
@@ -751,13 +776,16 @@ def test_watch_namespaces_grants_nothing_outside_them(
     # Cluster-scoped, so listed everywhere: the watched namespace itself, by name, and reviews.
     guard = guard_rules(namespace)
     try:
-        watched = eventually(lambda: extra(namespace), OPERATOR_RULES | guard)
-        assert watched == OPERATOR_RULES | guard, show(watched)
+        expected = OPERATOR_RULES | guard | METRICS_AUTH_RULES
+        watched = eventually(lambda: extra(namespace), expected)
+        assert watched == expected, show(watched)
         got = extra(home)
         print(f"\nwatchNamespaces, release namespace:\n{show(got)}")
         print(f"watchNamespaces, watched namespace:\n{show(watched)}")
-        assert got == lease_rules(sa) | guard
-        assert extra(other) == guard
+        assert got == lease_rules(sa) | guard | METRICS_AUTH_RULES
+        # Nothing but what is cluster-scoped (no namespace to limit it to): the watched
+        # namespace itself, by name, and the reviews.
+        assert extra(other) == guard | METRICS_AUTH_RULES
         everywhere = cluster.kubectl(
             "auth",
             "can-i",
@@ -780,7 +808,7 @@ def test_edit_may_manage_tasks_and_view_may_only_read_them(
     aggregated = [
         d
         for d in of_kind(docs, "ClusterRole")
-        if d["metadata"]["name"] not in (f"{release}-nightshift", f"{release}-nightshift-guard")
+        if d["metadata"]["name"].endswith(("-edit", "-view"))
     ]
     assert sorted(d["metadata"]["name"] for d in aggregated) == [
         f"{release}-nightshift-edit",
@@ -1029,3 +1057,111 @@ def test_notification_secrets_are_readable_only_where_opted_in(
         assert can("get", home) == "no"
     finally:
         delete_objects(cluster, applied)
+
+
+# --- OwnerReferencesPermissionEnforcement: Jobs set blockOwnerDeletion on their task -----------
+
+
+def test_jobs_are_created_under_owner_references_permission_enforcement_only_with_the_grant(
+    cluster: Any, crd: None, namespace: str, make_namespace: Callable[[str], str], tmp_path: Path
+) -> None:
+    """The local API server runs the OwnerReferencesPermissionEnforcement admission plugin (as
+    OpenShift does): a Job whose ownerReference sets blockOwnerDeletion may only be created by
+    someone who may update the owner's finalizers. The operator, with nothing but the chart's
+    grants, creates its Jobs; without `update` on `scheduledtasks/finalizers` every create is
+    forbidden, and the operator keeps retrying until the grant is there."""
+    release = release_name()
+    sa = f"{release}-nightshift"
+    home = make_namespace(f"{namespace}-h")
+    docs = render(
+        cluster, tmp_path, {"watchNamespaces": [namespace]}, release=release, namespace=home
+    )
+    (role,) = [r for r in of_kind(docs, "Role") if r["metadata"]["namespace"] == namespace]
+    finalizers = {"apiGroups": ["nightshift.dev"], "resources": ["scheduledtasks/finalizers"],
+                  "verbs": ["update"]}  # fmt: skip
+    assert finalizers in role["rules"]
+    without = json.loads(json.dumps(role))
+    without["rules"] = [r for r in role["rules"] if r != finalizers]
+    applied = apply_rbac_only(cluster, [d for d in docs if d is not role] + [without])
+    kubeconfig = token_kubeconfig(cluster, home, sa, tmp_path / "sa.kubeconfig")
+    operator = Operator(kubeconfig, tmp_path, namespaces=[namespace])
+    try:
+        operator.start()
+        cluster.apply(task("owned", schedule="@yearly"), namespace)
+        cluster.kubectl("annotate", "stask", "owned", "-n", namespace, "nightshift.dev/run-now=a")
+        refusal = "cannot set blockOwnerDeletion"
+        poll(lambda: refusal in operator.logs(), timeout=30, what="the refused Job create")
+        assert jobs(cluster, namespace, "owned") == []
+
+        cluster.kubectl("apply", "-f", "-", input=json.dumps(role))  # the chart's Role
+        (job,) = poll(lambda: jobs(cluster, namespace, "owned"), timeout=40, what="the Job")
+        (owner,) = job["metadata"]["ownerReferences"]
+        assert owner["kind"] == "ScheduledTask"
+        assert owner["controller"] is True
+        assert owner["blockOwnerDeletion"] is True
+    finally:
+        operator.stop()
+        delete_objects(cluster, applied)
+
+
+# --- NetworkPolicy ------------------------------------------------------------------------------
+
+
+def test_network_policy_admits_only_the_webhook_and_the_monitoring_namespace(
+    cluster: Any, namespace: str, tmp_path: Path
+) -> None:
+    """What the policy says; the local cluster cannot show it enforced (no network plugin here
+    enforces NetworkPolicies: KWOK's pods have no network, and the real node's CNI is `bridge`)."""
+    release = release_name()
+    docs = render(cluster, tmp_path, {}, release=release, namespace=namespace)
+    (policy,) = of_kind(docs, "NetworkPolicy")
+    (deployment,) = of_kind(docs, "Deployment")
+    pods = deployment["spec"]["template"]["metadata"]["labels"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= pods.items()
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    webhook, metrics = policy["spec"]["ingress"]
+    # The webhook port, from anywhere: the API server is not a pod, no selector matches it.
+    assert webhook == {"ports": [{"port": 9443, "protocol": "TCP"}]}
+    assert metrics == {
+        "ports": [{"port": 9090, "protocol": "TCP"}],
+        "from": [{"namespaceSelector": {"matchLabels": {
+            "kubernetes.io/metadata.name": "monitoring"}}}],
+    }  # fmt: skip
+    # The health port is in no rule: only the pods' own node (the kubelet's probes) reaches it.
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    health = next(p for p in container["ports"] if p["name"] == "http-healthz")
+    assert all(health["containerPort"] != p["port"] for r in (webhook, metrics) for p in r["ports"])
+
+    # Tightened: the webhook only from the control plane's addresses, metrics only from
+    # Prometheus' pods.
+    values = {
+        "networkPolicy": {
+            "webhook": {"from": [{"ipBlock": {"cidr": "10.0.0.0/24"}}]},
+            "metrics": {"from": [{
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "mon"}},
+                "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+            }]},
+        }
+    }  # fmt: skip
+    docs = render(cluster, tmp_path, values, release=release, namespace=namespace)
+    (policy,) = of_kind(docs, "NetworkPolicy")
+    webhook, metrics = policy["spec"]["ingress"]
+    assert webhook["from"] == [{"ipBlock": {"cidr": "10.0.0.0/24"}}]
+    assert metrics["from"] == values["networkPolicy"]["metrics"]["from"]
+    result = cluster.kubectl(
+        "apply", "--dry-run=server", "-f", "-", input=json.dumps(policy)
+    )  # fmt: skip
+    assert "(server dry run)" in result.stdout
+    off = render(cluster, tmp_path, {"networkPolicy": {"enabled": False}}, release=release,
+                 namespace=namespace)  # fmt: skip
+    assert of_kind(off, "NetworkPolicy") == []
+
+
+def test_secure_metrics_need_the_webhook_certificate(cluster: Any, tmp_path: Path) -> None:
+    cmd = [
+        str(cluster.bin_dir / "helm"), "template", "r", str(CHART),
+        "--values", str(values_file(tmp_path, {"webhook": {"enabled": False}})),
+    ]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=60)
+    assert result.returncode != 0
+    assert "metrics.secure serves /metrics with the webhook's certificate" in result.stderr

@@ -8,22 +8,31 @@ namespace of tasks; the last test upgrades and uninstalls the release.
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import os
 import signal
+import socket
+import ssl
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Cluster, RealRelease, helm_run, on_real_node, real_release_values
+from conftest import (
+    METRICS_SCRAPER,
+    Cluster,
+    RealRelease,
+    helm_run,
+    on_real_node,
+    real_release_values,
+)
 from harness import poll
 from test_operator import finished, jobs, status, ts
 
@@ -233,19 +242,44 @@ def test_webhook_in_the_pod_rejects_a_bad_cron_through_its_service(
     assert cluster.kubectl("get", "stask", "bad-cron", "-n", tasks, check=False).returncode != 0
 
 
-def test_metrics_answer_from_the_pods_and_their_service(
+def test_metrics_answer_over_tls_only_to_a_scraper_the_api_server_authorizes(
     cluster: Cluster, real_release: RealRelease
 ) -> None:
-    service = cluster.get("service", f"{real_release.fullname}-metrics", "-n", real_release.system)
-    urls = [f"http://{service['spec']['clusterIP']}:9090/metrics"]  # through kube-proxy
-    urls += [
-        f"http://{p['status']['podIP']}:9090/metrics" for p in operator_pods(cluster, real_release)
-    ]
-    for url in urls:
-        with urllib.request.urlopen(url, timeout=10) as resp:
-            body = resp.read().decode()
-        assert "nightshift_scheduler_queue_depth" in body, url
-        assert "nightshift_tasks" in body, url
+    """What the ServiceMonitor does: https with a ServiceAccount token, the certificate verified
+    against the webhook Secret's CA under the webhook Service's name, at the pods and the
+    Service. No token: 401; the release's own ServiceAccount (no metrics-reader grant): 403."""
+    ns = real_release.system
+    service = cluster.get("service", f"{real_release.fullname}-metrics", "-n", ns)
+    assert service["spec"]["ports"][0]["name"] == "https-metrics"
+    secret = cluster.get("secret", f"{real_release.fullname}-webhook-tls", "-n", ns)
+    context = ssl.create_default_context(cadata=base64.b64decode(secret["data"]["ca.crt"]).decode())
+    server_name = f"{real_release.fullname}-webhook.{ns}.svc"
+
+    def scrape(ip: str, token: str | None) -> tuple[int, str]:
+        auth = f"Authorization: Bearer {token}\r\n" if token else ""
+        request = f"GET /metrics HTTP/1.1\r\nHost: {ip}\r\n{auth}Connection: close\r\n\r\n"
+        raw = socket.create_connection((ip, 9090), timeout=10)
+        with context.wrap_socket(raw, server_hostname=server_name) as tls:
+            tls.sendall(request.encode())
+            data = b""
+            while chunk := tls.recv(65536):
+                data += chunk
+        head, _, body = data.decode(errors="replace").partition("\r\n\r\n")
+        return int(head.split()[1]), body
+
+    def token(account: str) -> str:
+        return str(cluster.kubectl("create", "token", account, "-n", ns).stdout.strip())
+
+    scraper, operator = token(METRICS_SCRAPER), token(real_release.fullname)
+    ips = [service["spec"]["clusterIP"]]  # through kube-proxy
+    ips += [p["status"]["podIP"] for p in operator_pods(cluster, real_release)]
+    for ip in ips:
+        code, body = scrape(ip, scraper)
+        assert code == 200, (ip, body)
+        assert "nightshift_scheduler_queue_depth" in body, ip
+        assert "nightshift_tasks" in body, ip
+        assert scrape(ip, None)[0] == 401, ip
+        assert scrape(ip, operator)[0] == 403, ip
 
 
 # --- the job images, for real ------------------------------------------------------------------

@@ -8,8 +8,9 @@ It behaves like the real API server where the operator depends on it, and nowher
   is gone; an empty resourceVersion is no precondition, as for the API server; nulls are pruned
   (the CRD's fields are not nullable), in list items too;
 - ``create_job`` of an existing name is "adopted" only when the task's uid is the Job's controller
-  ownerReference, otherwise a "conflict"; ``delete_job`` with a uid leaves a namesake alone, and
-  deletes the Job's pods with it (background propagation);
+  ownerReference, otherwise a "conflict"; ``delete_job`` with a uid leaves a namesake alone,
+  without one but with an owner uid a Job that owner does not control, and deletes the Job's pods
+  with it (background propagation);
 - ``pod_outcome`` reads only pods the Job (by uid) controls;
 - lists come in pages of ``page_size``, encoded as the API server does, every page from the
   snapshot the first page was taken at (as a ``continue`` token does); a watch never delivers by
@@ -459,11 +460,17 @@ class FakeKube:
             return "adopted", "", copy.deepcopy(existing)
         return "conflict", f"Job {name} exists and is controlled by someone else", None
 
-    async def delete_job(self, namespace: str, name: str, uid: str | None = None) -> None:
+    async def delete_job(
+        self, namespace: str, name: str, uid: str | None = None, *, owner_uid: str | None = None
+    ) -> None:
         await self._enter(Call("delete_job", namespace, name, {"uid": uid}))
         job = self.jobs.get((namespace, name))
         if job is None or (uid and job["metadata"]["uid"] != uid):
             return  # missing, or a namesake the precondition protects
+        if uid is None and owner_uid is not None:
+            refs = job["metadata"].get("ownerReferences") or []
+            if not any(r.get("controller") and r.get("uid") == owner_uid for r in refs):
+                return  # not the owner's: left alone
         self._remove_job(namespace, name)
 
     async def get_task(self, namespace: str, name: str) -> Obj | None:

@@ -205,6 +205,30 @@ def test_delete_job(client: KubeClient, uid: str | None, error: ApiException, ra
     assert options["propagationPolicy"] == "Background"
 
 
+@pytest.mark.parametrize(
+    ("owner", "deleted"),
+    [("task-uid", True), ("someone-else", False), (None, False)],
+)
+def test_delete_job_by_owner_deletes_only_a_job_the_task_controls(
+    client: KubeClient, owner: str | None, deleted: bool
+) -> None:
+    """issue 18: "Replace deletes Jobs by the names in status.active without checking
+    ownership": a name without a known uid is read first, and deleted only if the task controls
+    it, with its uid as the precondition (so a namesake created in between is spared too)."""
+    refs = [{"uid": owner, "controller": True}] if owner else []
+    found = {"metadata": {"uid": "job-uid", "ownerReferences": refs}}
+    api = stub(client, read_namespaced_job=[found], delete_namespaced_job=[{}])
+    run(client.delete_job(NS, "t-1", owner_uid="task-uid"))
+    deletes = [r for r in api.requests if r[0] == "delete_namespaced_job"]
+    if deleted:
+        ((_, _, kwargs),) = deletes
+        assert kwargs["body"]["preconditions"] == {"uid": "job-uid"}
+    else:
+        assert deletes == []
+    stub(client, read_namespaced_job=[refused(404)])
+    run(client.delete_job(NS, "gone", owner_uid="task-uid"))  # already gone: fine
+
+
 def test_every_request_has_connect_and_read_timeouts(client: KubeClient) -> None:
     """issue 12: "kube.py passes no _request_timeout"."""
     job = {"metadata": {"name": "t-1"}}

@@ -555,6 +555,8 @@ class FakeSession(Session):
         self.patches: list[tuple[str, dict[str, Any]]] = []
         self.statuses: Iterator[dict[str, Any]] | None = None
         self.pods: list[dict[str, Any]] = []
+        self.jobs: dict[str, str] = {}  # Job name -> uid
+        self.log: str | None = None
         self.log_error: str | None = None
         self.backfills: list[dict[str, Any]] = []
 
@@ -587,6 +589,9 @@ class FakeSession(Session):
     def whoami(self) -> str | None:
         return "alice@example.com"
 
+    def job_uid(self, job: str) -> str | None:
+        return self.jobs.get(job)
+
     def pods_of_job(self, job: str) -> list[dict[str, Any]]:
         return [p for p in self.pods if p["metadata"]["labels"]["job"] == job]
 
@@ -595,7 +600,21 @@ class FakeSession(Session):
             raise PluginError(
                 f"cannot read the log of pod {self.namespace}/{pod}: {self.log_error}"
             )
-        return f"log of {pod}/{container}\n"
+        return self.log if self.log is not None else f"log of {pod}/{container}\n"
+
+
+def job_pod(name: str, job: str, uid: str | None, created: str = "2026-11-23T10:00:00Z") -> Any:
+    """A pod with the Job's name label; controlled by the Job with ``uid`` (None: by nobody)."""
+    refs = [{"kind": "Job", "name": job, "uid": uid, "controller": True}] if uid else []
+    return {
+        "metadata": {
+            "name": name,
+            "labels": {"job": job},
+            "ownerReferences": refs,
+            "creationTimestamp": created,
+        },
+        "spec": {"containers": [{"name": "main"}]},
+    }
 
 
 @pytest.fixture
@@ -907,12 +926,8 @@ def test_list_and_logs(fake: FakeSession, capsys: pytest.CaptureFixture[str]) ->
     code, _, err = run_main(capsys, "logs", "t")
     assert code == 1
     assert "no pod found for Job t-ma-1" in err
-    fake.pods = [
-        {
-            "metadata": {"name": "t-ma-1-xyz", "labels": {"job": "t-ma-1"}},
-            "spec": {"containers": [{"name": "main"}]},
-        }
-    ]
+    fake.jobs["t-ma-1"] = "uid-1"
+    fake.pods = [job_pod("t-ma-1-xyz", "t-ma-1", "uid-1")]
     code, out, err = run_main(capsys, "logs", "t")
     assert (code, out) == (0, "log of t-ma-1-xyz/main\n")
     assert "pod t-ma-1-xyz (Job t-ma-1, run manual-a, attempt 1)" in err
@@ -960,3 +975,191 @@ def test_status_shows_conditions_suspension_resume_and_owed_notifications(
     data = json.loads(run_main(capsys, "status", "t", "-o", "json")[1])
     assert data["suspendedByPolicy"] == PAUSED
     assert [c["type"] for c in data["conditions"]] == ["Suspended", "Late", "Notified"]
+
+
+# --- server text never reaches the terminal as control sequences ----------------------------------
+
+# Escape sequences a terminal obeys: colours, clear screen and home, a window title (OSC, ended by
+# BEL), a clipboard write (OSC 52, ended by ST), a C1 CSI (U+009B), a C1 NEL, a carriage return
+# that would let the rest overwrite the line, a bell, DEL and NUL.
+HOSTILE = (
+    "\x1b[31mred\x1b[0m \x1b[2J\x1b[H\x1b]0;pwned\x07title \x1b]52;c;ZXZpbA==\x1b\\clip "
+    "\x9b6n\x85nel \x1b7saved\x1b8 cr\rover bell\x07 del\x7f nul\x00 tab\tok"
+)
+
+
+def controls(text: str) -> list[str]:
+    """The terminal control characters in ``text`` (C0 but tab and newline, DEL, C1)."""
+    return [c for c in text if (ord(c) < 32 and c not in "\t\n") or 0x7F <= ord(c) <= 0x9F]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("plain text, ünïcödé, 日本", "plain text, ünïcödé, 日本"),
+        ("\x1b[1;31mFAILED\x1b[0m: disk full", "FAILED: disk full"),
+        ("a\x1b]0;title\x07b", "ab"),
+        ("a\x1b]52;c;ZXZpbA==\x1b\\b", "ab"),  # clipboard write, ended by ST
+        ("a\x1b]8;;http://x\x1b\\link\x1b]8;;\x1b\\b", "alinkb"),  # a hyperlink
+        ("a\x9b2Jb", "ab"),  # C1 CSI
+        ("a\x9d0;t\x9cb", "ab"),  # C1 OSC ended by C1 ST
+        ("a\x85b\x80c", "abc"),
+        ("line 1\r\nline 2\rover", "line 1\nline 2\nover"),
+        ("tab\tnew\nline", "tab\tnew\nline"),
+        ("bell\x07 del\x7f nul\x00 esc\x1b", "bell del nul esc"),
+        ("a\x1b]0;unterminated\nnext line", "a\nnext line"),  # swallows no further than the line
+    ],
+)
+def test_terminal_safe(text: str, expected: str) -> None:
+    from nightshift.kubectl.render import terminal_safe
+
+    assert terminal_safe(text) == expected
+
+
+def test_one_line_and_tables_strip_control_characters() -> None:
+    assert one_line(HOSTILE) == ("red title clip nel saved cr over bell del nul tab ok")
+    table = render_table(["A", "B"], [[HOSTILE, "x"], ["y", "\x1b[2Jz"]])
+    assert not controls(table)
+    assert table.splitlines()[2] == "y" + " " * (len(one_line(HOSTILE)) + 2) + "z"
+
+
+def hostile_status() -> dict[str, Any]:
+    return {
+        "schedule": f"every 1h {HOSTILE}",
+        "nextScheduleTime": HOSTILE,
+        "nextScheduleTimes": [HOSTILE],
+        "lastResult": HOSTILE,
+        "active": [{"run": HOSTILE, "attempt": 2, "job": HOSTILE, "startedAt": HOSTILE}],
+        "pendingRetries": [{"run": HOSTILE, "attempt": 3, "notBefore": HOSTILE}],
+        "runs": [
+            record(HOSTILE, 1, "Failed", exitCode=3, message=HOSTILE, job=HOSTILE),
+            record("r", 1, HOSTILE, reason=HOSTILE, startedAt=HOSTILE, finishedAt=HOSTILE),
+        ],
+        "conditions": [{"type": "Ready", "status": "False", "reason": HOSTILE, "message": HOSTILE}],
+        "suspendedByPolicy": {**PAUSED, "since": HOSTILE, "message": HOSTILE},
+        "lastResume": {"token": "x", "at": HOSTILE, "by": HOSTILE, "note": HOSTILE},
+        "notifications": [
+            {"change": HOSTILE, "run": HOSTILE, "sinks": [HOSTILE], "lastError": HOSTILE}
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["history", "t"],
+        ["status", "t"],
+        ["list"],
+        ["list", "-A"],
+        ["next", "t"],
+        ["resume", "t"],
+        ["logs", "t"],
+    ],
+)
+def test_commands_print_no_control_characters_from_server_text(
+    fake: FakeSession, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    fake.tasks["t"]["status"] = hostile_status()
+    fake.tasks["t"]["metadata"]["annotations"] = {ANNOTATION_RUN_NOW: HOSTILE}
+    fake.jobs[HOSTILE] = "uid-h"
+    fake.pods = [job_pod("p", HOSTILE, "uid-h")]
+    fake.log = HOSTILE
+    code, out, err = run_main(capsys, *argv)
+    assert code == 0, err
+    assert "red" in out + err  # the text is shown, only its control sequences are gone
+    assert not controls(out), out
+    assert not controls(err), err
+
+
+def test_run_wait_prints_no_control_characters_from_termination_messages(
+    fake: FakeSession, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake.tasks["t"]["metadata"]["annotations"] = {ANNOTATION_RUN_NOW: HOSTILE}
+    fake.tasks["t"]["status"] = {"runNowToken": "other"}
+    scripted(fake, "Failed", "Failed")
+    hostile = fake.statuses
+    assert hostile is not None
+
+    def with_messages() -> Iterator[dict[str, Any]]:
+        for status in hostile:
+            for run in status.get("runs") or []:
+                run["message"] = HOSTILE
+            yield status
+
+    fake.statuses = with_messages()
+    code, out, err = run_main(capsys, "run", "t", "--wait")
+    assert code == 1
+    assert "Failed (after 2 attempts, exit 3): red title clip" in out
+    assert "previous run-now request (red title" in err
+    assert not controls(out), out
+    assert not controls(err), err
+
+
+def test_errors_print_no_control_characters(
+    fake: FakeSession, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def refuse(name: str) -> dict[str, Any]:
+        # An admission webhook's message quotes the spec it refused.
+        raise PluginError(f'admission webhook denied the request: spec.schedule: "{HOSTILE}"')
+
+    fake.get_task = refuse  # type: ignore[method-assign]
+    code, _, err = run_main(capsys, "suspend", "t")
+    assert code == 1
+    assert err.startswith('Error: admission webhook denied the request: spec.schedule: "red')
+    assert not controls(err), err
+
+
+@pytest.mark.parametrize("output", ["json", "yaml"])
+def test_json_and_yaml_stay_exact_and_carry_controls_only_as_escapes(
+    fake: FakeSession, capsys: pytest.CaptureFixture[str], output: str
+) -> None:
+    fake.tasks["t"]["status"] = hostile_status()
+    for argv in (["history", "t"], ["status", "t"], ["list"]):
+        code, out, _ = run_main(capsys, *argv, "-o", output)
+        assert code == 0
+        assert not controls(out), out
+        data = json.loads(out) if output == "json" else yaml.safe_load(out)
+        assert HOSTILE in strings(data)  # nothing lost or changed
+
+
+def strings(data: Any) -> list[str]:
+    """Every string value in ``data`` (nested lists and mappings)."""
+    if isinstance(data, str):
+        return [data]
+    if isinstance(data, dict):
+        data = list(data.values())
+    if isinstance(data, list):
+        return [s for item in data for s in strings(item)]
+    return []
+
+
+def test_logs_strips_control_sequences_unless_raw(
+    fake: FakeSession, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake.tasks["t"]["status"] = {"runs": [record("manual-a", 1, "Failed", job="t-ma-1")]}
+    fake.jobs["t-ma-1"] = "uid-1"
+    fake.pods = [job_pod("t-ma-1-xyz", "t-ma-1", "uid-1")]
+    fake.log = "\x1b[32mok\x1b[0m\nstep 1\rstep 2\n"
+    assert run_main(capsys, "logs", "t")[1] == "ok\nstep 1\nstep 2\n"
+    assert run_main(capsys, "logs", "t", "--raw")[1] == fake.log
+
+
+def test_logs_ignores_a_pod_with_the_jobs_label_that_the_job_does_not_control(
+    fake: FakeSession, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake.tasks["t"]["status"] = {"runs": [record("manual-a", 1, "Failed", job="t-ma-1")]}
+    fake.jobs["t-ma-1"] = "uid-1"
+    # Newer than the Job's own pod, with its label: anyone who may create pods can make one.
+    fake.pods = [
+        job_pod("t-ma-1-real", "t-ma-1", "uid-1", "2026-11-23T10:00:00Z"),
+        job_pod("t-ma-1-fake", "t-ma-1", None, "2026-11-23T10:05:00Z"),
+        job_pod("t-ma-1-other", "t-ma-1", "uid-of-another-job", "2026-11-23T10:06:00Z"),
+    ]
+    code, out, err = run_main(capsys, "logs", "t")
+    assert (code, out) == (0, "log of t-ma-1-real/main\n")
+    assert "pod t-ma-1-real (Job t-ma-1" in err
+    # The Job is gone: its name label alone finds nothing.
+    del fake.jobs["t-ma-1"]
+    code, _, err = run_main(capsys, "logs", "t")
+    assert code == 1
+    assert "no pod found for Job t-ma-1" in err

@@ -84,6 +84,11 @@ app.kubernetes.io/component: controller
 {{- printf "system:serviceaccount:%s:%s" .Release.Namespace (include "nightshift.serviceAccountName" .) }}
 {{- end }}
 
+{{/* The metrics port's name: https-metrics when served over TLS (metrics.secure). */}}
+{{- define "nightshift.metrics.portName" -}}
+{{- if .Values.metrics.secure }}https-metrics{{ else }}http-metrics{{ end }}
+{{- end }}
+
 {{/* Name of the leader-election Lease (in the release namespace). */}}
 {{- define "nightshift.leaseName" -}}
 {{- include "nightshift.fullname" . }}
@@ -172,6 +177,13 @@ scanning is switched off; it only reads API discovery, which needs no grant).
 - apiGroups: ["nightshift.dev"]
   resources: ["backfills/status"]
   verbs: ["patch"]
+# A Job's controller ownerReference names its task with blockOwnerDeletion: true (a foreground
+# deletion of the task waits for its Jobs). Where the OwnerReferencesPermissionEnforcement
+# admission plugin runs (OpenShift does), setting that needs `update` on the task's finalizers;
+# the operator never writes a finalizer.
+- apiGroups: ["nightshift.dev"]
+  resources: ["scheduledtasks/finalizers"]
+  verbs: ["update"]
 # Create one Job per (task, slot, attempt); read one back on AlreadyExists to adopt it; watch
 # the labelled ones; delete pruned, replaced and cancelled ones.
 - apiGroups: ["batch"]

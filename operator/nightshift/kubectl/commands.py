@@ -47,6 +47,7 @@ from nightshift.kubectl.render import (
     status_text,
     status_view,
     task_row,
+    terminal_safe,
 )
 from nightshift.kubectl.session import KIND_LOWER, RESOURCE, PluginError, Session
 from nightshift.models import (
@@ -77,6 +78,7 @@ __all__ = [
     "cmd_run",
     "cmd_status",
     "cmd_suspend",
+    "controlled_by",
     "log_source",
     "newest_pod",
     "request_run",
@@ -631,6 +633,16 @@ def choose_container(
     return name, f'Defaulted container "{name}" out of: {", ".join(containers)}'
 
 
+def controlled_by(pod: Mapping[str, Any], uid: str | None) -> bool:
+    """Whether the object with ``uid`` is ``pod``'s controller (its controller ownerReference).
+
+    A pod is looked up by its Job's name label, which anyone allowed to create pods in the
+    namespace can copy, with a log of their own; the Job controller's pods also name the Job's
+    uid as their controller."""
+    refs = (pod.get("metadata") or {}).get("ownerReferences") or []
+    return uid is not None and any(r.get("controller") and r.get("uid") == uid for r in refs)
+
+
 def newest_pod(pods: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
     """The most recently created pod (a Job with backoffLimit 0 normally has one)."""
     if not pods:
@@ -661,11 +673,13 @@ def log_source(
     attempt: int | None = None,
     container: str | None = None,
 ) -> LogSource:
-    """The pod and container of one attempt of ``task`` (by default its newest), found by its
-    Job's label. Shared by ``logs`` and the web UI's last-run log."""
+    """The pod and container of one attempt of ``task`` (by default its newest): a pod with its
+    Job's name label that the Job controls. Shared by ``logs`` and the web UI's last-run log."""
     chosen = select_attempt(task.get("status") or {}, name, run, attempt)
     assert chosen.job is not None
-    pod = newest_pod(session.pods_of_job(chosen.job))
+    uid = session.job_uid(chosen.job)
+    pods = session.pods_of_job(chosen.job) if uid is not None else []
+    pod = newest_pod([p for p in pods if controlled_by(p, uid)])
     if pod is None:
         raise PluginError(
             f"no pod found for Job {chosen.job} (run {chosen.run}, attempt {chosen.attempt}): "
@@ -680,12 +694,18 @@ def log_source(
 
 
 def cmd_logs(args: argparse.Namespace, session: Session, out: TextIO, err: TextIO) -> int:
-    """Print the pod log of one attempt's Job."""
+    """Print the pod log of one attempt's Job: without terminal control sequences, unless
+    --raw asks for the bytes as the container wrote them (``out.unfiltered``, when ``main``
+    wrapped the stream)."""
     task = session.get_task(args.task)
     source = log_source(session, task, args.task, args.run, args.attempt, args.container)
     if source.note:
-        err.write(source.note + "\n")
-    err.write(source.describe() + "\n")
+        err.write(terminal_safe(source.note) + "\n")
+    err.write(terminal_safe(source.describe()) + "\n")
     err.flush()
-    out.write(session.pod_log(source.pod, source.container))
+    text = session.pod_log(source.pod, source.container)
+    if args.raw:
+        getattr(out, "unfiltered", out).write(text)
+    else:
+        out.write(terminal_safe(text))
     return 0

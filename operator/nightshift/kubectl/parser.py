@@ -27,7 +27,7 @@ from nightshift.kubectl.commands import (
     cmd_status,
     cmd_suspend,
 )
-from nightshift.kubectl.render import OUTPUTS
+from nightshift.kubectl.render import OUTPUTS, TerminalSafe
 from nightshift.kubectl.session import PluginError, SecretFiles, with_session
 from nightshift.kubectl.ui import cmd_ui
 from nightshift.models import parse_time
@@ -305,10 +305,12 @@ everything).""",
         description="""\
 Print the log of the pod of one attempt of TASK: by default the most recent attempt,
 running or finished; --run picks a run (its identity as history shows it, or a Job name)
-and --attempt one of its attempts (default: the latest). The pod is found by the
-batch.kubernetes.io/job-name label of the attempt's Job, so a log is there only while the
-Job and its pod exist (spec.history decides how many finished Jobs are kept). Which pod,
-Job, run and attempt were chosen is printed on standard error.""",
+and --attempt one of its attempts (default: the latest). The pod is one with the
+batch.kubernetes.io/job-name label of the attempt's Job that this Job controls (its
+ownerReference names the Job's uid), so a log is there only while the Job and its pod exist
+(spec.history decides how many finished Jobs are kept). Which pod, Job, run and attempt were
+chosen is printed on standard error. Terminal control sequences in the log (colours
+included) are removed unless --raw is given.""",
         examples="""\
   kubectl nightshift logs backup
   kubectl nightshift logs backup --run 2026-11-24T07:30:00Z --attempt 2
@@ -319,6 +321,11 @@ Job, run and attempt were chosen is printed on standard error.""",
     p.add_argument("--attempt", type=_positive, metavar="N", help="the attempt (default: latest)")
     p.add_argument(
         "-c", "--container", metavar="CONTAINER", help="the container (default: the first)"
+    )
+    p.add_argument(
+        "--raw",
+        action="store_true",
+        help="print the log as written, terminal control sequences included",
     )
     _add_globals(p, suppress=True)
     p.set_defaults(handler=cmd_logs)
@@ -500,7 +507,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``kubectl-nightshift`` console script."""
     args = parse_args(argv)
-    out, err = sys.stdout, sys.stderr
+    # Whatever the commands print may quote server text (messages, names, errors): nothing of
+    # it may reach the terminal as a control sequence (render.terminal_safe).
+    out, err = TerminalSafe(sys.stdout), TerminalSafe(sys.stderr)
     secret_files = SecretFiles() if getattr(args, "keep_secrets_in_memory", False) else None
     if secret_files is not None and secret_files.warning:
         err.write(f"warning: {secret_files.warning}\n")

@@ -6,7 +6,9 @@ them) into text, and reads no clock of its own.
 
 from __future__ import annotations
 
+import io
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -25,6 +27,7 @@ __all__ = [
     "OUTPUTS",
     "PLAN_HEADERS",
     "RunProgress",
+    "TerminalSafe",
     "attempt_line",
     "backfill_rows",
     "emit",
@@ -42,6 +45,7 @@ __all__ = [
     "status_text",
     "status_view",
     "task_row",
+    "terminal_safe",
 ]
 
 # Where ``suspend --reason`` records why (``kubectl describe`` shows annotations). Here, with the
@@ -52,12 +56,86 @@ MESSAGE_WIDTH = 60
 HISTORY_HEADERS = ("RUN", "ATTEMPT", "RESULT", "EXIT", "STARTED", "DURATION", "MESSAGE")
 
 
+# --- terminal control characters -----------------------------------------------------------------
+#
+# Much of what the plugin prints was written by someone else: termination messages, condition
+# messages, annotation values, names, error messages that quote a spec. A terminal obeys the
+# control characters in it: ESC starts sequences that move the cursor, clear or retitle the
+# window, hide text, or (OSC 52) write the clipboard; C1 characters (U+0080-U+009F, such as U+009B,
+# a one-character CSI) do the same on terminals that honour them. So none of them reaches the
+# terminal: whole escape sequences go (so "\x1b[31mfailed" reads "failed"), then every other C0
+# control but tab and newline, DEL and every C1 control. A carriage return becomes a newline: on its
+# own it would let a later text overwrite an earlier one on the same line.
+
+_ESCAPE_SEQUENCE = re.compile(
+    r"""
+    (?:\x1b\[|\x9b) [\x30-\x3f]* [\x20-\x2f]* [\x40-\x7e]?  # CSI: cursor, erase, colours
+    | (?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])              # OSC, DCS, SOS, PM, APC ...
+      [^\x07\x1b\x9c\n]* (?:\x07|\x1b\\|\x9c)?             # ... to the terminator or line end
+    | \x1b [\x20-\x2f]* [\x30-\x7e]?                       # any other escape sequence
+    """,
+    re.VERBOSE,
+)
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` without terminal escape sequences and control characters, tab and newline
+    excepted; carriage returns become newlines."""
+    if text.isprintable():
+        return text  # the common case: nothing to do (newlines and tabs are not "printable")
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return _CONTROL.sub("", _ESCAPE_SEQUENCE.sub("", text))
+
+
+class TerminalSafe(io.TextIOBase):
+    """A text stream that writes everything through :func:`terminal_safe` to ``stream``.
+
+    ``kubectl nightshift`` prints through two of these, so no message, note or error (whatever
+    server text it quotes) can carry control characters to the terminal; ``unfiltered`` is the
+    stream itself, for ``logs --raw``.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__()
+        self.unfiltered = stream
+
+    def write(self, text: str) -> int:
+        self.unfiltered.write(terminal_safe(text))
+        return len(text)
+
+    def flush(self) -> None:
+        self.unfiltered.flush()
+
+    def isatty(self) -> bool:
+        return self.unfiltered.isatty()
+
+    def writable(self) -> bool:
+        return True
+
+
+class _YamlDumper(yaml.SafeDumper):
+    """PyYAML writes U+0085 (a C1 control, NEL) and other C1 characters as they are inside
+    plain and single-quoted scalars; this dumper double-quotes such a string, where they are
+    escaped (``\\N``, ``\\x9B``), so the YAML output stays exact and safe for a terminal."""
+
+    def analyze_scalar(self, scalar: str) -> Any:
+        analysis = super().analyze_scalar(scalar)
+        if _CONTROL.search(scalar):
+            analysis.allow_flow_plain = analysis.allow_block_plain = False
+            analysis.allow_single_quoted = analysis.allow_block = False
+        return analysis
+
+
 def emit(out: TextIO, fmt: str, data: Any, table: Callable[[], str]) -> None:
-    """Write ``data`` as JSON or YAML, or the table ``table()`` renders (one of OUTPUTS)."""
+    """Write ``data`` as JSON or YAML, or the table ``table()`` renders (one of OUTPUTS).
+
+    JSON and YAML stay exact: their strings carry control characters only as escapes (JSON
+    escapes every non-ASCII character, YAML's control characters are double-quoted escapes)."""
     if fmt == "json":
         out.write(json.dumps(data, indent=2) + "\n")
     elif fmt == "yaml":
-        out.write(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+        out.write(yaml.dump(data, Dumper=_YamlDumper, sort_keys=False, allow_unicode=True))
     else:
         out.write(table())
 
@@ -72,17 +150,21 @@ def format_run_duration(started: Any, finished: Any) -> str:
 
 
 def one_line(text: Any, width: int | None = None) -> str:
-    """``text`` on one line (whitespace collapsed), cut to ``width`` characters with ``...``."""
+    """``text`` on one line (whitespace collapsed, control characters removed), cut to
+    ``width`` characters with ``...``."""
     if text is None:
         return ""
-    flat = " ".join(str(text).split())
+    flat = " ".join(terminal_safe(str(text)).split())
     if width is not None and len(flat) > width:
         return flat[: max(0, width - 3)] + "..."
     return flat
 
 
 def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A kubectl-style table: left-aligned columns three spaces apart, no trailing blanks."""
+    """A kubectl-style table: left-aligned columns three spaces apart, no trailing blanks.
+
+    A cell is one line without control characters (they would break the columns, or worse)."""
+    rows = [[one_line(cell) for cell in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in rows:
         for i, cell in enumerate(row):

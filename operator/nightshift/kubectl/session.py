@@ -148,6 +148,7 @@ class Session:
         self.kube_user = kube_user  # the kubeconfig context's user entry
         self.custom = client.CustomObjectsApi(api_client)
         self.core = client.CoreV1Api(api_client)
+        self.batch = client.BatchV1Api(api_client)
 
     def _fail(self, error: Any, task: str | None = None) -> PluginError:
         status = getattr(error, "status", None)
@@ -426,8 +427,24 @@ class Session:
                 f"cannot reach the Kubernetes API server: {_connection_problem(error)}"
             ) from None
 
+    def job_uid(self, job: str) -> str | None:
+        """The uid of the Job named ``job``, or None when it does not exist (any more)."""
+        from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
+
+        try:
+            found = self.batch.read_namespaced_job(
+                job, self.namespace, _request_timeout=REQUEST_TIMEOUT
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise self._fail(error) from None
+        uid = found.metadata.uid if found.metadata is not None else None
+        return str(uid) if uid else None
+
     def pods_of_job(self, job: str) -> list[dict[str, Any]]:
-        """The pods the Job controller created for ``job`` (as plain dicts)."""
+        """The pods carrying ``job``'s name label (as plain dicts): anyone who may create pods
+        can set that label, so the caller keeps those the Job controls (``controlled_by``)."""
         from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
 
         try:

@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 from nightshift.kubectl.commands import log_source, request_run, set_suspend, utc_now
+from nightshift.kubectl.render import terminal_safe
 from nightshift.kubectl.session import PluginError, Session, WatchExpired, unreachable
 from nightshift.kubectl.ui.chart import TimelineEntry
 from nightshift.kubectl.ui.frame import Frame, Problem, error_content, page
@@ -164,7 +165,8 @@ class _Handler(BaseHTTPRequestHandler):
         """Quiet: the terminal is for the URL and real problems (see log_error)."""
 
     def log_error(self, format: str, *args: Any) -> None:
-        sys.stderr.write(f"ui: {format % args}\n")
+        # The request line is the client's text: no control sequence of it reaches the terminal.
+        sys.stderr.write(terminal_safe(f"ui: {format % args}") + "\n")
 
     def _send(self, reply: Reply) -> None:
         self.send_response(reply.status)
@@ -239,7 +241,7 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             return
         except Exception:  # a bug: say so in the terminal, not in detail on the page
-            traceback.print_exc(file=sys.stderr)
+            sys.stderr.write(terminal_safe(traceback.format_exc()))
             reply = self._text(HTTPStatus.INTERNAL_SERVER_ERROR, "Internal error (see terminal).")
         if reply is not None:
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):
@@ -421,7 +423,7 @@ class _Handler(BaseHTTPRequestHandler):
             access = unreachable(lambda: session.access("patch", name))
             detail = replace(detail, may_patch=access.allowed, patch_reason=access.reason)
         except PluginError as error:
-            sys.stderr.write(f"ui: cannot ask whether patch is allowed: {error}\n")
+            sys.stderr.write(terminal_safe(f"ui: cannot ask whether patch is allowed: {error}\n"))
         content = task_content(detail, now, zone)
         return self._render(frame, task_controls(flt, zone, view), content, None)
 
