@@ -27,8 +27,11 @@ __all__ = ["Denied", "Reviewer"]
 
 log = logging.getLogger(__name__)
 # How long a write waits, just after the operator started, for the namespaces to be listed;
-# after that it is let through, and the operator judges the task before any Job.
-POLICIES_WAIT = 5.0
+# after that it is let through, and the operator judges the task before any Job. Both waits stay
+# well inside the webhook's timeout (the chart's default 5 s).
+POLICIES_WAIT = 2.0
+# How long the SubjectAccessReview may take; a slower answer refuses the write, as an error does.
+ACCESS_WAIT = 2.0
 
 
 class Denied(Exception):
@@ -86,7 +89,11 @@ class Reviewer:
                 limits=self.limits,
             )
             if refused is not None:
-                security = refused.reason in ("PodSecurity", "ServiceAccountNotAllowed")
+                security = refused.reason in (
+                    "NamespaceExcluded",
+                    "PodSecurity",
+                    "ServiceAccountNotAllowed",
+                )
                 raise Denied(refused.message, 403 if security else 422)
         if self.check_access:
             await self._may_create_jobs(namespace, user)
@@ -94,7 +101,17 @@ class Reviewer:
     async def _may_create_jobs(self, namespace: str, user: Mapping[str, Any]) -> None:
         who = str(user.get("username") or "")
         try:
-            allowed, why = await self.api.may_create_jobs(namespace, user)
+            async with asyncio.timeout(ACCESS_WAIT):
+                allowed, why = await self.api.may_create_jobs(namespace, user)
+        except TimeoutError:
+            log.warning(
+                "SubjectAccessReview for %s in %s: no answer in %s s", who, namespace, ACCESS_WAIT
+            )
+            raise Denied(
+                f"could not check that {who} may create Jobs in {namespace}: the API server did "
+                f"not answer in {ACCESS_WAIT:g} s; try again",
+                403,
+            ) from None
         except ApiError as error:
             # Fail closed: this check is the point of the webhook (failurePolicy is about the
             # webhook being unreachable, not about a check it could not make).

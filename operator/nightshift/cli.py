@@ -301,6 +301,14 @@ def _parser() -> argparse.ArgumentParser:
         "admission and get no Jobs (default 1m)",
     )
     p.add_argument(
+        "--exclude-namespace",
+        dest="exclude_namespaces",
+        action="append",
+        metavar="NAMESPACE",
+        help="a namespace whose tasks get no Jobs (refused at admission, Ready=False with reason "
+        "NamespaceExcluded); repeat for several (the chart passes kube-system and its own)",
+    )
+    p.add_argument(
         "--max-template-bytes",
         type=_positive,
         default=64 * 1024,

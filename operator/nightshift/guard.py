@@ -52,8 +52,20 @@ TEMPLATE = "spec.jobTemplate.spec.template"  # the pod template's path in a task
 CRON_SAMPLE = 128
 _REFERENCE = datetime(2026, 1, 5, tzinfo=UTC)  # a Monday, far from any DST change
 _PLACEHOLDER = {"spec": {"template": {"spec": {"containers": [{"name": "x"}]}}}}
-REASONS = ("PodSecurity", "ServiceAccountNotAllowed", "IntervalTooShort", "TemplateTooLarge")
-Reason = Literal["PodSecurity", "ServiceAccountNotAllowed", "IntervalTooShort", "TemplateTooLarge"]
+REASONS = (
+    "NamespaceExcluded",
+    "PodSecurity",
+    "ServiceAccountNotAllowed",
+    "IntervalTooShort",
+    "TemplateTooLarge",
+)
+Reason = Literal[
+    "NamespaceExcluded",
+    "PodSecurity",
+    "ServiceAccountNotAllowed",
+    "IntervalTooShort",
+    "TemplateTooLarge",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +87,8 @@ class Limits:
 
     min_interval: timedelta = timedelta(minutes=1)
     max_template_bytes: int = 64 * 1024
+    # Namespaces whose tasks get no Jobs at all (the chart: kube-system and its own namespace).
+    excluded_namespaces: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +237,12 @@ def judge(
 ) -> Refusal | None:
     """Whether the task may have Jobs: None, or the first kind of problem with every field of
     that kind. ``job_template`` is ``spec.jobTemplate`` as stored (raw JSON)."""
+    if namespace in limits.excluded_namespaces:
+        return Refusal(
+            "NamespaceExcluded",
+            f"metadata.namespace: {namespace} is excluded from Nightshift (the operator's "
+            "--exclude-namespace): its tasks get no Jobs; use another namespace",
+        )
     size = template_size(job_template)
     if size > limits.max_template_bytes:
         return Refusal(

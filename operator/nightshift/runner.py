@@ -21,6 +21,8 @@ from typing import Any
 
 import kopf
 from aiohttp import web
+from kopf._cogs.structs.ephemera import AnyMemo  # not re-exported
+from kopf._core.reactor.inventory import ResourceMemories, ResourceMemory  # not re-exported
 from prometheus_client import start_http_server
 
 from nightshift import faults, health, memory, metrics, metrics_server
@@ -81,6 +83,26 @@ _PARSERS: dict[str, Callable[[Any], object]] = {
     CALENDAR_KIND: parse_calendar,
     BACKFILL_KIND: parse_backfill,
 }
+
+
+class _NoMemories(ResourceMemories):
+    """kopf remembers every object an admission review names, by uid, and forgets it only when
+    its watch sees the object deleted. Its watches are off here (the informers watch), so every
+    UPDATE review (a CREATE's memory is not kept) would stay for the life of the process, and
+    anyone who can reach the webhook port could post reviews with made-up uids until the replica
+    runs out of memory. No handler here keeps anything in kopf's memos: keep nothing."""
+
+    async def recall(
+        self,
+        raw_body: kopf.RawBody,
+        *,
+        memobase: AnyMemo | None = None,
+        noticed_by_listing: bool = False,
+        ephemeral: bool = False,
+    ) -> ResourceMemory:
+        return await super().recall(
+            raw_body, memobase=memobase, noticed_by_listing=noticed_by_listing, ephemeral=True
+        )
 
 
 def registry(args: argparse.Namespace, reviewer: Reviewer) -> kopf.OperatorRegistry:
@@ -194,7 +216,11 @@ async def _main(args: argparse.Namespace) -> None:
     )
     for i, informer in enumerate(policies.informers):
         supervisor.start(f"informer-namespaces-{i}", informer.run)
-    limits = Limits(min_interval=args.min_interval, max_template_bytes=args.max_template_bytes)
+    limits = Limits(
+        min_interval=args.min_interval,
+        max_template_bytes=args.max_template_bytes,
+        excluded_namespaces=frozenset(args.exclude_namespaces or ()),
+    )
     reviewer = Reviewer(api, policies, limits, check_access=args.check_job_access)
     if args.shards > 1:
         await _sharded(args, api, identity, supervisor, seams, policies, limits, reviewer)
@@ -256,6 +282,7 @@ async def _serve(args: argparse.Namespace, reviewer: Reviewer) -> None:
             clusterwide=not args.namespaces,
             namespaces=args.namespaces,
             standalone=True,
+            memories=_NoMemories(),
         )
     else:
         await _until_signalled()

@@ -67,6 +67,7 @@ class Operator:
         self.proc: subprocess.Popen[bytes] | None = None
         self.metrics_port = free_port()
         self.health_port = free_port()
+        self.webhook_port = free_port() if webhook else 0
         self.starts = 0
 
     @property
@@ -85,7 +86,7 @@ class Operator:
         if self.webhook:
             cert, key = self_signed(self.log_dir)
             args += [
-                "--webhook-port", str(free_port()), "--webhook-addr", "127.0.0.1",
+                "--webhook-port", str(self.webhook_port), "--webhook-addr", "127.0.0.1",
                 "--webhook-host", "127.0.0.1", "--webhook-cert", str(cert),
                 "--webhook-key", str(key), "--webhook-manage", self.webhook,
             ]  # fmt: skip

@@ -411,7 +411,7 @@ def test_rendered_chart_is_accepted_by_the_api_server(
         assert hook["failurePolicy"] == "Ignore"
         assert hook["sideEffects"] == "None"
         assert hook["admissionReviewVersions"] == ["v1"]
-        assert hook["timeoutSeconds"] == 10
+        assert hook["timeoutSeconds"] == 5
         assert hook["clientConfig"]["service"]["path"] == "/validate"
         assert hook["rules"][0]["operations"] == ["CREATE", "UPDATE"]
         (secret,) = of_kind(docs, "Secret")
@@ -419,7 +419,29 @@ def test_rendered_chart_is_accepted_by_the_api_server(
         _check_serving_certificate(
             secret, service=f"{release}-nightshift-webhook", namespace=namespace, tmp_path=tmp_path
         )
+        # A year, renewed by the first upgrade within 30 days of its end.
+        not_after = subprocess.run(
+            ["openssl", "x509", "-noout", "-enddate", "-in", str(tmp_path / "tls.crt")],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip().removeprefix("notAfter=")  # fmt: skip
+        end = datetime.strptime(not_after, "%b %d %H:%M:%S %Y %Z").replace(tzinfo=UTC)
+        assert abs(end - datetime.now(UTC) - timedelta(days=365)) < timedelta(hours=1)
+        renew = datetime.fromisoformat(
+            secret["metadata"]["annotations"]["nightshift.dev/renew-after"]
+        )
+        assert abs(end - renew - timedelta(days=30)) < timedelta(hours=1)
         assert {"ClusterRole", "ClusterRoleBinding"} <= kinds
+        # Its own PriorityClass, above the Jobs it creates; no Jobs in kube-system or at home.
+        (priority,) = of_kind(docs, "PriorityClass")
+        assert priority["value"] == 1_000_000
+        assert priority["globalDefault"] is False
+        pod = of_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]
+        assert pod["priorityClassName"] == priority["metadata"]["name"]
+        args = pod["containers"][0]["args"]
+        assert [a for a in args if a.startswith("--exclude-namespace=")] == [
+            "--exclude-namespace=kube-system",
+            f"--exclude-namespace={namespace}",
+        ]
     elif value_set == "watch-namespaces":
         roles = of_kind(docs, "Role")
         watched = sorted(
@@ -643,8 +665,23 @@ def test_install_upgrade_with_a_crd_change_then_uninstall_keeps_the_crd(
         hook = cluster.get("validatingwebhookconfiguration", f"{release}-nightshift")["webhooks"][0]
         assert hook["clientConfig"]["caBundle"] == ca_bundle
 
+        # Within 30 days of its end (its renew-after annotation passed), the next upgrade
+        # renews the certificate, the caBundle with it, and restarts the pods to read it.
+        pods_before = pod_checksum(cluster, release, namespace)
+        cluster.kubectl(
+            "annotate", "secret", secret, "-n", namespace, "--overwrite",
+            "nightshift.dev/renew-after=2000-01-01T00:00:00Z",
+        )  # fmt: skip
+
         # And back, so that the shared CRD is as the other tests expect it.
         helm(cluster, "upgrade", release, str(CHART), *common)
+        renewed = cluster.get("secret", secret, "-n", namespace)
+        assert renewed["data"]["tls.crt"] != tls["tls.crt"]
+        assert renewed["data"]["ca.crt"] != tls["ca.crt"]
+        assert renewed["metadata"]["annotations"]["nightshift.dev/renew-after"] > "2027"
+        hook = cluster.get("validatingwebhookconfiguration", f"{release}-nightshift")["webhooks"][0]
+        assert hook["clientConfig"]["caBundle"] == renewed["data"]["ca.crt"]
+        assert pod_checksum(cluster, release, namespace) != pods_before
         poll(lambda: marker not in description(), timeout=30, what="the CRD description restored")
     finally:
         out = helm(
@@ -658,6 +695,13 @@ def test_install_upgrade_with_a_crd_change_then_uninstall_keeps_the_crd(
         "get", "deployment", f"{release}-nightshift", "-n", namespace, check=False
     )
     assert gone.returncode != 0
+
+
+def pod_checksum(cluster: Any, release: str, namespace: str) -> str:
+    """The Deployment's pod-template annotation that follows the webhook certificate."""
+    deployment = cluster.get("deployment", f"{release}-nightshift", "-n", namespace)
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    return str(annotations["checksum/webhook-tls"])
 
 
 # --- RBAC --------------------------------------------------------------------------------------

@@ -245,6 +245,118 @@ def test_interval_1s_is_refused_at_admission_and_by_the_operator(
         op.stop()
 
 
+def test_an_excluded_namespace_gets_no_jobs(
+    cluster: Any, crd: None, namespace: str, tmp_path: Path
+) -> None:
+    """The chart excludes kube-system and its own namespace: a task there is refused at
+    admission, and one stored while the webhook was down gets no Job."""
+    hourly = task("sneaky", schedule="* * * * *")
+    expected = f"metadata.namespace: {namespace} is excluded from Nightshift"
+    exclude = [f"--exclude-namespace={namespace}"]
+    with webhook(cluster, namespace, tmp_path, extra_args=exclude):
+        refused = apply(cluster, hourly, namespace)
+        assert refused.returncode != 0
+        assert expected in refused.stderr, refused.stderr
+
+    assert apply(cluster, hourly, namespace).returncode == 0  # no webhook: stored
+    cluster.kubectl("annotate", "stask", "sneaky", "-n", namespace, "nightshift.dev/run-now=now-1")
+    op = Operator(
+        cluster.kubeconfig, tmp_path, namespaces=[namespace], name="exclude", extra_args=exclude
+    )
+    op.start()
+    try:
+
+        def refused_by_operator() -> dict[str, Any] | None:
+            st = status(cluster, namespace, "sneaky")
+            return st if condition(st, "Ready").get("reason") == "NamespaceExcluded" else None
+
+        st = poll(refused_by_operator, timeout=20, what="Ready=False NamespaceExcluded")
+        assert condition(st, "Ready")["message"].startswith(expected)
+        time.sleep(3)  # the run-now request and a minutely slot, had it not been refused
+        assert jobs(cluster, namespace, "sneaky") == []
+        assert reasons(cluster, namespace, "sneaky") == ["NamespaceExcluded"]
+    finally:
+        op.stop()
+
+
+# --- the webhook port -----------------------------------------------------------------------
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def _post_reviews(port: int, namespace: str, count: int) -> list[int]:
+    """``count`` UPDATE AdmissionReviews of ScheduledTasks that do not exist (a uid each),
+    posted to the webhook port without any credentials, as any pod that reaches it could."""
+    import http.client
+    import ssl
+    import uuid
+
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    conn = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=10)
+    codes: list[int] = []
+    try:
+        for i in range(count):
+            uid = str(uuid.uuid4())
+            obj = {
+                "apiVersion": "nightshift.dev/v1alpha1",
+                "kind": "ScheduledTask",
+                "metadata": {"name": f"ghost-{i}", "namespace": namespace, "uid": uid},
+                "spec": task("ghost")["spec"],
+            }
+            review = {
+                "apiVersion": "admission.k8s.io/v1",
+                "kind": "AdmissionReview",
+                "request": {
+                    "uid": str(uuid.uuid4()),
+                    "kind": {"group": "nightshift.dev", "version": "v1alpha1",
+                             "kind": "ScheduledTask"},
+                    "resource": {"group": "nightshift.dev", "version": "v1alpha1",
+                                 "resource": "scheduledtasks"},
+                    "namespace": namespace,
+                    "name": obj["metadata"]["name"],
+                    "operation": "UPDATE",
+                    "userInfo": {"username": "nobody"},
+                    "object": obj,
+                    "oldObject": obj,
+                },
+            }  # fmt: skip
+            conn.request(
+                "POST", "/validate", json.dumps(review), {"Content-Type": "application/json"}
+            )
+            response = conn.getresponse()
+            response.read()
+            codes.append(response.status)
+    finally:
+        conn.close()
+    return codes
+
+
+def test_admission_reviews_of_made_up_objects_leave_nothing_behind(
+    cluster: Any, crd: None, namespace: str, tmp_path: Path
+) -> None:
+    """Nothing authenticates a caller of the webhook port (the API server is the intended one,
+    and the NetworkPolicy is not enforced by every CNI). kopf kept a memory per reviewed object
+    until its watch saw the object deleted, and the operator's kopf watches nothing: 20,000
+    reviews of made-up objects grew a replica by 20.6 MiB for good (98.4 to 119.0 MiB, measured
+    before the fix).
+    Now they leave it as it was."""
+    with webhook(cluster, namespace, tmp_path) as op:
+        assert op.proc is not None
+        assert set(_post_reviews(op.webhook_port, namespace, 2000)) == {200}  # warm up
+        before = _rss_kib(op.proc.pid)
+        assert set(_post_reviews(op.webhook_port, namespace, 20000)) == {200}
+        after = _rss_kib(op.proc.pid)
+        print(f"\nRSS before {before / 1024:.1f} MiB, after 20,000 reviews {after / 1024:.1f} MiB")
+        assert after - before < 8 * 1024, (before, after)
+
+
 # --- the chart's ValidatingAdmissionPolicy --------------------------------------------------
 
 

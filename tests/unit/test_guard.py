@@ -278,3 +278,17 @@ def test_several_schedules_are_judged_by_their_union() -> None:
     raw["schedules"] = [{"cron": "0 * * * *"}, {"cron": "30 * * * *", "timeZone": "Asia/Kolkata"}]
     # 30 past in Kolkata (UTC+05:30) is on the hour in UTC: one slot, an hour apart.
     assert verdict(raw, limits=Limits(min_interval=timedelta(minutes=10))) is None
+
+
+def test_an_excluded_namespace_refuses_every_task_first() -> None:
+    """Even a perfect task gets no Jobs in an excluded namespace, and that is said before any
+    other problem (it is the one a user cannot fix by editing the task)."""
+    excluded = Limits(excluded_namespaces=frozenset({"ns", "kube-system"}))
+    refused = verdict(task(), limits=excluded)
+    assert refused == Refusal(
+        "NamespaceExcluded",
+        "metadata.namespace: ns is excluded from Nightshift (the operator's --exclude-namespace): "
+        "its tasks get no Jobs; use another namespace",
+    )
+    assert verdict(task(interval="1s"), limits=excluded) == refused
+    assert verdict(task(), limits=Limits(excluded_namespaces=frozenset({"kube-system"}))) is None

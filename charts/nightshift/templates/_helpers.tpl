@@ -89,6 +89,13 @@ app.kubernetes.io/component: controller
 {{- if .Values.metrics.secure }}https-metrics{{ else }}http-metrics{{ end }}
 {{- end }}
 
+{{/* The operator pods' PriorityClass: priorityClassName, else the chart's own, else none. */}}
+{{- define "nightshift.priorityClassName" -}}
+{{- if .Values.priorityClassName }}{{ .Values.priorityClassName }}
+{{- else if .Values.priorityClass.create }}{{ include "nightshift.fullname" . }}
+{{- end }}
+{{- end }}
+
 {{/* Name of the leader-election Lease (in the release namespace). */}}
 {{- define "nightshift.leaseName" -}}
 {{- include "nightshift.fullname" . }}
@@ -126,21 +133,32 @@ The webhook's CA and serving certificate when Helm generates them, as JSON {ca, 
 
 They are generated once per render and cached on the root context, so that the Secret and the
 ValidatingWebhookConfiguration (two templates) agree. An existing Secret (from an earlier install)
-is reused, so upgrades neither rotate the certificate nor change the caBundle. `helm template`
-cannot look the Secret up and generates fresh ones every time.
+is reused until its annotation nightshift.dev/renew-after (webhook.certRenewBeforeDays before it
+expires) has passed, so upgrades neither rotate the certificate nor change the caBundle before
+then. `helm template` cannot look the Secret up and generates fresh ones every time.
 */}}
 {{- define "nightshift.webhook.tls" -}}
 {{- if not (hasKey .Release "nightshiftWebhookTLS") }}
 {{- $secret := lookup "v1" "Secret" .Release.Namespace (include "nightshift.webhook.secretName" .) }}
 {{- $tls := dict }}
-{{- if and $secret $secret.data (hasKey $secret.data "ca.crt") (hasKey $secret.data "tls.crt") (hasKey $secret.data "tls.key") }}
-{{- $tls = dict "ca" (index $secret.data "ca.crt" | b64dec) "crt" (index $secret.data "tls.crt" | b64dec) "key" (index $secret.data "tls.key" | b64dec) }}
-{{- else }}
 {{- $days := int .Values.webhook.certValidityDays }}
+{{- $renewAt := "" }}
+{{- if and $secret $secret.metadata.annotations }}
+{{- $renewAt = get $secret.metadata.annotations "nightshift.dev/renew-after" }}
+{{- end }}
+{{- $due := true }}
+{{- if $renewAt }}
+{{- $due = ge (now | unixEpoch | int64) (toDate "2006-01-02T15:04:05Z07:00" $renewAt | unixEpoch | int64) }}
+{{- end }}
+{{- if and $secret $secret.data (hasKey $secret.data "ca.crt") (hasKey $secret.data "tls.crt") (hasKey $secret.data "tls.key") (not $due) }}
+{{- $tls = dict "ca" (index $secret.data "ca.crt" | b64dec) "crt" (index $secret.data "tls.crt" | b64dec) "key" (index $secret.data "tls.key" | b64dec) "renewAfter" $renewAt }}
+{{- else }}
 {{- $ca := genCA (printf "%s-webhook-ca" (include "nightshift.fullname" .)) $days }}
 {{- $dnsNames := include "nightshift.webhook.dnsNames" . | fromJsonArray }}
 {{- $cert := genSignedCert (first $dnsNames) nil $dnsNames $days $ca }}
-{{- $tls = dict "ca" $ca.Cert "crt" $cert.Cert "key" $cert.Key }}
+{{- $keep := sub $days (int .Values.webhook.certRenewBeforeDays) | int }}
+{{- $renewAfter := now | dateModify (printf "%dh" (mul (max $keep 1) 24)) | date "2006-01-02T15:04:05Z07:00" }}
+{{- $tls = dict "ca" $ca.Cert "crt" $cert.Cert "key" $cert.Key "renewAfter" $renewAfter }}
 {{- end }}
 {{- $_ := set .Release "nightshiftWebhookTLS" $tls }}
 {{- end }}
