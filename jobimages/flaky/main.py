@@ -18,10 +18,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--fail-times", type=int, default=2, help="attempts that fail")
     parser.add_argument("--exit-code", type=int, default=75, help="exit code of a failure")
+    parser.add_argument(
+        "--message",
+        default="upstream unavailable (try again later)",
+        help="what a failed attempt says in its termination message",
+    )
     args = parser.parse_args()
     attempt = int(os.environ.get("NIGHTSHIFT_ATTEMPT", "1"))
     if attempt <= args.fail_times:
-        exit_with(args.exit_code, f"attempt {attempt}: upstream unavailable (try again later)")
+        exit_with(args.exit_code, f"attempt {attempt}: {args.message}")
     exit_with(0, f"attempt {attempt}: synced")
 
 

@@ -38,6 +38,9 @@ REAL_NODE_TOLERATIONS = [
     {"key": key, "operator": "Equal", "value": value, "effect": "NoSchedule"}
     for key, value in REAL_NODE.items()
 ]
+# The real node's bridge address (realnode.GATEWAY): pods on it reach the machine there, where a
+# test's HTTP receiver must listen to be reached from a pod (127.0.0.1 is the pod's own).
+REAL_NODE_GATEWAY = "10.245.0.1"
 
 
 def want_real_node() -> bool:

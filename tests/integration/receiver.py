@@ -37,6 +37,7 @@ class Receiver:
     behaviour: str = "ok"
     delay: float = 5.0
     port: int = field(default_factory=free_port)
+    host: str = "127.0.0.1"  # the real node's gateway, for an operator that runs in a pod
     requests: list[Request] = field(default_factory=list)
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
@@ -44,7 +45,7 @@ class Receiver:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def start(self) -> Self:
         receiver = self
@@ -70,7 +71,7 @@ class Receiver:
 
         # The same port after a restart ("down", then "up" again).
         ThreadingHTTPServer.allow_reuse_address = True
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server = ThreadingHTTPServer((self.host, self.port), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()

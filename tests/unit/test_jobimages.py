@@ -40,6 +40,32 @@ def test_flaky_fails_n_times_then_succeeds(tmp_path: Path, attempt: str, code: i
     assert message.startswith(f"attempt {attempt}:")
 
 
+def test_flaky_says_the_chosen_message(tmp_path: Path) -> None:
+    got, message = run(
+        "flaky", tmp_path, "--fail-times", "9", "--exit-code", "1", "--message", "401 from the API",
+        NIGHTSHIFT_ATTEMPT="4",
+    )  # fmt: skip
+    assert (got, message) == (1, "attempt 4: 401 from the API")
+
+
+def test_every_example_names_an_image_built_here() -> None:
+    """The examples run on the real node, which has only the images `make images` builds."""
+    import yaml
+
+    built = {
+        f"localhost/nightshift/jobs-{d.name}:dev"
+        for d in IMAGES.iterdir()
+        if (d / "Dockerfile").exists()
+    }
+    for example in sorted((IMAGES.parent / "examples").glob("*.yaml")):
+        for doc in yaml.safe_load_all(example.read_text()):
+            if not doc or doc.get("kind") != "ScheduledTask":
+                continue
+            pod = doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+            for container in pod.get("containers", []) + pod.get("initContainers", []):
+                assert container["image"] in built, (example.name, container["image"])
+
+
 def test_sleeper_honours_sigterm(tmp_path: Path) -> None:
     message = tmp_path / "termination-log"
     proc = subprocess.Popen(
