@@ -74,7 +74,7 @@ unit: venv ## Unit tests (pure logic, no cluster)
 
 .PHONY: integration
 integration: venv binaries browser kueue node-binaries images ## Integration tests on the local cluster with a real node (started by a fixture)
-	NIGHTSHIFT_NODE=real $(BIN)/pytest tests/integration -q
+	NIGHTSHIFT_NODE=real $(BIN)/pytest tests/integration -q --durations=25
 
 .PHONY: browser
 browser: ## Install Debian's Chromium for the UI's browser tests, when it is missing

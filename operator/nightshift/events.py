@@ -48,6 +48,7 @@ class Record:
     posted: int = 0  # the count the server has
     busy: bool = False  # a poster is writing it (it sends the latest count when done)
     key: tuple[Any, ...] = field(default=(), repr=False)
+    object_kind: str | None = None  # when the object is not a ScheduledTask (a Backfill)
 
 
 @dataclass(slots=True)
@@ -96,6 +97,9 @@ class EventBook:
         meta = ref.get("metadata") or {}
         task: TaskKey = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
         uid = str(meta.get("uid") or "")
+        # A Backfill's Events are about the Backfill: its kind goes on the Event. (Its uid keeps
+        # them apart from a namesake task's; the rate limit is per name, which they share.)
+        object_kind = ref.get("kind")
         if not self._bucket(task, now).take(now):
             return None
         group = (*task, uid, kind, reason)
@@ -114,7 +118,16 @@ class EventBook:
             key, text = (*group, None), COMBINED + message
         record = self._records.pop(key, None)
         if record is None or now - record.last > self.window:
-            record = Record(dict(meta), kind, reason, text, first=now, last=now, key=key)
+            record = Record(
+                dict(meta),
+                kind,
+                reason,
+                text,
+                first=now,
+                last=now,
+                key=key,
+                object_kind=object_kind,
+            )
         else:
             record.count += 1
             record.last = now

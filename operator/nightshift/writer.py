@@ -408,8 +408,11 @@ class Writer:
                     record.posted = count
                     continue
                 # New, or expired on the server (the API server keeps Events an hour).
+                obj: dict[str, Any] = {"metadata": record.ref}
+                if record.object_kind is not None:
+                    obj["kind"] = record.object_kind
                 record.name = await self.api.post_event(
-                    {"metadata": record.ref}, record.type, record.reason, record.message, count
+                    obj, record.type, record.reason, record.message, count
                 )
                 record.posted = count
         finally:

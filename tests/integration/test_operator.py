@@ -64,7 +64,11 @@ def events(cluster: Any, namespace: str, name: str) -> list[dict[str, Any]]:
 
 
 def reasons(cluster: Any, namespace: str, name: str) -> list[str]:
-    return [e["reason"] for e in events(cluster, namespace, name)]
+    """Each Event's reason as many times as it happened: the same Event again within 10 minutes
+    is a count on the first Event object, as client-go's recorder does."""
+    return [
+        e["reason"] for e in events(cluster, namespace, name) for _ in range(e.get("count") or 1)
+    ]
 
 
 def condition(st: dict[str, Any], kind: str) -> dict[str, Any]:

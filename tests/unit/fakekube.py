@@ -652,7 +652,11 @@ class FakeKube:
         self.events.append(
             {
                 "metadata": {"name": name, "namespace": meta.get("namespace")},
-                "involvedObject": copy.deepcopy(meta),
+                # As the real client fills it in: a ScheduledTask unless the ref names its kind.
+                "involvedObject": {
+                    "kind": ref.get("kind") or "ScheduledTask",
+                    **copy.deepcopy(meta),
+                },
                 "type": kind,
                 "reason": reason,
                 "message": message,

@@ -877,5 +877,11 @@ def test_a_backfill_of_a_refused_task_waits_and_creates_no_job() -> None:
         [condition] = [c for c in status["conditions"] if c["type"] == "Ready"]
         assert (condition["status"], condition["reason"]) == ("False", "InvalidTask")
         assert 'refused (PodSecurity): Pod Security "baseline"' in condition["message"]
+        # Its Event is the Backfill's, not a namesake task's.
+        [event] = [e for e in world.fake.events if e["reason"] == "InvalidTask"]
+        assert (event["involvedObject"]["kind"], event["involvedObject"]["name"]) == (
+            "Backfill",
+            "again",
+        )
 
     scenario(body)

@@ -343,6 +343,7 @@ def test_the_event_names_the_task_at_the_version_written() -> None:
                 "metadata": {"name": "t.00000", "namespace": NS},
                 "count": 1,
                 "involvedObject": {
+                    "kind": "ScheduledTask",
                     "name": "t",
                     "namespace": NS,
                     "uid": rig.fake.tasks[NS, "t"]["metadata"]["uid"],
