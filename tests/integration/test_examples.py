@@ -42,6 +42,25 @@ def preview(name: str, namespace: str, start: datetime, count: int) -> list[str]
     return result.stdout.splitlines()
 
 
+# Example 13's webhook sink, one per examples namespace: the example's Secret names a URL that goes
+# nowhere, so it is replaced by one of these as soon as the examples are applied (the first
+# Failing notification is owed seconds later; a test that changed it minutes later would wait for
+# the delivery's back-off instead).
+HOOKS: dict[str, Receiver] = {}
+
+
+def our_webhook(cluster: Cluster, namespace: str, host: str) -> None:
+    hook = Receiver(host=host).start()
+    HOOKS[namespace] = hook
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "ops-webhook"},
+        "stringData": {"url": f"{hook.url}/nightshift", "header.Authorization": "Bearer t"},
+    }
+    cluster.apply(secret, namespace)
+
+
 @pytest.fixture(scope="module")
 def real_examples(cluster: Cluster, real_release: RealRelease) -> Iterator[str]:
     """The examples on the real node, in the namespace that the in-cluster operator watches;
@@ -51,7 +70,10 @@ def real_examples(cluster: Cluster, real_release: RealRelease) -> Iterator[str]:
             if doc:
                 real = on_real_node(doc) if doc.get("kind") == "ScheduledTask" else doc
                 cluster.apply(real, real_release.examples)
+    # The operator runs in a pod: it reaches the machine at the real node's gateway.
+    our_webhook(cluster, real_release.examples, REAL_NODE_GATEWAY)
     yield real_release.examples
+    HOOKS.pop(real_release.examples).stop()
     cluster.kubectl("delete", "stask", "--all", "-n", real_release.examples, "--wait=false")
 
 
@@ -80,9 +102,11 @@ def demo(
     op.start()
     for example in sorted(EXAMPLES.glob("*.yaml")):
         cluster.kubectl("apply", "-n", namespace, "-f", str(example))
+    our_webhook(cluster, namespace, "127.0.0.1")
     try:
         yield namespace
     finally:
+        HOOKS.pop(namespace).stop()
         op.stop()
         cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
 
@@ -265,30 +289,19 @@ def test_12_deadline_makes_each_run_late_then_success_clears_it(cluster: Any, de
     assert "RunLate" in reasons(cluster, demo, "report-by-nine")
 
 
-def test_13_notify_sends_failing_once_to_the_secrets_url(
-    cluster: Any, demo: str, request: pytest.FixtureRequest
-) -> None:
-    # The real pass's operator runs in a pod: it reaches the machine at the bridge's address.
-    real = request.node.callspec.params["demo"] == "real"
-    with Receiver(host=REAL_NODE_GATEWAY if real else "127.0.0.1") as hook:
-        secret = {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "ops-webhook"},
-            "stringData": {"url": f"{hook.url}/nightshift", "header.Authorization": "Bearer t"},
-        }
-        cluster.apply(secret, demo)  # the example's URL goes nowhere; this one is ours
-        [request] = poll(
-            lambda: hook.received("/nightshift", 204), timeout=120, what="the Failing notification"
-        )
-        body = request.json()
-        assert body["change"] == "Failing"
-        assert body["task"]["name"] == "sync-invoices"
-        assert "3 invoices rejected by the ledger" in body["message"]
-        assert request.headers["Authorization"] == "Bearer t"
-        assert request.headers["Idempotency-Key"] == body["id"]
-        time.sleep(20)  # more failed runs: not news
-        assert len(hook.received("/nightshift")) == 1
+def test_13_notify_sends_failing_once_to_the_secrets_url(cluster: Any, demo: str) -> None:
+    hook = HOOKS[demo]  # the URL in the example's Secret, replaced by ours (our_webhook)
+    [request] = poll(
+        lambda: hook.received("/nightshift", 204), timeout=120, what="the Failing notification"
+    )
+    body = request.json()
+    assert body["change"] == "Failing"
+    assert body["task"]["name"] == "sync-invoices"
+    assert "3 invoices rejected by the ledger" in body["message"]
+    assert request.headers["Authorization"] == "Bearer t"
+    assert request.headers["Idempotency-Key"] == body["id"]
+    time.sleep(20)  # more failed runs: not news
+    assert len(hook.received("/nightshift")) == 1
 
 
 def test_14_kueue_labels_and_the_cronjob_timestamp_reach_the_jobs(cluster: Any, demo: str) -> None:
