@@ -345,19 +345,28 @@ def test_two_replicas_run_each_backfill_once_in_the_shard_of_its_task(
         ]
         assert len(ours) == 5, n
         assert {j["metadata"]["labels"][LABEL_BUCKET] for j in ours} == {str(bucket(uids[n]))}
-    events = cluster.get("events", "-n", namespace)["items"]
 
-    def count(obj: str, reason: str) -> int:
-        return sum(
-            int(e.get("count") or 1)
-            for e in events
-            if e["involvedObject"].get("kind") == "Backfill"
-            and e["involvedObject"]["name"] == obj
-            and e["reason"] == reason
-        )
+    def counts() -> dict[tuple[str, str], int]:
+        found: dict[tuple[str, str], int] = {}
+        for e in cluster.get("events", "-n", namespace)["items"]:
+            if e["involvedObject"].get("kind") == "Backfill":
+                key = (e["involvedObject"]["name"], e["reason"])
+                found[key] = found.get(key, 0) + int(e.get("count") or 1)
+        return found
 
+    expected = {("orphan", "TaskNotFound"): 1}
     for n in names:
-        assert count(f"past-{n}", "BackfillPlanned") == 1, n
-        assert count(f"past-{n}", "RunStarted") == 5, n
-        assert count(f"past-{n}", "BackfillComplete") == 1, n
-    assert count("orphan", "TaskNotFound") == 1
+        expected |= {
+            (f"past-{n}", "BackfillPlanned"): 1,
+            (f"past-{n}", "RunStarted"): 5,
+            (f"past-{n}", "BackfillComplete"): 1,
+        }
+
+    # Events are written behind the status (and a repeated one is a count on the first): wait
+    # for them, then check that none came twice.
+    def all_there() -> dict[tuple[str, str], int] | None:
+        found = counts()
+        return found if all(found.get(k, 0) >= v for k, v in expected.items()) else None
+
+    got = poll(all_there, timeout=30, what="every Backfill's Events")
+    assert {k: got[k] for k in expected} == expected
