@@ -1,5 +1,8 @@
 """One hostile task beside 100 normal ones: the neighbours must not notice (issue 18).
 
+It runs first of the chaos tests (its file name): right after test_apiserver_outage restarted the
+API server, it saw no normal run in its first half (the cause is not understood yet).
+
 The hostile task is as hostile as the operator allows: the smallest interval it accepts
 (``--min-interval``, set to 5 s here so that the test is short; the default is 1m),
 ``concurrencyPolicy: Allow`` with Jobs that run 30 s (so its active runs pile up), history kept at
@@ -212,6 +215,9 @@ def test_a_hostile_task_does_not_slow_its_neighbours(
     meter = Meter(operator)
     stamper.start()
     meter.start()
+    # The clock starts once the normal tasks' Jobs arrive: right after the API server restart of
+    # the test before, the first ones can take longer than a whole half.
+    poll(lambda: stamper.skews, timeout=120, what="the normal tasks' first Jobs")
     try:
         first = now()
         time.sleep(half)
@@ -236,6 +242,8 @@ def test_a_hostile_task_does_not_slow_its_neighbours(
     hostile_events = cluster.get(
         "events", "-n", namespace, "--field-selector", "involvedObject.name=hostile"
     )["items"]
+    assert before, f"no normal run seen before the hostile task ({len(after)} after)"
+    assert after, f"no normal run seen after the hostile task ({len(before)} before)"
     report = {
         "test": "hostile-task",
         "half_s": half,
