@@ -600,10 +600,7 @@ def settle_backfill(
     events = [
         e
         for e in decision.events
-        if not (
-            e.reason in ("RunStarted", "RetryStarted")
-            and any(f"(Job {n})" in e.message for n in adopted | set(failed))
-        )
+        if not (e.starts_a_job and any(f"(Job {n})" in e.message for n in adopted | set(failed)))
     ]
     if not failed:
         decision.events = events

@@ -291,6 +291,13 @@ class Backfiller:
             assert task is not None
             outcomes = await self._create(key[0], task, decision.create)
             decision = settle_backfill(view, decision, outcomes, self.clock())
+        meta_ref: dict[str, str] = {
+            "name": key[1],
+            "namespace": key[0],
+            "uid": known.uid,
+            "resourceVersion": str(known.rv),
+        }
+        ref: dict[str, Any] = {"kind": BACKFILL_KIND, "metadata": meta_ref}
         written = decision.status.model_dump(mode="json", exclude_none=True)
         if written != status.model_dump(mode="json", exclude_none=True):
             rv = str(meta.get("resourceVersion") or "")
@@ -299,8 +306,12 @@ class Backfiller:
                     BACKFILL_PLURAL, key[0], key[1], written, rv
                 )
             except Conflict:
-                # Changed since the sync began: read it again and decide again (the Jobs just
-                # created are adopted then, by their names).
+                # Changed since the sync began (another replica took the shard, say): read it
+                # again and decide again. The Jobs just created are adopted then, by their
+                # names and silently, so their start is announced here, once.
+                for event in decision.events:
+                    if event.starts_a_job:
+                        self.post(ref, event)
                 fresh = await self.api.get_object(BACKFILL_PLURAL, key[0], key[1])
                 if fresh is None:
                     self._forget(key)
@@ -312,15 +323,8 @@ class Backfiller:
                 self._forget(key)
                 return
             self.event(RESYNC, updated)
-        ref = {
-            "kind": BACKFILL_KIND,
-            "metadata": {
-                "name": key[1],
-                "namespace": key[0],
-                "uid": known.uid,
-                "resourceVersion": str(self._known[key].rv if key in self._known else ""),
-            },
-        }
+            if key in self._known:
+                meta_ref["resourceVersion"] = str(self._known[key].rv)
         for event in decision.events:
             self.post(ref, event)
         for delete in decision.delete:

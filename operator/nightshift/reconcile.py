@@ -133,6 +133,15 @@ class Event:
     reason: str
     message: str
 
+    @property
+    def starts_a_job(self) -> bool:
+        """It announces a Job this process created (named in the message as ``(Job NAME)``).
+
+        Only the creator knows its create succeeded, and whoever finds the Job later adopts it
+        without a word, so the creator posts this Event even when its status write is lost.
+        """
+        return self.reason in ("RunStarted", "RetryStarted")
+
 
 @dataclass(frozen=True, slots=True)
 class CreateJob:
@@ -1330,9 +1339,7 @@ def settle(view: TaskView, decision: Decision, outcomes: list[Outcome], now: dat
     if adopted:
         # The Job already existed (we created it before a restart): it did not start now.
         decision.events = [
-            e
-            for e in decision.events
-            if not (e.reason in ("RunStarted", "RetryStarted") and _names_job(e, adopted))
+            e for e in decision.events if not (e.starts_a_job and _names_job(e, adopted))
         ]
     failed = {o.name: o for o in outcomes if o.result in ("conflict", "error")}
     if not failed or view.spec is None:

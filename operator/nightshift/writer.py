@@ -363,6 +363,19 @@ class Writer:
                 *key,
             )
             self._pending.pop(key, None)
+            # The next sync adopts the Jobs this one created without a word: announce them now
+            # (only this process knows its creates succeeded). The rest is decided again.
+            ref = {
+                "metadata": {
+                    "name": name,
+                    "namespace": namespace,
+                    "uid": pending.entry.uid,
+                    "resourceVersion": str(resource_version(fresh)),
+                }
+            }
+            for event in pending.events:
+                if event.starts_a_job:
+                    self.post(ref, event)
         queued = self.store.task_event(RESYNC, fresh)
         self.queue.add(queued or key)
 

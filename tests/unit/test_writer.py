@@ -332,6 +332,25 @@ def test_a_deposed_leaders_in_flight_write_does_not_land_after_its_successors() 
     asyncio.run(run())
 
 
+def test_when_another_replica_wrote_first_only_the_starts_of_our_jobs_are_announced() -> None:
+    """The Job this sync created is adopted silently by the next sync (decided from the other
+    replica's status), so its RunStarted is posted now, once; the rest of the decision is not."""
+
+    async def run() -> None:
+        rig = Rig()
+        rig.posters()
+        other_replica(rig)
+        started = Event("Normal", "RunStarted", "run 03:00 attempt 1 started (Job t-2)")
+        rig.submit(events=[EVENT, started])
+        await drain()
+        assert rig.fake.writes() == [("patch_status", "t"), ("post_event", "RunStarted")]
+        assert [e["message"] for e in rig.fake.events] == [started.message]
+        assert rig.fake.task(NS, "t")["status"] == THEIRS
+        assert rig.writer.backlog == 0
+
+    asyncio.run(run())
+
+
 def test_the_event_names_the_task_at_the_version_written() -> None:
     async def run() -> None:
         rig = Rig()
