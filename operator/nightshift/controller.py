@@ -59,6 +59,9 @@ SYNC_TIMEOUT = 60.0
 TICK = 5.0
 TIMER_LIMIT = 15.0
 STUCK = 30.0
+# A controller stopping on purpose finishes its syncs and writes for at most this long (well
+# inside a pod's 30 s termination grace period).
+WIND_DOWN = 5.0
 # A delivery the notifier's full queue refused is offered again this many seconds later.
 NOTIFY_AGAIN = 5.0
 
@@ -435,6 +438,22 @@ class Controller:
             self.ready.clear()
             await self.supervisor.stop()
             await self.notifier.close()
+
+    async def wind_down(self, limit: float = WIND_DOWN) -> None:
+        """Before a stop on purpose (its shard given back, a clean shutdown): take no new work,
+        let the syncs in progress finish, and write and post what they decided, for at most
+        ``limit`` s. Cancelling at once would lose the Events queued behind the writes, and the
+        start of a Job created just before (whoever takes over adopts it without a word). A
+        controller that lost its lease stops at once instead: another may own its tasks now."""
+        self.queue.close()
+        self.backfiller.queue.close()
+        try:
+            async with asyncio.timeout(limit):
+                await self.queue.drained()
+                await self.backfiller.queue.drained()
+                await self.writer.settle()
+        except TimeoutError:
+            log.warning("winding down took over %.0f s; stopping with writes unfinished", limit)
 
     @property
     def running(self) -> bool:

@@ -251,6 +251,7 @@ async def _main(args: argparse.Namespace) -> None:
     try:
         await _serve(args, reviewer)
     finally:
+        await controller.wind_down()
         scheduler.cancel()
         await asyncio.gather(scheduler, return_exceptions=True)
         if elector is not None:

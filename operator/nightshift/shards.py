@@ -613,6 +613,8 @@ class ShardManager:
         held = self.held.pop(shard, None)
         if held is None:
             return
+        if change == "released":
+            await held.controller.wind_down()  # the lease is still ours until given back
         held.task.cancel()
         await asyncio.gather(held.task, return_exceptions=True)
         held.controller.close()

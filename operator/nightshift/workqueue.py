@@ -73,6 +73,9 @@ class WorkQueue(Generic[K]):
         self._timer = asyncio.Event()
         self._failures: dict[K, int] = {}
         self.last_taken = monotonic()  # when a worker last took a key (liveness)
+        self._closed = False
+        self._idle = asyncio.Event()  # no key is being synced
+        self._idle.set()
 
     # --- now --------------------------------------------------------------------------------
 
@@ -80,6 +83,8 @@ class WorkQueue(Generic[K]):
         """Sync ``key`` soon (once, however often it is added before a worker takes it);
         ``background`` keys wait until no urgent one is queued."""
         urgent = not background
+        if self._closed:
+            return
         if key in self._busy:
             self._again[key] = self._again.get(key, False) or urgent
             return
@@ -113,6 +118,7 @@ class WorkQueue(Generic[K]):
         urgent = self._queued.pop(key)
         self._urgent_queued -= urgent
         self._busy[key] = urgent
+        self._idle.clear()
         self.last_taken = self.monotonic()
         self.on_change()
         return key
@@ -123,6 +129,24 @@ class WorkQueue(Generic[K]):
         urgent = self._again.pop(key, None)
         if urgent is not None:
             self.add(key, background=not urgent)
+        if not self._busy:
+            self._idle.set()
+
+    def close(self) -> None:
+        """Hand out nothing more: the queued keys are dropped and later adds ignored (the
+        controller is stopping; whoever takes over lists everything afresh). Keys being synced
+        finish; :meth:`drained` waits for them."""
+        self._closed = True
+        self._queued.clear()
+        self._urgent.clear()
+        self._background.clear()
+        self._urgent_queued = 0
+        self._again.clear()
+        self.on_change()
+
+    async def drained(self) -> None:
+        """Return once no key is being synced."""
+        await self._idle.wait()
 
     def taken_urgent(self, key: K) -> bool:
         """Whether a worker took ``key`` (now busy) from the urgent line."""

@@ -242,6 +242,13 @@ class Writer:
         since, and the stored objects, kept current by the watches, say what it did)."""
         self._pending.clear()
 
+    async def settle(self) -> None:
+        """Return once the writes in progress are done and every queued Event is posted (for a
+        controller winding down: the posters must still run)."""
+        while self._flushes:
+            await asyncio.gather(*self._flushes, return_exceptions=True)
+        await self._events.join()
+
     @property
     def backlog(self) -> int:
         """Tasks with writes waiting."""

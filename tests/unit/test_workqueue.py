@@ -385,3 +385,33 @@ def test_wake_ups_superseded_again_and_again_do_not_pile_up() -> None:
     heap, due = asyncio.run(run())
     assert heap <= 2 * 2 + 1024 + 1
     assert due == [("other", NOW + 50_000), ("failing", NOW + 86_400)]
+
+
+def test_a_closed_queue_hands_out_nothing_and_drains_once_the_syncs_in_progress_end() -> None:
+    """What a controller winding down relies on: no key is taken after close (queued or added
+    later), and ``drained`` returns only when the key being synced is done."""
+
+    async def run() -> None:
+        changes: list[int] = []
+        queue: WorkQueue[str] = WorkQueue(clock=lambda: NOW, backoff=NO_JITTER)
+        queue.on_change = lambda: changes.append(len(queue))
+        queue.add("a")
+        queue.add("b")
+        assert await queue.get() == "a"
+        queue.add("a")  # again while busy
+        queue.close()
+        queue.add("c")
+        assert len(queue) == 0
+        assert changes[-1] == 0  # the write gate hears that nothing waits any more
+        taker = asyncio.create_task(queue.get())
+        drained = asyncio.create_task(queue.drained())
+        await asyncio.sleep(0)
+        assert not drained.done()  # "a" is still being synced
+        queue.done("a")
+        await asyncio.sleep(0)
+        assert drained.done()
+        assert not taker.done()  # neither "b", nor "a" again, nor "c"
+        assert len(queue) == 0
+        taker.cancel()
+
+    asyncio.run(run())

@@ -640,3 +640,20 @@ def test_a_bug_in_a_write_is_logged_and_the_task_retried(caplog: pytest.LogCaptu
 )
 def test_canonical(status: Any, text: bytes) -> None:
     assert canonical(status) == text
+
+
+def test_settle_returns_once_the_write_is_done_and_its_events_posted() -> None:
+    async def run() -> None:
+        rig = Rig()
+        rig.posters()
+        hold = rig.fake.hold("patch_status")
+        rig.submit()
+        await hold.arrived.wait()
+        settled = asyncio.create_task(rig.writer.settle())
+        await drain()
+        assert not settled.done()  # the status write is in flight
+        hold.release()
+        await asyncio.wait_for(settled, 1)
+        assert rig.fake.writes() == list(WRITTEN)
+
+    asyncio.run(run())
