@@ -73,7 +73,7 @@ unit: venv ## Unit tests (pure logic, no cluster)
 	$(BIN)/pytest tests/unit -q
 
 .PHONY: integration
-integration: venv binaries browser kueue node-binaries images ## Integration tests on the local cluster with a real node (started by a fixture)
+integration: venv binaries browser node-binaries images ## Integration tests on the local cluster with a real node (started by a fixture; Kueue is built meanwhile)
 	NIGHTSHIFT_NODE=real $(BIN)/pytest tests/integration -q --durations=25
 
 .PHONY: browser

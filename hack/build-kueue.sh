@@ -2,7 +2,9 @@
 # Builds Kueue's controller manager from its Go module (pinned in hack/kueuebin/go.mod) into a
 # cache directory outside the repository keyed by the Kueue and Go versions and our module files,
 # like hack/build-binaries.sh, so a warm run does nothing. Only the tests of the Kueue markers
-# (tests/integration/test_kueue.py) need it.
+# (tests/integration/test_kueue.py) need it: a cold integration session builds it in the
+# background at the lowest CPU and I/O priority while the other tests run (tests/integration/
+# conftest.py), and runs those tests last.
 #
 # Prints the binary directory on stdout (everything else goes to stderr). It holds `kueue` and
 # `crds/`, Kueue's own CRDs copied from the same module version.
@@ -20,6 +22,15 @@ go_ver="$(go env GOVERSION)"
 src_hash="$(cat "$mod/go.mod" "$mod/go.sum" "$0" | sha256sum | cut -c1-12)"
 bin="$cache/bin/kueue-$kueue_ver-$go_ver-$src_hash"
 
+if [[ -f "$bin/.complete" ]]; then
+  echo "$bin"
+  exit 0
+fi
+# One build at a time: a second caller (the Kueue tests, while the integration session builds it
+# in the background) waits for the first and finds it done.
+mkdir -p "$cache/bin"
+exec 9>"$cache/bin/.kueue-build.lock"
+flock 9
 if [[ -f "$bin/.complete" ]]; then
   echo "$bin"
   exit 0

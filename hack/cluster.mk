@@ -14,7 +14,7 @@ NODE ?=
 binaries: ## Build (or reuse from the cache) kube-*, kubectl, etcd, kwok and helm; prints their directory
 	bash hack/build-binaries.sh
 
-kueue: ## Build (or reuse from the cache) Kueue's controller for tests/integration/test_kueue.py
+kueue: ## Build (or reuse) Kueue for tests/integration/test_kueue.py (a cold integration run builds it in the background)
 	bash hack/build-kueue.sh
 
 node-binaries: ## Build (or reuse) the real node's kubelet, kube-proxy, containerd, CNI plugins, pause

@@ -1,6 +1,7 @@
 """Jobs held by a queue count as active: against Kueue's own controller, and by hand.
 
-Kueue v0.17.0 is built from its Go module (`make kueue`, hack/build-kueue.sh) and runs as a
+Kueue v0.17.0 is built from its Go module (hack/build-kueue.sh: in the background while the
+session's other tests run, these last; or `make kueue`) and runs as a
 process against the local control plane, with its Job webhook registered by URL on 127.0.0.1.
 Kueue suspends each Job carrying the `kueue.x-k8s.io/queue-name` label (spec.suspend) until its
 ClusterQueue admits it: with a quota of 0, nothing is admitted, so the first run stays queued and
@@ -27,35 +28,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import REPO, Operator, free_port, poll, self_signed
+from conftest import KueueBuild
+from harness import Operator, free_port, poll, self_signed
 from test_operator import condition, jobs, status, task
 
 QUEUE = "kueue.x-k8s.io/queue-name"
 PRIORITY = "kueue.x-k8s.io/priority-class"
 
 
-def kueue_dir() -> Path:
-    """Where hack/build-kueue.sh put Kueue, without building it (a cold build takes minutes)."""
-    cache = Path(
-        os.environ.get("NIGHTSHIFT_CACHE")
-        or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "nightshift"
-    )
-    found = sorted((cache / "bin").glob("kueue-*/.complete"))
-    if not found:
-        pytest.fail("Kueue is not built: run `make kueue` first (hack/build-kueue.sh)")
-    # The script's own answer when it is warm; the glob only tells whether it is.
-    result = subprocess.run(
-        ["bash", str(REPO / "hack" / "build-kueue.sh")],
-        capture_output=True, text=True, check=True, timeout=60,
-    )  # fmt: skip
-    return Path(result.stdout.strip().splitlines()[-1])
-
-
 @pytest.fixture(scope="module")
-def kueue(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def kueue(
+    cluster: Any, kueue_build: KueueBuild, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     """Kueue's controller manager running against the cluster; yields the namespace label value
     its Job webhook applies to."""
-    built = kueue_dir()
+    built = kueue_build.directory()
     work = tmp_path_factory.mktemp("kueue")
     cert, key = self_signed(work)
     certs = work / "certs"
