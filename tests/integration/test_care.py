@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import Operator, poll
 from receiver import Receiver
-from test_operator import condition, events, jobs, reasons, status, task, ts
+
+from support.operator import Operator
+from support.tasks import condition, events, jobs, reasons, status, task, ts
+from support.wait import poll
 
 
 @pytest.fixture

@@ -18,7 +18,9 @@ from typing import Any
 
 import pytest
 import yaml
-from harness import Operator, poll
+
+from support.operator import Operator
+from support.wait import poll
 
 VENV_BIN = Path(sys.executable).parent
 PLUGIN = VENV_BIN / "kubectl-nightshift"

@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import Operator, poll, self_signed
-from test_chart import (
+
+from support.certs import self_signed
+from support.chart import (
     apply_rbac_only,
     assert_not_refused,
     delete_objects,
@@ -28,7 +29,9 @@ from test_chart import (
     render,
     token_kubeconfig,
 )
-from test_operator import jobs, status, task
+from support.operator import Operator
+from support.tasks import jobs, status, task
+from support.wait import poll
 
 
 @pytest.fixture

@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import Operator, poll
-from test_operator import condition, events, finished, jobs, reasons, status, task, ts
+
+from support.operator import Operator
+from support.tasks import condition, events, finished, jobs, reasons, status, task, ts
+from support.wait import poll
 
 
 @pytest.fixture

@@ -26,7 +26,9 @@ from typing import Any
 import pytest
 import yaml
 from browser import Chromium, Page, find_chromium
-from harness import Operator, poll
+
+from support.operator import Operator
+from support.wait import poll
 
 REPO = Path(__file__).resolve().parents[2]
 PLUGIN = Path(sys.executable).parent / "kubectl-nightshift"
