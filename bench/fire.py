@@ -44,7 +44,6 @@ import json
 import math
 import os
 import platform
-import re
 import secrets
 import shutil
 import signal
@@ -56,7 +55,7 @@ import threading
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -77,7 +76,18 @@ from nightshift.models import GROUP, KIND, PLURAL, VERSION, parse_spec
 from nightshift.sharding import bucket, shard_of
 
 REPO = Path(__file__).resolve().parent.parent
-CLUSTER_PY = REPO / "hack" / "cluster" / "cluster.py"
+# tests/support is the local-cluster kit the test suites use too (free_port, poll, the metrics
+# parser, the percentile, the cluster handle). It is no installed package: pytest finds it through
+# its pythonpath setting (pyproject.toml), this script by the same path.
+sys.path.insert(0, str(REPO / "tests"))
+
+from support.cluster import CLUSTER_PY  # noqa: E402
+from support.cluster import Cluster as ClusterHandle  # noqa: E402
+from support.metrics import Samples, by_label, delta, parse_metrics, total  # noqa: E402
+from support.percentiles import percentile  # noqa: E402
+from support.ports import free_port  # noqa: E402
+from support.wait import poll, sleep_until  # noqa: E402
+
 CRD = REPO / "crds" / "scheduledtasks.nightshift.dev.yaml"
 SELECTOR = f"{LABEL_MANAGED}=true"
 OPERATOR_NS = "nightshift-bench"  # where the operator's ServiceAccount lives
@@ -116,15 +126,6 @@ def utc(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
 
 
-def percentile(values: list[float], p: float) -> float | None:
-    """Nearest-rank percentile (p99 of 100 values is the second largest)."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, math.ceil(p / 100 * len(ordered)))
-    return ordered[rank - 1]
-
-
 def summary_ms(values: list[float]) -> dict[str, Any]:
     ms = [v * 1000 for v in values]
     out: dict[str, Any] = {"n": len(ms)}
@@ -151,32 +152,6 @@ def daily_cron(slot: float) -> str:
 def run_time(run: str) -> float:
     """The slot time of a scheduled run id (``2026-11-23T03:00:00Z``)."""
     return datetime.strptime(run, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def sleep_until(when: float) -> None:
-    while True:
-        left = when - time.time()
-        if left <= 0:
-            return
-        time.sleep(min(left, 0.5) if left > 0.002 else 0)
-
-
-def wait_for(fn: Callable[[], Any], *, timeout: float, what: str, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = fn()
-        if result is not None and result is not False:
-            return result
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
 
 
 def loadavg() -> list[float]:
@@ -217,53 +192,6 @@ def cpu_window(before: dict[str, float], after: dict[str, float], seconds: float
         "window_s": round(seconds, 2),
         "host_busy_pct": round(100 * busy / total, 1) if total else None,
         "cpu_s": dict(sorted(used.items(), key=lambda kv: -kv[1])),
-    }
-
-
-# --- Prometheus text format --------------------------------------------------------------------
-
-_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)")
-_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def parse_metrics(text: str, prefixes: Iterable[str] = ("",)) -> Samples:
-    prefixes = tuple(prefixes)
-    samples: Samples = {}
-    for line in text.splitlines():
-        if not line or line.startswith("#") or not line.startswith(prefixes):
-            continue
-        match = _SAMPLE.match(line)
-        if match is None:
-            continue
-        labels = frozenset(_LABEL.findall(match.group(3) or ""))
-        with contextlib.suppress(ValueError):
-            samples[(match.group(1), labels)] = float(match.group(4))
-    return samples
-
-
-def select(samples: Samples, name: str, **labels: str) -> dict[frozenset[tuple[str, str]], float]:
-    want = set(labels.items())
-    return {lab: v for (n, lab), v in samples.items() if n == name and want <= lab}
-
-
-def total(samples: Samples, name: str, **labels: str) -> float:
-    return sum(select(samples, name, **labels).values())
-
-
-def by_label(samples: Samples, name: str, label: str) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for lab, value in select(samples, name).items():
-        key = dict(lab).get(label, "")
-        out[key] = out.get(key, 0.0) + value
-    return out
-
-
-def delta(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
-    keys = sorted(set(after) | set(before))
-    return {
-        k: after.get(k, 0.0) - before.get(k, 0.0) for k in keys if after.get(k) != before.get(k)
     }
 
 
@@ -308,9 +236,9 @@ class Cluster:
                 raise SystemExit("cluster.py up failed")
             self.started = True
             say(f"cluster up in {time.monotonic() - start:.1f} s")
-        state = json.loads((self.dir / "state.json").read_text())
-        self.bin_dir = Path(state["bin_dir"])
-        self.kubeconfig = self.dir / "kubeconfig"
+        self.handle = ClusterHandle.from_state(self.dir, owned=self.started)
+        self.bin_dir = self.handle.bin_dir
+        self.kubeconfig = self.handle.kubeconfig
 
     def pids(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -348,14 +276,7 @@ class Cluster:
             self._cluster_py("down")
 
     def kubectl(self, *args: str, input: str | None = None) -> str:
-        res = subprocess.run(
-            [str(self.bin_dir / "kubectl"), f"--kubeconfig={self.kubeconfig}", *args],
-            capture_output=True,
-            text=True,
-            input=input,
-            check=False,
-            timeout=120,
-        )
+        res = self.handle.kubectl(*args, check=False, input=input, timeout=120)
         if res.returncode != 0:
             raise RuntimeError(f"kubectl {' '.join(args)}: {res.stderr.strip()}")
         return res.stdout
@@ -509,7 +430,7 @@ def fresh_namespace(admin: Any, prefix: str) -> str:
             return False
         return True
 
-    wait_for(has_sa, timeout=60, what=f"ServiceAccount {name}/default")
+    poll(has_sa, timeout=60, what=f"ServiceAccount {name}/default")
     return name
 
 
@@ -528,7 +449,7 @@ def delete_namespace(admin: Any, name: str, *, wait: float = 300) -> float | Non
         return False
 
     try:
-        wait_for(gone, timeout=wait, what=f"namespace {name} to go", interval=0.5)
+        poll(gone, timeout=wait, what=f"namespace {name} to go", interval=0.5)
     except TimeoutError:
         say(f"namespace {name} still terminating after {wait:.0f} s; going on")
         return None
@@ -729,7 +650,7 @@ def audit_per_run(audit: dict[str, int] | None, runs: float) -> dict[str, Any]:
 
 def await_every_job(watcher: JobWatcher, n: int, due: float, what: str) -> None:
     """Until the watcher has seen a Job for each of n owners, or MISS_AFTER past the slot."""
-    wait_for(
+    poll(
         lambda: len({j["task"] for j in watcher.snapshot()}) >= n or time.time() > due + MISS_AFTER,
         timeout=due - time.time() + MISS_AFTER + 5,
         what=what,
@@ -848,7 +769,7 @@ class Operator:
 
     def wait_tasks(self, count: int, *, timeout: float, interval: float = 0.05) -> float:
         """Wait until nightshift_tasks == count; returns the time.time() it was seen."""
-        wait_for(
+        poll(
             lambda: self.gauge("nightshift_tasks") == count,
             timeout=timeout,
             what=f"nightshift_tasks == {count}",
@@ -1041,7 +962,7 @@ class Bench:
         op = self.operator(ns)
         op.start()
         try:
-            wait_for(op.metrics, timeout=60, what="operator metrics endpoint")
+            poll(op.metrics, timeout=60, what="operator metrics endpoint")
             loaded = op.wait_tasks(n, timeout=max(30, due - time.time()))
             try:
                 settled = op.wait_settled(timeout=max(1.0, due - time.time() - 1), quiet=1.0)
@@ -1101,7 +1022,7 @@ class Bench:
             ok = sum(1 for t in items if (t.get("status") or {}).get("lastResult") == "Succeeded")
             return ok >= n
 
-        wait_for(all_succeeded, timeout=180, what="every run Succeeded", interval=1.0)
+        poll(all_succeeded, timeout=180, what="every run Succeeded", interval=1.0)
         succeeded_after = time.monotonic() - start
         op.wait_settled(timeout=60, quiet=2.0)
         after_op = op.metrics() or {}
@@ -1196,7 +1117,7 @@ class Bench:
             start = time.time()
             list(pool.map(create, manifests))
             result["client_seconds"] = round(time.time() - start, 3)
-        wait_for(
+        poll(
             lambda: len(watcher.snapshot()) >= n or time.time() > due + MISS_AFTER,
             timeout=MISS_AFTER + 5,
             what="every Job",
@@ -1275,7 +1196,7 @@ class Bench:
             )
 
         try:
-            wait_for(
+            poll(
                 lambda: succeeded() >= n,
                 timeout=300,
                 what="every CronJob's run Succeeded",
@@ -1338,7 +1259,7 @@ class Bench:
         op = self.operator(ns)
         op.start()
         try:
-            wait_for(op.metrics, timeout=60, what="operator metrics endpoint")
+            poll(op.metrics, timeout=60, what="operator metrics endpoint")
             op.wait_tasks(0, timeout=30)
             op.wait_settled(timeout=60)
             status = op.proc_status()
@@ -1373,9 +1294,9 @@ class Bench:
             if self.args.py_spy:
                 result["profile"] = str(self.workdir / f"profile-big{count}-{run}.txt")
                 op.profile(self.args.py_spy, Path(result["profile"]), 10 + count / 100)
-            wait_for(op.metrics, timeout=120, what="operator metrics endpoint")
+            poll(op.metrics, timeout=120, what="operator metrics endpoint")
             loaded = op.wait_tasks(count + 1, timeout=900, interval=0.2)
-            wait_for(
+            poll(
                 lambda: (op.gauge("nightshift_scheduler_queue_depth") or 0) >= count + 1,
                 timeout=900,
                 what="every task in the heap",
@@ -1399,7 +1320,7 @@ class Bench:
             )
             # The 10 s task must be firing before we kill the operator.
             seen = len([j for j in watcher.snapshot() if j["task"] == TICK])
-            wait_for(
+            poll(
                 lambda: len([j for j in watcher.snapshot() if j["task"] == TICK]) > seen,
                 timeout=TICK_EVERY * 3 + 5,
                 what=f"a Job of {TICK}",
@@ -1621,7 +1542,7 @@ class Bench:
             op.start()
             ops[name] = op
             every.append(op)
-            wait_for(op.metrics, timeout=60, what=f"replica {name}'s metrics endpoint")
+            poll(op.metrics, timeout=60, what=f"replica {name}'s metrics endpoint")
 
         try:
             for i in range(replicas):
@@ -1640,14 +1561,14 @@ class Bench:
                 o["metadata"]["name"]: shard_of(bucket(o["metadata"]["uid"]), shards) for o in objs
             }
             del objs
-            wait_for(
+            poll(
                 lambda: sum(op.gauge("nightshift_tasks") or 0 for op in ops.values()) == count,
                 timeout=max(30, due - time.time() - 2),
                 what="every replica to see the due tasks",
             )
             say(f"scale: {due_n} tasks due at {utc(due)} over {shards} shards")
             sleep_until(due)
-            wait_for(
+            poll(
                 lambda: (
                     {j["task"] for j in watcher.snapshot()} >= set(names)
                     or time.time() > due + MISS_AFTER
@@ -1681,10 +1602,11 @@ class Bench:
             killed = time.time()
             victim.kill9()
             survivors = {op.identity for op in ops.values()}
-            wait_for(
+            poll(
                 lambda: all(self._holders(ns).get(s) in survivors for s in lost),
                 timeout=120,
                 what="the killed replica's shards to be taken",
+                interval=0.2,  # shards_taken_s below is measured at this resolution
             )
             moved = time.time() - killed
 
@@ -1696,7 +1618,7 @@ class Bench:
                 ]
                 return min(after) if after else None
 
-            fired = wait_for(first_fire, timeout=120, what="a Job of the killed replica's shards")
+            fired = poll(first_fire, timeout=120, what="a Job of the killed replica's shards")
             result["kill9"] = {
                 "shards": lost,
                 "ticks": sorted(orphan_ticks),
