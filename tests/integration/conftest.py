@@ -34,6 +34,7 @@ cluster = fixtures.cluster
 cluster_py = fixtures.cluster_py
 crd = fixtures.crd
 namespace = fixtures.namespace
+operator = fixtures.operator
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -12,11 +12,9 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from support.operator import Operator
@@ -26,16 +24,6 @@ VENV_BIN = Path(sys.executable).parent
 PLUGIN = VENV_BIN / "kubectl-nightshift"
 YEARLY = "0 3 1 1 *"
 MESSAGE = "disk full: /var/backup has 0 bytes free; the nightly dump was not written anywhere"
-
-
-@pytest.fixture
-def operator(cluster: Any, crd: None, namespace: str, tmp_path: Path) -> Iterator[Operator]:
-    op = Operator(cluster.kubeconfig, tmp_path, namespaces=[namespace])
-    op.start()
-    try:
-        yield op
-    finally:
-        op.stop()
 
 
 def task(

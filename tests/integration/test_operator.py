@@ -21,17 +21,6 @@ from support.operator import Operator
 from support.tasks import condition, finished, jobs, reasons, status, task, ts
 from support.wait import poll
 
-
-@pytest.fixture
-def operator(cluster: Any, crd: None, namespace: str, tmp_path: Path) -> Iterator[Operator]:
-    op = Operator(cluster.kubeconfig, tmp_path, namespaces=[namespace])
-    op.start()
-    try:
-        yield op
-    finally:
-        op.stop()
-
-
 # --- firing ----------------------------------------------------------------------------------
 
 

@@ -13,7 +13,6 @@ import ssl
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,16 +31,6 @@ from support.chart import (
 from support.operator import Operator
 from support.tasks import jobs, status, task
 from support.wait import poll
-
-
-@pytest.fixture
-def operator(cluster: Any, crd: None, namespace: str, tmp_path: Path) -> Iterator[Operator]:
-    op = Operator(cluster.kubeconfig, tmp_path, namespaces=[namespace])
-    op.start()
-    try:
-        yield op
-    finally:
-        op.stop()
 
 
 def pods_of(cluster: Any, namespace: str, job: str) -> list[dict[str, Any]]:

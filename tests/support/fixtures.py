@@ -22,6 +22,7 @@ from support.cluster import (
     stop_cluster,
     want_real_node,
 )
+from support.operator import Operator
 from support.wait import poll
 
 
@@ -85,6 +86,17 @@ def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]
         yield name
     finally:
         cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture
+def operator(cluster: Cluster, crd: None, namespace: str, tmp_path: Path) -> Iterator[Operator]:
+    """`nightshift run` watching the test's namespace, started, and stopped after the test."""
+    op = Operator(cluster.kubeconfig, tmp_path, namespaces=[namespace])
+    op.start()
+    try:
+        yield op
+    finally:
+        op.stop()
 
 
 @pytest.fixture(scope="session")
