@@ -2,8 +2,8 @@
 
 Tasks are scheduled once a year (Jan 1, 03:00 UTC), so every run here is a run-now request. KWOK
 plays the pods: by default they succeed after about a second; pod-template annotations make them
-fail with an exit code and a termination message. Pods on KWOK have no logs. The CRD comes from
-conftest's `crd` fixture, the operator from harness.Operator.
+fail with an exit code and a termination message. Pods on KWOK have no logs. The CRD and the
+operator come from the shared `crd` and `operator` fixtures (tests/support/fixtures.py).
 """
 
 from __future__ import annotations
