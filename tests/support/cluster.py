@@ -37,7 +37,7 @@ def want_real_node() -> bool:
 
 def on_real_node(manifest: dict[str, Any]) -> dict[str, Any]:
     """A copy of a ScheduledTask whose Job pods select the real node and tolerate its taint."""
-    out = json.loads(json.dumps(manifest))
+    out: dict[str, Any] = json.loads(json.dumps(manifest))
     template = out["spec"]["jobTemplate"].setdefault("spec", {}).setdefault("template", {})
     pod_spec = template.setdefault("spec", {})
     pod_spec["nodeSelector"] = {**(pod_spec.get("nodeSelector") or {}), **REAL_NODE}

@@ -14,7 +14,7 @@ class WaitTimeout(AssertionError, TimeoutError):
     (which catches that to go on with what it has)."""
 
 
-def poll(fn: Callable[[], T], *, timeout: float, what: str, interval: float = 0.25) -> T:
+def poll(fn: Callable[[], T | None], *, timeout: float, what: str, interval: float = 0.25) -> T:
     """Call ``fn`` until it returns a truthy value and return that; after ``timeout`` s raise
     WaitTimeout naming ``what`` and the last value. ``fn`` runs at least once, and once more
     after the deadline has passed."""
