@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from support.operator import Operator
+from support.tasks import status
 from support.wait import poll
 
 VENV_BIN = Path(sys.executable).parent
@@ -63,11 +64,6 @@ def plugin(
     )
     assert "Traceback" not in res.stderr, res.stderr
     return res
-
-
-def status(cluster: Any, namespace: str, name: str) -> dict[str, Any]:
-    result: dict[str, Any] = cluster.get("stask", name, "-n", namespace).get("status") or {}
-    return result
 
 
 def test_run_wait_exit_codes_history_and_logs(
