@@ -20,6 +20,14 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+# tests/support is the local-cluster kit the tests use too (the cluster handle, the real node's
+# label and taint, the webhook certificate). It is no installed package, and `make dev-down` runs
+# this with the system Python: its modules used here need only the standard library.
+sys.path.insert(0, str(REPO / "tests"))
+
+from support.certs import self_signed  # noqa: E402
+from support.cluster import Cluster, on_real_node  # noqa: E402
+
 STATE = Path(os.environ.get("NIGHTSHIFT_CLUSTER_DIR") or REPO / ".cluster").resolve()
 NAMESPACE = os.environ.get("NIGHTSHIFT_DEV_NAMESPACE", "nightshift-demo")
 WATCH_SECONDS = int(os.environ.get("NIGHTSHIFT_DEV_WATCH", "75"))
@@ -41,14 +49,12 @@ def say(message: str) -> None:
     print(f"dev: {message}", flush=True)
 
 
-def bin_dir() -> Path:
-    data = json.loads((STATE / "state.json").read_text())
-    return Path(data["bin_dir"])
+def cluster() -> Cluster:
+    return Cluster.from_state(STATE, owned=False)
 
 
 def kubectl(*args: str, check: bool = True, stdin: str | None = None) -> str:
-    cmd = [str(bin_dir() / "kubectl"), f"--kubeconfig={STATE / 'kubeconfig'}", *args]
-    result = subprocess.run(cmd, capture_output=True, text=True, input=stdin, check=False)
+    result = cluster().kubectl(*args, check=False, input=stdin, timeout=None)
     if check and result.returncode != 0:
         sys.exit(f"dev: {' '.join(args)} failed:\n{result.stderr}")
     return result.stdout
@@ -56,41 +62,18 @@ def kubectl(*args: str, check: bool = True, stdin: str | None = None) -> str:
 
 def webhook_cert() -> tuple[Path, Path]:
     """A self-signed serving certificate for 127.0.0.1 (the API server calls the webhook there)."""
-    pki = STATE / "pki"
-    cert, key = pki / "webhook.crt", pki / "webhook.key"
-    if not cert.exists():
-        subprocess.run(
-            [
-                "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "365",
-                "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
-                "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
-            ],
-            check=True,
-            capture_output=True,
-        )  # fmt: skip
-    return cert, key
+    return self_signed(STATE / "pki", days=365, alt_names="IP:127.0.0.1,DNS:localhost")
 
 
-def real_node() -> bool:
-    data = json.loads((STATE / "state.json").read_text())
-    return bool(data.get("node") == "real")
-
-
-def apply_example(path: Path, on_real_node: bool) -> None:
-    if not on_real_node:
+def apply_example(path: Path, real_node: bool) -> None:
+    if not real_node:
         kubectl("apply", "-n", NAMESPACE, "-f", str(path))
         return
-    # The real node's label and taint (hack/cluster/realnode.py).
+    # Its pods select the real node and tolerate its taint (hack/cluster/realnode.py).
     task = json.loads(
         kubectl("create", "--dry-run=client", "-o", "json", "-n", NAMESPACE, "-f", str(path))
     )
-    pod_spec = task["spec"]["jobTemplate"]["spec"]["template"]["spec"]
-    pod_spec["nodeSelector"] = {"test.nightshift.dev/node": "real"}
-    pod_spec["tolerations"] = [
-        {"key": "test.nightshift.dev/node", "operator": "Equal", "value": "real",
-         "effect": "NoSchedule"}
-    ]  # fmt: skip
-    kubectl("apply", "-n", NAMESPACE, "-f", "-", stdin=json.dumps(task))
+    kubectl("apply", "-n", NAMESPACE, "-f", "-", stdin=json.dumps(on_real_node(task)))
 
 
 def operator_running(pid_file: Path) -> bool:
@@ -158,7 +141,7 @@ def main() -> int:
     say("CRD installed")
     start_operator()
     kubectl("create", "namespace", NAMESPACE, check=False)
-    real = real_node()
+    real = cluster().real_node
     for name in DEMO:
         apply_example(REPO / "examples" / name, real)
     kubectl(

@@ -22,6 +22,10 @@ from typing import Any
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
+from support.chart import CHART, RBAC_KINDS
+from support.cluster import CLUSTER_PY
+from support.tasks import ts
+
 GROUP, VERSION, PLURAL = "nightshift.dev", "v1alpha1", "scheduledtasks"
 
 
@@ -33,10 +37,6 @@ def chaos_seconds() -> float:
 def budget(extra: float) -> int:
     """A pytest-timeout budget for a test whose fault loop lasts chaos_seconds()."""
     return int(chaos_seconds() * 1.5 + extra)
-
-
-def ts(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def now() -> datetime:
@@ -83,13 +83,6 @@ def first_slot_after(created: datetime, step: timedelta) -> datetime:
     """The first slot strictly after the task's creationTimestamp (the operator's cursor)."""
     seconds = step.total_seconds()
     return datetime.fromtimestamp((created.timestamp() // seconds + 1) * seconds, UTC)
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 # --- the sampler -----------------------------------------------------------------------------
@@ -357,8 +350,6 @@ def kubeconfig_via(source: Path, port: int, target: Path) -> Path:
 
 # --- the control plane -------------------------------------------------------------------------
 
-CLUSTER_PY = Path(__file__).resolve().parents[2] / "hack" / "cluster" / "cluster.py"
-
 
 def cluster_component(state_dir: Path, command: str, name: str) -> float:
     """``cluster.py stop-component|start-component NAME``; returns how long it took."""
@@ -412,9 +403,6 @@ def traceback_count(text: str) -> int:
 
 # --- the operator as the chart's ServiceAccount (faults aimed at its identity) -----------------
 
-REPO = Path(__file__).resolve().parents[2]
-RBAC_KINDS = {"ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"}
-
 
 @dataclass
 class Identity:
@@ -452,7 +440,7 @@ def chart_identity(cluster: Any, namespace: str, directory: Path) -> Identity:
     import yaml
 
     rendered = subprocess.run(
-        [str(cluster.bin_dir / "helm"), "template", "chaos", str(REPO / "charts" / "nightshift"),
+        [str(cluster.bin_dir / "helm"), "template", "chaos", str(CHART),
          "--namespace", namespace, "--set", f"watchNamespaces={{{namespace}}}"],
         capture_output=True, text=True, check=True, env=cluster.env,
     ).stdout  # fmt: skip

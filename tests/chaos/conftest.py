@@ -3,10 +3,9 @@
 Every test here is marked ``chaos`` and only runs when selected with ``-m chaos`` (``make chaos``,
 ``make chaos-short``): a plain ``pytest`` skips them, they take minutes.
 
-Fixtures are the integration tests' (``namespace``, ``crd``, ``cluster_py``), imported from
-``tests/integration/conftest.py`` by path (a non-root conftest may not use ``pytest_plugins``, and
-both files are modules named ``conftest``). The ``cluster`` fixture is this directory's own: these
-tests stop the API server and compact etcd, so they never borrow the shared development cluster at
+The ``namespace``, ``crd`` and ``cluster_py`` fixtures are the integration tests' (from
+``tests/support/fixtures.py``). The ``cluster`` fixture is this directory's own: these tests stop
+the API server and compact etcd, so they never borrow the shared development cluster at
 ``.cluster/``. With ``$NIGHTSHIFT_CLUSTER_DIR`` set they use (or start, and then stop) the cluster
 there; without it they start a private one in a temporary directory.
 """
@@ -14,53 +13,36 @@ there; without it they start a private one in a temporary directory.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import secrets
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
+from support import fixtures
+from support.cluster import (
+    CLUSTER_PY,
+    Cluster,
+    ClusterError,
+    run_cluster_py,
+    start_cluster,
+    stop_cluster,
+)
+from support.operator import Operator
+from support.wait import poll
+
 CHAOS_DIR = Path(__file__).resolve().parent
-INTEGRATION_DIR = CHAOS_DIR.parent / "integration"
-# The integration helpers (harness.Operator, test_operator.task/jobs) import each other by bare
-# module name, as pytest's rootdir-relative imports allow there.
-if str(INTEGRATION_DIR) not in sys.path:
-    sys.path.insert(0, str(INTEGRATION_DIR))
 
-from chaoslib import CLUSTER_PY  # noqa: E402 - tests/chaos is on sys.path (pytest puts it there)
-from harness import Operator  # noqa: E402 - found through INTEGRATION_DIR above
-
-
-def _load_integration_conftest() -> ModuleType:
-    name = "nightshift_integration_conftest"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, INTEGRATION_DIR / "conftest.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-integration = _load_integration_conftest()
-Cluster = integration.Cluster
-run_cluster_py = integration.run_cluster_py
-
-# Re-exported fixtures (pytest finds fixtures by the names in this module).
-namespace = integration.namespace
-crd = integration.crd
-cluster_py = integration.cluster_py
+# The shared fixtures (tests/support/fixtures.py): pytest finds them by these names.
+cluster_py = fixtures.cluster_py
+crd = fixtures.crd
+namespace = fixtures.namespace
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -75,25 +57,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
-def cluster() -> Iterator[object]:
+def cluster() -> Iterator[Cluster]:
     """A control plane these tests may break: $NIGHTSHIFT_CLUSTER_DIR's, or a private one."""
     chosen = os.environ.get("NIGHTSHIFT_CLUSTER_DIR")
     state_dir = Path(chosen).resolve() if chosen else Path(tempfile.mkdtemp(prefix="chaos-"))
     if chosen and run_cluster_py("status", state_dir).returncode == 0:
         yield Cluster.from_state(state_dir, owned=False)
         return
-    res = run_cluster_py("up", state_dir, timeout=600)
-    if res.returncode != 0:
-        run_cluster_py("down", state_dir)
-        pytest.fail(f"could not start a control plane in {state_dir}:\n{res.stderr}")
     try:
-        yield Cluster.from_state(state_dir, owned=True)
+        own = start_cluster(state_dir, timeout=600)
+    except ClusterError as error:
+        pytest.fail(f"could not start a control plane in {state_dir}:\n{error.stderr}")
+    try:
+        yield own
     finally:
-        res = run_cluster_py("down", state_dir)
-        if res.returncode == 0 and not chosen:
-            shutil.rmtree(state_dir, ignore_errors=True)
-        elif res.returncode != 0:
-            print(f"cluster teardown failed; state left in {state_dir}:\n{res.stderr}")
+        stop_cluster(state_dir, remove=not chosen)
 
 
 @pytest.fixture
@@ -133,12 +111,12 @@ def api_server_restored(cluster: Any) -> Iterator[None]:
     probe = f"chaos-probe-{secrets.token_hex(3)}"
     started = time.monotonic()
     try:
-        integration.wait_for(
+        poll(
             lambda: cluster.kubectl("create", "namespace", probe, check=False).returncode == 0,
             timeout=120,
             what="the API server to accept writes",
         )
-        integration.wait_for(
+        poll(
             lambda: (
                 cluster.kubectl(
                     "get", "serviceaccount", "default", "-n", probe, check=False

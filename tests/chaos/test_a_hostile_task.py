@@ -25,6 +25,7 @@ hostile task's Jobs, its Event objects and the Events the per-task limit dropped
 from __future__ import annotations
 
 import json
+import math
 import re
 import threading
 import time
@@ -35,14 +36,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from chaoslib import budget, chaos_seconds, job_slot, now, percentile, traceback_count
-from harness import Operator, poll
+from chaoslib import budget, chaos_seconds, job_slot, now, traceback_count
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes import watch as k8s_watch
-from test_operator import task
 
 from nightshift.guard import Limits, template_size
+from support.metrics import by_label, parse_metrics
+from support.operator import Operator
+from support.percentiles import percentile
+from support.tasks import task
+from support.wait import poll
 
 NORMAL = 100
 NORMAL_EVERY = "10s"
@@ -140,13 +144,8 @@ class Meter(threading.Thread):
                 text = self.operator.metrics()
             except (OSError, TypeError, urllib.error.URLError):
                 continue
-            writes = sum(
-                float(value)
-                for call, value in re.findall(
-                    r'nightshift_api_requests_total\{call="([^"]+)"\} ([0-9.e+]+)', text
-                )
-                if call in WRITES
-            )
+            calls = by_label(parse_metrics(text), "nightshift_api_requests_total", "call")
+            writes = sum(value for call, value in calls.items() if call in WRITES)
             self.samples.append((time.time(), rss, writes))
 
     def stop(self) -> None:
@@ -175,16 +174,16 @@ class Meter(threading.Thread):
 def figures(skews: list[float]) -> dict[str, float]:
     return {
         "runs": len(skews),
-        "p50_ms": round(percentile(skews, 0.5) * 1000),
-        "p90_ms": round(percentile(skews, 0.9) * 1000),
-        "p99_ms": round(percentile(skews, 0.99) * 1000),
+        "p50_ms": round(percentile(skews, 50, empty=math.nan) * 1000),
+        "p90_ms": round(percentile(skews, 90, empty=math.nan) * 1000),
+        "p99_ms": round(percentile(skews, 99, empty=math.nan) * 1000),
         "max_ms": round(max(skews, default=float("nan")) * 1000),
     }
 
 
 def counter(text: str, name: str) -> float:
-    found = re.search(rf"^{name} ([0-9.e+]+)$", text, re.M)
-    return float(found[1]) if found else 0.0
+    """The value of an unlabelled counter (0.0 when it is not there)."""
+    return parse_metrics(text).get((name, frozenset()), 0.0)
 
 
 @pytest.mark.timeout(budget(extra=600))
@@ -264,10 +263,10 @@ def test_a_hostile_task_does_not_slow_its_neighbours(
     assert len(before) >= NORMAL, report
     assert len(after) >= NORMAL, report
     assert hostile, "the hostile task never ran"
-    base_p50 = max(percentile(before, 0.5), BASELINE_FLOOR)
-    base_p99 = max(percentile(before, 0.99), BASELINE_FLOOR)
-    assert percentile(after, 0.5) <= 2 * base_p50, report
-    assert percentile(after, 0.99) <= 2 * base_p99, report
+    base_p50 = max(percentile(before, 50, empty=math.nan), BASELINE_FLOOR)
+    base_p99 = max(percentile(before, 99, empty=math.nan), BASELINE_FLOOR)
+    assert percentile(after, 50, empty=math.nan) <= 2 * base_p50, report
+    assert percentile(after, 99, empty=math.nan) <= 2 * base_p99, report
     assert report["with"]["rss_max_mib"] <= RSS_LIMIT, report
     assert report["with"]["writes_per_s"] <= QPS, report
     assert report["with"]["writes_per_s_max_5s"] <= QPS + BURST / 5, report

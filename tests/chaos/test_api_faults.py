@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
-import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -48,8 +47,11 @@ from chaoslib import (
     traceback_count,
     ts,
 )
-from harness import Operator, poll
-from test_operator import task
+
+from support.metrics import by_label, parse_metrics
+from support.operator import Operator
+from support.tasks import task
+from support.wait import poll
 
 TASKS = 6
 STEP = timedelta(seconds=5)
@@ -203,12 +205,7 @@ def _operator(operators: Callable[..., Operator], identity: Identity, namespace:
 
 
 def _api_errors(metrics: str) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for line in metrics.splitlines():
-        found = re.match(r'nightshift_api_errors_total\{call="([^"]+)"\} ([0-9.e+]+)', line)
-        if found:
-            out[found.group(1)] = float(found.group(2))
-    return out
+    return by_label(parse_metrics(metrics), "nightshift_api_errors_total", "call")
 
 
 # --- the faults --------------------------------------------------------------------------------

@@ -29,8 +29,10 @@ from chaoslib import (
     traceback_count,
     ts,
 )
-from harness import Operator, poll
-from test_operator import reasons, status, task
+
+from support.operator import Operator
+from support.tasks import reasons, status, task
+from support.wait import poll
 
 TASKS = 10
 STEP = timedelta(seconds=5)

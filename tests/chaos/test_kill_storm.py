@@ -16,6 +16,7 @@ The seed is printed; ``NIGHTSHIFT_CHAOS_SEED`` replays a run.
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import time
@@ -35,12 +36,14 @@ from chaoslib import (
     job_slot,
     missing_slots,
     now,
-    percentile,
     traceback_count,
     ts,
 )
-from harness import Operator, poll
-from test_operator import task
+
+from support.operator import Operator
+from support.percentiles import percentile
+from support.tasks import task
+from support.wait import poll
 
 TASKS = 20
 FAILING = {f"storm-{i:02d}" for i in range(0, TASKS, 4)}  # 5 of 20 fail (exit code 1)
@@ -115,8 +118,8 @@ def test_kill9_storm_keeps_exactly_once_and_loses_nothing(
     unfinished = [k for k, v in results.items() if v is None]
 
     print(
-        f"kill -9 storm: {len(restarts)} kills; restart to ready "
-        f"median {percentile(restarts, 0.5):.1f} s, max {max(restarts, default=0):.1f} s"
+        f"kill -9 storm: {len(restarts)} kills; restart to ready median "
+        f"{percentile(restarts, 50, empty=math.nan):.1f} s, max {max(restarts, default=0):.1f} s"
     )
     print(
         f"kill -9 storm: {len(jobs)} Jobs seen, {len(attempts)} runs checked "

@@ -9,6 +9,7 @@ Job the new leader creates, within 15 s. Every failover time and the maximum are
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -23,12 +24,14 @@ from chaoslib import (
     explain_slots,
     missing_slots,
     now,
-    percentile,
     traceback_count,
     ts,
 )
-from harness import Operator, poll
-from test_operator import task
+
+from support.operator import Operator
+from support.percentiles import percentile
+from support.tasks import task
+from support.wait import poll
 
 TASKS = 5
 STEP = timedelta(seconds=2)
@@ -116,8 +119,9 @@ def test_killing_the_leader_in_a_loop_fails_over_fast_without_duplicates(
     )
     print(
         f"leader failover: max {max(failovers, default=0):.1f} s, median "
-        f"{percentile(failovers, 0.5):.1f} s; {len(jobs)} Jobs, {len(dups)} duplicate keys, "
-        f"{sum(map(len, lost.values()))} slots without a Job; lastScheduleTime sampled "
+        f"{percentile(failovers, 50, empty=math.nan):.1f} s; {len(jobs)} Jobs, "
+        f"{len(dups)} duplicate keys, {sum(map(len, lost.values()))} slots without a Job; "
+        "lastScheduleTime sampled "
         f"{sampler.samples} times, {len(sampler.regressions)} went backwards; "
         f"{traceback_count(logs)} Traceback lines in the replicas' logs"
     )

@@ -43,8 +43,11 @@ from chaoslib import (
     traceback_count,
     ts,
 )
-from harness import Operator, poll
-from test_operator import events, task
+
+from support.metrics import parse_metrics
+from support.operator import Operator
+from support.tasks import events, task
+from support.wait import poll
 
 STEP = timedelta(seconds=5)
 GAP = 25.0  # seconds the operator is cut off (plus the API server restart)
@@ -52,10 +55,8 @@ STEADY = [f"steady-{i}" for i in range(4)]
 
 
 def gauge(metrics: str, name: str) -> float | None:
-    for line in metrics.splitlines():
-        if line.startswith(name + " ") or line.startswith(name + "{"):
-            return float(line.rsplit(" ", 1)[1])
-    return None
+    """The value of an unlabelled gauge (None when it is not there)."""
+    return parse_metrics(metrics).get((name, frozenset()))
 
 
 def list_version(cluster: Any, path: str) -> str:

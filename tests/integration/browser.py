@@ -23,6 +23,8 @@ from typing import Any
 
 import websocket
 
+from support.wait import poll
+
 CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
 # Headless, with nothing of its own reaching the network (the machine reaches only registries).
 FLAGS = (
@@ -187,15 +189,11 @@ class Page:
         interval: float = 0.2,
     ) -> Any:
         """Poll a JavaScript expression until it is truthy; its value."""
-        deadline = time.monotonic() + timeout
-        value: Any = None
-        while time.monotonic() < deadline:
-            value = self.evaluate(expression)
-            if value:
-                return value
-            time.sleep(interval)
-        raise AssertionError(
-            f"timed out after {timeout:.0f} s waiting for {what or expression} (last: {value!r})"
+        return poll(
+            lambda: self.evaluate(expression),
+            timeout=timeout,
+            what=what or expression,
+            interval=interval,
         )
 
     def click(self, selector: str) -> None:

@@ -13,25 +13,14 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
-import pytest
-from harness import Operator, poll
 from receiver import Receiver
-from test_operator import condition, events, jobs, reasons, status, task, ts
 
-
-@pytest.fixture
-def operator(cluster: Any, crd: None, namespace: str, tmp_path: Path) -> Iterator[Operator]:
-    op = Operator(cluster.kubeconfig, tmp_path, namespaces=[namespace])
-    op.start()
-    try:
-        yield op
-    finally:
-        op.stop()
+from support.operator import Operator
+from support.tasks import condition, events, jobs, reasons, status, task, ts
+from support.wait import poll
 
 
 def plugin(cluster: Any, namespace: str, *args: str) -> subprocess.CompletedProcess[str]:

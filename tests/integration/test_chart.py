@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 import secrets
 import subprocess
 import sys
@@ -22,11 +21,26 @@ from typing import Any
 
 import pytest
 import yaml
-from harness import Operator, free_port, poll
-from test_operator import condition, jobs, reasons, status, task
+
+from support.certs import self_signed
+from support.chart import (
+    CHART,
+    apply_rbac_only,
+    assert_not_refused,
+    delete_objects,
+    helm,
+    of_kind,
+    release_name,
+    render,
+    token_kubeconfig,
+    values_file,
+)
+from support.operator import Operator
+from support.ports import free_port
+from support.tasks import condition, jobs, reasons, status, task
+from support.wait import poll
 
 REPO = Path(__file__).resolve().parents[2]
-CHART = REPO / "charts" / "nightshift"
 CRD_SOURCE = REPO / "crds" / "scheduledtasks.nightshift.dev.yaml"
 CRD_NAME = "scheduledtasks.nightshift.dev"
 CRD_NAMES = [path.stem for path in sorted((REPO / "crds").glob("*.yaml"))]
@@ -41,7 +55,6 @@ METRICS = (
     "nightshift_api_requests_total",
     "nightshift_api_errors_total",
 )
-RBAC_KINDS = {"ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"}
 
 # One line of `kubectl auth can-i --list`: resource (as printed), resource names, verbs.
 Rule = tuple[str, tuple[str, ...], frozenset[str]]
@@ -87,46 +100,6 @@ def lease_rules(lease: str) -> set[Rule]:
 # --- helpers ---------------------------------------------------------------------------------
 
 
-def helm(cluster: Any, *args: str, timeout: float = 240) -> str:
-    cmd = [str(cluster.bin_dir / "helm"), f"--kubeconfig={cluster.kubeconfig}", *args]
-    result = subprocess.run(
-        cmd, capture_output=True, text=True, env=cluster.env, timeout=timeout, check=False
-    )
-    if result.returncode != 0:
-        pytest.fail(f"{' '.join(cmd)} failed:\n{result.stdout}\n{result.stderr}", pytrace=False)
-    return result.stdout
-
-
-def values_file(tmp_path: Path, values: dict[str, Any]) -> Path:
-    path = tmp_path / f"values-{secrets.token_hex(3)}.yaml"
-    path.write_text(yaml.safe_dump(values))
-    return path
-
-
-def render(
-    cluster: Any,
-    tmp_path: Path,
-    values: dict[str, Any],
-    *,
-    release: str,
-    namespace: str,
-    chart: Path = CHART,
-) -> list[dict[str, Any]]:
-    text = helm(
-        cluster, "template", release, str(chart), "--namespace", namespace,
-        "--values", str(values_file(tmp_path, values)),
-    )  # fmt: skip
-    return [doc for doc in yaml.safe_load_all(text) if doc]
-
-
-def of_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
-    return [d for d in docs if d["kind"] == kind]
-
-
-def release_name() -> str:
-    return f"t{secrets.token_hex(4)}"
-
-
 def can_i_list(cluster: Any, user: str, namespace: str) -> set[Rule]:
     """`kubectl auth can-i --list` as a set of (resource, names, verbs), resource rules only."""
     out = cluster.kubectl("auth", "can-i", "--list", f"--as={user}", "-n", namespace).stdout
@@ -168,22 +141,6 @@ def show(rules: set[Rule]) -> str:
         f"  {resource:40} {list(names)!s:22} {sorted(verbs)}"
         for resource, names, verbs in sorted(rules, key=lambda r: (r[0], r[1]))
     )
-
-
-def apply_rbac_only(cluster: Any, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Apply the ServiceAccount and RBAC objects of a rendering (no Deployment, no webhook)."""
-    rbac = [d for d in docs if d["kind"] in RBAC_KINDS]
-    cluster.kubectl(
-        "apply", "-f", "-", input=json.dumps({"kind": "List", "apiVersion": "v1", "items": rbac})
-    )
-    return rbac
-
-
-def delete_objects(cluster: Any, objects: list[dict[str, Any]]) -> None:
-    cluster.kubectl(
-        "delete", "--ignore-not-found", "--wait=false", "-f", "-",
-        input=json.dumps({"kind": "List", "apiVersion": "v1", "items": objects}), check=False,
-    )  # fmt: skip
 
 
 def adopt_crd(cluster: Any, release: str, namespace: str) -> None:
@@ -912,25 +869,6 @@ def test_edit_may_manage_tasks_and_view_may_only_read_them(
 # --- RBAC sufficiency: the operator with nothing but the chart's grants ----------------------
 
 
-def token_kubeconfig(cluster: Any, namespace: str, service_account: str, path: Path) -> Path:
-    """A kubeconfig that authenticates as SERVICE_ACCOUNT with a bound token (like a pod)."""
-    token = cluster.kubectl(
-        "create", "token", service_account, "-n", namespace, "--duration=1h"
-    ).stdout.strip()
-    admin = yaml.safe_load(cluster.kubeconfig.read_text())
-    server = admin["clusters"][0]["cluster"]
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "local", "cluster": server}],
-        "users": [{"name": service_account, "user": {"token": token}}],
-        "contexts": [{"name": "sa", "context": {"cluster": "local", "user": service_account}}],
-        "current-context": "sa",
-    }
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
 def test_operator_runs_a_scenario_with_only_the_chart_service_account(
     cluster: Any, crd: None, namespace: str, make_namespace: Callable[[str], str], tmp_path: Path
 ) -> None:
@@ -948,13 +886,7 @@ def test_operator_runs_a_scenario_with_only_the_chart_service_account(
     # The chart Deployment's flags: the webhook is served (the chart, not kopf, registers it).
     container = of_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
     assert f"--namespace={namespace}" in container["args"]
-    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    cert, key = self_signed(tmp_path, name="tls", days=1)
     extra_args = [
         "--leader-elect", f"--leader-election-namespace={home}", f"--leader-election-name={sa}",
         f"--webhook-port={free_port()}", "--webhook-addr=127.0.0.1",
@@ -977,19 +909,6 @@ def test_operator_runs_a_scenario_with_only_the_chart_service_account(
         operator.stop()
         delete_objects(cluster, applied)
     assert_not_refused(operator.logs())
-
-
-def assert_not_refused(log: str) -> None:
-    """No request of the operator (kopf's included) was refused by RBAC."""
-    denied = [line for line in log.splitlines() if re.search(r"\b403\b|forbidden", line, re.I)]
-    hint = ""
-    if any("customresourcedefinitions" in line or "/namespaces " in line for line in denied):
-        hint = (
-            "\nkopf scans CRDs and namespaces unless the operator sets "
-            "settings.scanning.disabled = True; the chart does not grant that scan "
-            "(charts/nightshift/README.md, Permissions)."
-        )
-    assert not denied, "the operator was refused:\n" + "\n".join(denied[:6]) + hint
 
 
 def _scenario(cluster: Any, namespace: str) -> None:

@@ -10,12 +10,12 @@ import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
-if TYPE_CHECKING:
-    from conftest import Cluster, RunClusterPy
+from support.cluster import Cluster, RunClusterPy
+from support.wait import poll
 
 K8S_VERSION = "v1.36.3"
 IMAGE = "busybox:1.36"  # never pulled: KWOK only pretends to run containers
@@ -149,7 +149,7 @@ def test_message_annotation_is_the_termination_message(cluster: Cluster, namespa
 def test_run_for_keeps_the_pod_running_that_long(cluster: Cluster, namespace: str) -> None:
     started = time.monotonic()
     cluster.apply(job_manifest("slow", {"test.nightshift.dev/run-for": "3s"}), namespace)
-    cluster.wait_for(
+    poll(
         lambda: [
             p for p in job_pods(cluster, "slow", namespace) if p["status"]["phase"] == "Running"
         ],
@@ -178,16 +178,14 @@ def test_run_forever_until_the_active_deadline(cluster: Cluster, namespace: str)
         )
         return None
 
-    job = cluster.wait_for(failed, timeout=30, what="the Job to fail")
+    job = poll(failed, timeout=30, what="the Job to fail")
     assert "Running" in phases_before_deadline
     assert phases_before_deadline <= {"Pending", "Running"}
     failure = condition(job, "Failed")
     assert failure["reason"] == "DeadlineExceeded"
     assert (ts(failure["lastTransitionTime"]) - ts(job["status"]["startTime"])).seconds >= 3
     # The Job controller deletes the still-running pod; KWOK finishes the deletion.
-    cluster.wait_for(
-        lambda: not job_pods(cluster, "forever", namespace), timeout=30, what="the pod to go"
-    )
+    poll(lambda: not job_pods(cluster, "forever", namespace), timeout=30, what="the pod to go")
 
 
 def test_cronjob_controller_creates_jobs(cluster: Cluster, namespace: str) -> None:
@@ -210,7 +208,7 @@ def test_cronjob_controller_creates_jobs(cluster: Cluster, namespace: str) -> No
                 return job
         return None
 
-    job = cluster.wait_for(owned_job, timeout=90, what="the CronJob to create a Job", interval=1)
+    job = poll(owned_job, timeout=90, what="the CronJob to create a Job", interval=1)
     kind, _ = cluster.wait_for_job_finished(job["metadata"]["name"], namespace, timeout=30)
     assert kind == "Complete"
 

@@ -23,10 +23,13 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import REAL_NODE_GATEWAY, Cluster, RealRelease, on_real_node
-from harness import Operator, poll
 from receiver import Receiver
-from test_operator import condition, finished, jobs, reasons, status, ts
+
+from support.chart import RealRelease
+from support.cluster import REAL_NODE_GATEWAY, Cluster, on_real_node
+from support.operator import Operator
+from support.tasks import condition, finished, jobs, reasons, status, ts
+from support.wait import poll
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

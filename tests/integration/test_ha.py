@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from harness import Operator, poll
-from test_operator import jobs, task, ts
+from support.operator import Operator
+from support.tasks import jobs, task, ts
+from support.wait import poll
 
 
 def holder(cluster: Any, namespace: str) -> str | None:

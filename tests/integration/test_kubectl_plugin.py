@@ -2,8 +2,8 @@
 
 Tasks are scheduled once a year (Jan 1, 03:00 UTC), so every run here is a run-now request. KWOK
 plays the pods: by default they succeed after about a second; pod-template annotations make them
-fail with an exit code and a termination message. Pods on KWOK have no logs. The CRD comes from
-conftest's `crd` fixture, the operator from harness.Operator.
+fail with an exit code and a termination message. Pods on KWOK have no logs. The CRD and the
+operator come from the shared `crd` and `operator` fixtures (tests/support/fixtures.py).
 """
 
 from __future__ import annotations
@@ -12,28 +12,19 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
-from harness import Operator, poll
+
+from support.operator import Operator
+from support.tasks import status
+from support.wait import poll
 
 VENV_BIN = Path(sys.executable).parent
 PLUGIN = VENV_BIN / "kubectl-nightshift"
 YEARLY = "0 3 1 1 *"
 MESSAGE = "disk full: /var/backup has 0 bytes free; the nightly dump was not written anywhere"
-
-
-@pytest.fixture
-def operator(cluster: Any, crd: None, namespace: str, tmp_path: Path) -> Iterator[Operator]:
-    op = Operator(cluster.kubeconfig, tmp_path, namespaces=[namespace])
-    op.start()
-    try:
-        yield op
-    finally:
-        op.stop()
 
 
 def task(
@@ -73,11 +64,6 @@ def plugin(
     )
     assert "Traceback" not in res.stderr, res.stderr
     return res
-
-
-def status(cluster: Any, namespace: str, name: str) -> dict[str, Any]:
-    result: dict[str, Any] = cluster.get("stask", name, "-n", namespace).get("status") or {}
-    return result
 
 
 def test_run_wait_exit_codes_history_and_logs(

@@ -28,9 +28,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import KueueBuild
-from harness import Operator, free_port, poll, self_signed
-from test_operator import condition, jobs, status, task
+
+from support.certs import self_signed
+from support.kueue import KueueBuild
+from support.operator import Operator
+from support.ports import free_port
+from support.tasks import condition, jobs, status, task
+from support.wait import poll
 
 QUEUE = "kueue.x-k8s.io/queue-name"
 PRIORITY = "kueue.x-k8s.io/priority-class"

@@ -15,79 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import Operator, poll
 
-
-@pytest.fixture
-def operator(cluster: Any, crd: None, namespace: str, tmp_path: Path) -> Iterator[Operator]:
-    op = Operator(cluster.kubeconfig, tmp_path, namespaces=[namespace])
-    op.start()
-    try:
-        yield op
-    finally:
-        op.stop()
-
-
-def task(name: str, **spec: Any) -> dict[str, Any]:
-    annotations = spec.pop("pod_annotations", None)
-    template: dict[str, Any] = {
-        "spec": {"containers": [{"name": "main", "image": "registry.invalid/job:1"}]}
-    }
-    if annotations:
-        template["metadata"] = {"annotations": annotations}
-    job_template = spec.pop("job_template", {"spec": {"template": template}})
-    return {
-        "apiVersion": "nightshift.dev/v1alpha1",
-        "kind": "ScheduledTask",
-        "metadata": {"name": name},
-        "spec": {**spec, "jobTemplate": job_template},
-    }
-
-
-def jobs(cluster: Any, namespace: str, task_name: str | None = None) -> list[dict[str, Any]]:
-    selector = ["-l", f"nightshift.dev/task={task_name}"] if task_name else []
-    items: list[dict[str, Any]] = cluster.get("jobs", "-n", namespace, *selector)["items"]
-    return sorted(items, key=lambda j: j["metadata"]["name"])
-
-
-def status(cluster: Any, namespace: str, name: str) -> dict[str, Any]:
-    obj = cluster.get("stask", name, "-n", namespace)
-    result: dict[str, Any] = obj.get("status") or {}
-    return result
-
-
-def events(cluster: Any, namespace: str, name: str) -> list[dict[str, Any]]:
-    items = cluster.get(
-        "events", "-n", namespace, "--field-selector", f"involvedObject.name={name}"
-    )["items"]
-    return [e for e in items if e["involvedObject"].get("kind") == "ScheduledTask"]
-
-
-def reasons(cluster: Any, namespace: str, name: str) -> list[str]:
-    """Each Event's reason as many times as it happened: the same Event again within 10 minutes
-    is a count on the first Event object, as client-go's recorder does."""
-    return [
-        e["reason"] for e in events(cluster, namespace, name) for _ in range(e.get("count") or 1)
-    ]
-
-
-def condition(st: dict[str, Any], kind: str) -> dict[str, Any]:
-    for cond in st.get("conditions") or []:
-        if cond["type"] == kind:
-            return dict(cond)
-    return {}
-
-
-def finished(job: dict[str, Any]) -> str | None:
-    for cond in job.get("status", {}).get("conditions") or []:
-        if cond["status"] == "True" and cond["type"] in ("Complete", "Failed"):
-            return str(cond["type"])
-    return None
-
-
-def ts(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
+from support.metrics import parse_metrics, total
+from support.operator import Operator
+from support.tasks import condition, finished, jobs, reasons, status, task, ts
+from support.wait import poll
 
 # --- firing ----------------------------------------------------------------------------------
 
@@ -781,19 +713,15 @@ def test_metrics_are_scraped_after_real_runs(
         timeout=10,
         what="run counters",
     )
-    values = {
-        line.split(" ")[0]: float(line.split(" ")[1])
-        for line in text.splitlines()
-        if line and not line.startswith("#")
-    }
-    assert values['nightshift_runs_total{result="Succeeded"}'] >= 1
-    assert values['nightshift_runs_total{result="Failed"}'] >= 1
-    assert values["nightshift_fire_skew_seconds_count"] >= 2
+    samples = parse_metrics(text)
+    assert total(samples, "nightshift_runs_total", result="Succeeded") >= 1
+    assert total(samples, "nightshift_runs_total", result="Failed") >= 1
+    assert total(samples, "nightshift_fire_skew_seconds_count") >= 2
     # Sub-second firing shows up in the 10 ms .. 1 s buckets, which CronJob's 1 s floor hides.
-    assert values['nightshift_fire_skew_seconds_bucket{le="1.0"}'] >= 1
-    assert values["nightshift_tasks"] == 2
-    assert values["nightshift_scheduler_lag_seconds_count"] >= 1
-    assert values['nightshift_api_requests_total{call="create_job"}'] >= 2
+    assert total(samples, "nightshift_fire_skew_seconds_bucket", le="1.0") >= 1
+    assert total(samples, "nightshift_tasks") == 2
+    assert total(samples, "nightshift_scheduler_lag_seconds_count") >= 1
+    assert total(samples, "nightshift_api_requests_total", call="create_job") >= 2
 
 
 def test_liveness_and_readiness_answer_while_the_scheduler_runs(

@@ -25,16 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import (
-    METRICS_SCRAPER,
-    Cluster,
-    RealRelease,
-    helm_run,
-    on_real_node,
-    real_release_values,
-)
-from harness import poll
-from test_operator import finished, jobs, status, ts
+
+from support.chart import CHART, METRICS_SCRAPER, RealRelease, helm, real_release_values
+from support.cluster import Cluster, on_real_node
+from support.tasks import finished, jobs, status, ts
+from support.wait import poll
 
 PLUGIN = Path(sys.executable).parent / "kubectl-nightshift"
 # A container reads the run's attempt and slot from its own pod's annotations.
@@ -48,7 +43,6 @@ DOWNWARD_ENV = [
         ("NIGHTSHIFT_SCHEDULED_AT", "scheduled-at"),
     )
 ]
-CHART = Path(__file__).resolve().parents[2] / "charts" / "nightshift"
 FAILOVER_LIMIT = 15.0  # seconds from losing the leader until the other replica creates a Job
 
 
@@ -502,7 +496,7 @@ def test_upgrade_to_a_new_tag_rolls_without_missed_or_duplicate_slots_then_unins
     with Watch(cluster, "jobs", tasks) as watch:
         cluster.apply(manifest, tasks)
         poll(lambda: len(job_slots(watch, "steady")) >= 2, timeout=60, what="two Jobs")
-        helm_run(
+        helm(
             cluster, "upgrade", real_release.name, str(CHART),
             "--namespace", real_release.system, *real_release_values(real_release, tag),
             "--wait", "--timeout", "180s",
@@ -529,7 +523,7 @@ def test_upgrade_to_a_new_tag_rolls_without_missed_or_duplicate_slots_then_unins
     assert set(gaps) == {5.0}, ([t.isoformat() for t in first], recorded)  # every slot, once
     assert {result for _, _, result in recorded} <= {"Succeeded"}, recorded
 
-    out = helm_run(
+    out = helm(
         cluster, "uninstall", real_release.name, "--namespace", real_release.system, "--wait"
     )
     assert "kept due to the resource policy" in out

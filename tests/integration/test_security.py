@@ -22,8 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from harness import Operator, poll
-from test_operator import condition, jobs, reasons, status, task
+
+from support.operator import Operator
+from support.tasks import condition, jobs, reasons, status, task
+from support.wait import poll
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = "spec.jobTemplate.spec.template.spec"

@@ -20,16 +20,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import Operator, poll
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
-from test_operator import task, ts
 
 from nightshift.jobs import LABEL_BUCKET, build_job, run_id_for_slot
 from nightshift.kube import KubeClient
 from nightshift.models import parse_spec
 from nightshift.sharding import bucket, shard_of, shard_selector
 from nightshift.shards import detect_server_filtering
+from support.operator import Operator
+from support.tasks import task, ts
+from support.wait import poll
 
 STEP = timedelta(seconds=4)
 SPEC = {

@@ -13,13 +13,13 @@ import ssl
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import Operator, poll, self_signed
-from test_chart import (
+
+from support.certs import self_signed
+from support.chart import (
     apply_rbac_only,
     assert_not_refused,
     delete_objects,
@@ -28,17 +28,9 @@ from test_chart import (
     render,
     token_kubeconfig,
 )
-from test_operator import jobs, status, task
-
-
-@pytest.fixture
-def operator(cluster: Any, crd: None, namespace: str, tmp_path: Path) -> Iterator[Operator]:
-    op = Operator(cluster.kubeconfig, tmp_path, namespaces=[namespace])
-    op.start()
-    try:
-        yield op
-    finally:
-        op.stop()
+from support.operator import Operator
+from support.tasks import jobs, status, task
+from support.wait import poll
 
 
 def pods_of(cluster: Any, namespace: str, job: str) -> list[dict[str, Any]]:

@@ -5,24 +5,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
-from harness import Operator, poll
-from test_operator import condition, events, finished, jobs, reasons, status, task, ts
-
-
-@pytest.fixture
-def operator(cluster: Any, crd: None, namespace: str, tmp_path: Path) -> Iterator[Operator]:
-    op = Operator(cluster.kubeconfig, tmp_path, namespaces=[namespace])
-    op.start()
-    try:
-        yield op
-    finally:
-        op.stop()
+from support.operator import Operator
+from support.tasks import condition, events, finished, jobs, reasons, status, task, ts
+from support.wait import poll
 
 
 def calendar(name: str, *exclude: dict[str, Any]) -> dict[str, Any]:

@@ -26,7 +26,10 @@ from typing import Any
 import pytest
 import yaml
 from browser import Chromium, Page, find_chromium
-from harness import Operator, poll
+
+from support.operator import Operator
+from support.tasks import status
+from support.wait import poll
 
 REPO = Path(__file__).resolve().parents[2]
 PLUGIN = Path(sys.executable).parent / "kubectl-nightshift"
@@ -163,11 +166,6 @@ def scene(cluster: Any, crd: None, tmp_path_factory: pytest.TempPathFactory) -> 
     finally:
         operator.stop()
         cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
-
-
-def status(cluster: Any, namespace: str, name: str) -> dict[str, Any]:
-    found: dict[str, Any] = cluster.get("stask", name, "-n", namespace).get("status") or {}
-    return found
 
 
 @pytest.fixture(scope="module")
