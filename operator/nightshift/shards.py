@@ -662,6 +662,9 @@ class ShardManager:
     async def release_all(self) -> None:
         """On a clean shutdown: give every shard back and withdraw the member Lease, so that the
         others take the shards at once and count one replica fewer."""
+        # Wind every controller down at once (each takes up to WIND_DOWN s), so that giving back
+        # many shards stays within a pod's termination grace period; then release them in turn.
+        await asyncio.gather(*(held.controller.wind_down() for held in self.held.values()))
         for shard in list(self.held):
             await self.release(shard)
         with contextlib.suppress(ApiError):
