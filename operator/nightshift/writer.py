@@ -52,6 +52,19 @@ EVENT_POSTERS = 8
 PENDING_EVENTS = 100
 
 
+def _ref(key: Key, uid: str, version: object) -> dict[str, Any]:
+    """What an Event on the task names: the task at the version its writes left it."""
+    namespace, name = key
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "uid": uid,
+            "resourceVersion": str(version),
+        }
+    }
+
+
 def canonical(status: Any) -> bytes:
     """A status as comparable text: keys sorted, and null fields left out (a merge patch's null
     deletes the field, so what the API server stores never has them)."""
@@ -328,14 +341,7 @@ class Writer:
             if failed:
                 pending.deletes = failed | pending.deletes
                 self._retry(key)
-            ref = {
-                "metadata": {
-                    "name": name,
-                    "namespace": namespace,
-                    "uid": pending.entry.uid,
-                    "resourceVersion": str(pending.entry.rv),
-                }
-            }
+            ref = _ref(key, pending.entry.uid, pending.entry.rv)
             for event in events:
                 self.post(ref, event)
             if failed:
@@ -372,14 +378,7 @@ class Writer:
             self._pending.pop(key, None)
             # The next sync adopts the Jobs this one created without a word: announce them now
             # (only this process knows its creates succeeded). The rest is decided again.
-            ref = {
-                "metadata": {
-                    "name": name,
-                    "namespace": namespace,
-                    "uid": pending.entry.uid,
-                    "resourceVersion": str(resource_version(fresh)),
-                }
-            }
+            ref = _ref(key, pending.entry.uid, resource_version(fresh))
             for event in pending.events:
                 if event.starts_a_job:
                     self.post(ref, event)
