@@ -217,6 +217,13 @@ class Controller:
         # Delivery outcomes the next sync folds into the task's status.
         self._deliveries: dict[Key, list[Delivery]] = {}
 
+    def list_no_older_than(self, version: str) -> None:
+        """Before :meth:`run`: every first list must show a state at least as new as
+        ``version`` (e.g. the shard's Lease when it was taken: whatever its last owner wrote
+        before), served from the API server's watch cache rather than read from etcd."""
+        for informer in self.informers:
+            informer.version = informer.version or version
+
     def _judge(self, namespace: str, name: str, spec: TaskSpec, template: Any) -> Refusal | None:
         """What the guard says of a task's Jobs: its namespace's policy and the operator's
         limits (nightshift.guard)."""

@@ -6,6 +6,12 @@ list's resourceVersion with bookmarks. A watch the server ends is resumed from t
 seen; 410 Gone, or a request to list afresh (after the API server was unreachable), lists again.
 Each list tells the consumer what exists, so what was deleted while no watch ran is forgotten.
 
+A list asks for a state no older than the last version the informer saw (or than a version its
+owner names, e.g. the shard Lease it took), which the API server serves from its watch cache. A
+list with no version at all is a consistent read: a busy server whose cache lags etcd serves that
+from etcd, filtering every object of the resource, which at 50,000 tasks took longer than the
+read timeout and added to the load that made the cache lag.
+
 Decoding happens in the watch's own thread with msgspec: a Job keeps only the fields the
 controller reads (a full Job is ~5 KB of JSON), a task everything but ``managedFields``.
 """
@@ -326,7 +332,10 @@ class Informer:
         fields: str = "",
         page: int = PAGE,
         backoff: Backoff | None = None,
+        not_older_than: str = "",
     ) -> None:
+        """``not_older_than``: the resourceVersion the first list's state must have reached
+        ("": a consistent read); later lists use the last version seen."""
         self.api = api
         self.resource = resource
         self.sink = sink
@@ -342,6 +351,7 @@ class Informer:
         self.backoff = backoff or Backoff()
         self._relist = asyncio.Event()
         self.lists = 0  # completed lists (tests and logs)
+        self.version = not_older_than  # the latest resourceVersion seen (or given)
 
     def relist(self) -> None:
         """List afresh as soon as possible (the current watch is abandoned)."""
@@ -352,10 +362,10 @@ class Informer:
         while True:
             self._relist.clear()
             try:
-                version = await self._list()
+                self.version = await self._list()
                 failures = 0
                 while not self._relist.is_set():
-                    version = await self._watch(version)
+                    self.version = await self._watch(self.version)
             except _Gone:
                 log.info("%s: the watch expired (410 Gone); listing again", self._what)
             except ApiError as error:
@@ -380,7 +390,12 @@ class Informer:
         while True:
             params = {**self.params, "limit": str(self.page)}
             if token:
-                params["continue"] = token
+                params["continue"] = token  # the server keeps the first page's version
+            elif self.version:
+                # From the watch cache, as soon as it has reached that version (the server
+                # answers 504 within seconds if it does not, and the list is tried again).
+                params["resourceVersion"] = self.version
+                params["resourceVersionMatch"] = "NotOlderThan"
             try:
                 page = await self.api.list_raw(
                     f"list_{self.resource.name}", path, params, self.resource.decode_page
@@ -430,7 +445,7 @@ class Informer:
                                 raise _Gone
                             raise ApiError(f"watch {self._what}: {event.message} ({event.code})")
                         if event.resource_version:
-                            latest = event.resource_version
+                            latest = self.version = event.resource_version
                         if event.body is not None:
                             event.body.setdefault("apiVersion", self.resource.api_version)
                             event.body.setdefault("kind", self.resource.kind)

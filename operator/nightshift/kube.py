@@ -120,10 +120,12 @@ class KubeClient:
         *args: Any,
         _lease: bool = False,
         _write: bool = False,
+        _list: bool = False,
         **kwargs: Any,
     ) -> T:
         """Run ``fn`` in the pool with the timeouts; ApiException stays, the rest is ApiError.
-        A write first waits for the client-side rate limit (the Lease's never do)."""
+        A write first waits for the client-side rate limit (the Lease's never do). A list that
+        got no answer in time is a slow server, not a lost one (``_list``): see below."""
         if _write and self._writes is not None:
             wait = self._writes.reserve(time.monotonic())
             if wait > 0:
@@ -142,6 +144,15 @@ class KubeClient:
             # No answer: a condition to log and retry, not a bug to trace.
             metrics.API_ERRORS.labels(call=verb).inc()
             self.errors[verb] = self.errors.get(verb, 0) + 1
+            if _list and _read_timeout(error):
+                # A list the server is slow to answer (an overloaded API server serving it from
+                # etcd) says nothing about the other requests: only its informer tries again.
+                # Calling the server unreachable would make every shard list again and stop
+                # syncing meanwhile, which adds load to a server already behind.
+                raise ApiError(
+                    f"{verb}: no answer within {timeout[1]:g} s (the API server is slow)",
+                    transient=True,
+                ) from None
             if isinstance(
                 error, urllib3.exceptions.TimeoutError | urllib3.exceptions.ProtocolError
             ):
@@ -213,7 +224,7 @@ class KubeClient:
                 raw.release_conn()
 
         try:
-            return await self._call(verb, fetch)
+            return await self._call(verb, fetch, _list=True)
         except ApiException as error:
             raise classify(verb, error) from None
 
@@ -869,6 +880,13 @@ def _client(connections: int) -> client.ApiClient:
 def _series(count: int, now: datetime) -> dict[str, Any]:
     """An Event's series (client-go's EventSeries): how often, and when last."""
     return {"count": count, "lastObservedTime": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")}
+
+
+def _read_timeout(error: BaseException) -> bool:
+    """Whether the request was sent and its answer did not come in time (not a failed connect)."""
+    if isinstance(error, urllib3.exceptions.MaxRetryError) and error.reason is not None:
+        error = error.reason
+    return isinstance(error, urllib3.exceptions.ReadTimeoutError)
 
 
 def _describe(error: BaseException) -> str:

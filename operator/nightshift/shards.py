@@ -594,18 +594,24 @@ class ShardManager:
             self._labeller = asyncio.create_task(labeller.run(), name="shard-labeller")
 
     async def _run_shard(self, shard: int, controller: Controller) -> None:
-        """Label this shard's unlabelled Jobs (and tasks), then run its controller."""
+        """Label this shard's unlabelled Jobs (and tasks), then run its controller, whose lists
+        show at least what was written before this replica took the shard."""
         labeller = Labeller(self.api, namespaces=self.namespaces, tasks=self.mode == "label")
         failures = 0
         while True:
             try:
                 await labeller.label_once(shard_buckets(shard, self.shards))
+                lease = await self.api.read_lease(
+                    self.namespace, shard_lease_name(self.name, shard)
+                )
                 break
             except ApiError as error:
                 failures += 1
                 delay = Backoff().delay(failures, random.random())
                 log.warning("shard %d: labelling: %s; again in %.1f s", shard, error, delay)
                 await asyncio.sleep(delay)
+        version = str(((lease or {}).get("metadata") or {}).get("resourceVersion") or "")
+        controller.list_no_older_than(version)
         await controller.run()
 
     async def _stop(self, shard: int, change: Literal["released", "lost"]) -> None:

@@ -138,6 +138,47 @@ def test_410_gone_lists_again() -> None:
     assert sink.lists[1] == {("ns", "a", "u-a")}
 
 
+def test_a_list_again_asks_for_no_older_state_than_last_seen_from_the_watch_cache() -> None:
+    """A list after the first shows no state older than what the informer already saw, and a
+    first list no older than the version its owner gives (the shard Lease it took): the API
+    server serves both from its watch cache. Only an informer that knows no version makes a
+    consistent read, which a busy server may serve from etcd (50,000 tasks: over 30 s)."""
+    script, sink = Script(), Sink()
+    script.pages = [
+        {"metadata": {"resourceVersion": "50", "continue": "p2"}, "items": [task("a", 10)]},
+        {"metadata": {"resourceVersion": "50"}, "items": [task("b", 11)]},
+        {"metadata": {"resourceVersion": "90"}, "items": [task("a", 80)]},
+    ]
+    script.streams = [
+        [
+            line("ADDED", task("c", 51)),
+            line("BOOKMARK", {"metadata": {"resourceVersion": "70"}}),
+            line("ERROR", {"kind": "Status", "code": 410, "message": "too old"}),
+        ]
+    ]
+    informer = Informer(script, TASKS, sink, not_older_than="42")  # type: ignore[arg-type]
+
+    asyncio.run(run_until(informer, lambda: len(sink.lists) == 2))
+    lists = [params for verb, params in script.calls if verb == "list_tasks"]
+    assert (lists[0]["resourceVersion"], lists[0]["resourceVersionMatch"]) == (
+        "42",
+        "NotOlderThan",
+    )
+    # A continue token carries the first page's version; the server refuses both at once.
+    assert "resourceVersion" not in lists[1]
+    assert "resourceVersionMatch" not in lists[1]
+    assert lists[1]["continue"] == "p2"
+    assert (lists[2]["resourceVersion"], lists[2]["resourceVersionMatch"]) == (
+        "70",
+        "NotOlderThan",
+    )
+
+    script, sink = Script(), Sink()
+    script.pages = [{"metadata": {"resourceVersion": "5"}, "items": []}]
+    asyncio.run(run_until(Informer(script, TASKS, sink), lambda: bool(sink.lists)))  # type: ignore[arg-type]
+    assert "resourceVersion" not in script.calls[0][1]  # nothing seen, nothing given
+
+
 def test_an_error_backs_off_and_lists_again() -> None:
     script, sink = Script(), Sink()
     script.pages = [

@@ -284,6 +284,34 @@ def test_no_answer_is_unreachable_and_reported(client: KubeClient) -> None:
     assert calls == [1]
 
 
+def test_a_list_the_server_is_slow_to_answer_is_not_called_unreachable(client: KubeClient) -> None:
+    """At 50,000 tasks an overloaded API server took over 30 s to answer a shard's first list;
+    calling that unreachable made every shard of the replica list again and stop syncing
+    meanwhile (its other shards fired nothing for minutes). Only a connection that fails is."""
+    calls: list[int] = []
+    client.on_unreachable = lambda: calls.append(1)
+    timed_out = urllib3.exceptions.ReadTimeoutError(None, "/apis", "Read timed out.")  # type: ignore[arg-type]
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        raise timed_out
+
+    client._api_client.call_api = slow  # type: ignore[method-assign]
+    with pytest.raises(ApiError) as raised:
+        run(client.list_raw("list_tasks", "/apis/x", {"limit": "500"}, json.loads))
+    assert not isinstance(raised.value, Unreachable)
+    assert raised.value.transient
+    assert "slow" in str(raised.value)
+    assert calls == []
+
+    def refused_connection(*args: Any, **kwargs: Any) -> Any:
+        raise urllib3.exceptions.NewConnectionError(None, "refused")  # type: ignore[arg-type]
+
+    client._api_client.call_api = refused_connection  # type: ignore[method-assign]
+    with pytest.raises(Unreachable):
+        run(client.list_raw("list_tasks", "/apis/x", {"limit": "500"}, json.loads))
+    assert calls == [1]
+
+
 def test_writes_wait_for_the_client_side_limit_and_the_lease_never_does() -> None:
     kube = KubeClient(max_workers=2, qps=20, burst=2)
     job = {"metadata": {"name": "t-1"}}
