@@ -51,6 +51,10 @@ SCHEDULER_LAG = Histogram(
 )
 QUEUE_DEPTH = Gauge("nightshift_scheduler_queue_depth", "Wake-ups waiting in the scheduler heap.")
 TASKS = Gauge("nightshift_tasks", "ScheduledTasks known to this replica.")
+WRITES_PENDING = Gauge(
+    "nightshift_writes_pending",
+    "Tasks whose decided status, Job deletes or Events are not written yet (the write-behind).",
+)
 SHARDS_HELD = Gauge("nightshift_shards_held", "Shards this replica holds (with --shards > 1).")
 SHARD_CHANGES = Counter(
     "nightshift_shard_changes_total",
@@ -106,8 +110,12 @@ RESTARTS = Counter(
 )
 
 
-def track(tasks: Callable[[], float], queued: Callable[[], float]) -> None:
-    """Read ``nightshift_tasks`` and ``nightshift_scheduler_queue_depth`` from these when scraped:
-    with shards, one controller per shard held, and the gauges are their sums."""
+def track(
+    tasks: Callable[[], float], queued: Callable[[], float], pending: Callable[[], float]
+) -> None:
+    """Read ``nightshift_tasks``, ``nightshift_scheduler_queue_depth`` and
+    ``nightshift_writes_pending`` from these when scraped: with shards, one controller per shard
+    held, and the gauges are their sums."""
     TASKS.set_function(tasks)
     QUEUE_DEPTH.set_function(queued)
+    WRITES_PENDING.set_function(pending)

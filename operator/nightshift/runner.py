@@ -241,7 +241,11 @@ async def _main(args: argparse.Namespace) -> None:
         policies=policies,
         limits=limits,
     )
-    metrics.track(lambda: len(controller.store), lambda: controller.queue.scheduled)
+    metrics.track(
+        lambda: len(controller.store),
+        lambda: controller.queue.scheduled,
+        lambda: controller.writer.backlog,
+    )
     if elector is not None:
         elector.on_started = controller.resync_all
         supervisor.start("leader-election", elector.run)
@@ -312,7 +316,7 @@ async def _sharded(
         policies=policies,
         limits=limits,
     )
-    metrics.track(manager.tasks, manager.queued)
+    metrics.track(manager.tasks, manager.queued, manager.writes_pending)
     supervisor.start("shards", manager.run)
     scrapes = await _serve_metrics(args, api)
     target = _ShardedHealth(supervisor, manager)

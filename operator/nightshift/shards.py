@@ -352,6 +352,9 @@ class ShardManager:
     def queued(self) -> int:
         return sum(c.queue.scheduled for c in self.controllers())
 
+    def writes_pending(self) -> int:
+        return sum(c.writer.backlog for c in self.controllers())
+
     # --- the loop ----------------------------------------------------------------------------
 
     async def run(self) -> None:
