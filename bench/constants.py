@@ -23,6 +23,8 @@ MISS_AFTER = 60.0  # a task without a Job this long after T is a miss
 TICK = "zz-tick"  # listed last (etcd lists by key): the worst case for a restart
 TICK_EVERY = 10
 SCALE_TICK = 4  # s: the interval of the scale phase's tick tasks
+SCALE_LATE = 2 * SCALE_TICK  # s: a tick slot whose first Job came later than this is late
+SCALE_CATCH_UP = 120.0  # s the scale phase waits at its end for tick slots still without a Job
 
 TARGETS = {
     "api_writes_per_run": 3,
