@@ -24,6 +24,7 @@ TICK = "zz-tick"  # listed last (etcd lists by key): the worst case for a restar
 TICK_EVERY = 10
 SCALE_TICK = 4  # s: the interval of the scale phase's tick tasks
 SCALE_LATE = 2 * SCALE_TICK  # s: a tick slot whose first Job came later than this is late
+SCALE_PENDING = 50  # tasks with writes pending, over all replicas, that count as written
 SCALE_CATCH_UP = 120.0  # s the scale phase waits at its end for tick slots still without a Job
 
 TARGETS = {

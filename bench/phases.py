@@ -32,6 +32,7 @@ from bench.constants import (
     MISS_AFTER,
     SCALE_CATCH_UP,
     SCALE_LATE,
+    SCALE_PENDING,
     SCALE_TICK,
     THREADS,
     TICK,
@@ -579,35 +580,45 @@ class Bench:
     def _settle_shards(
         self, ops: dict[str, Operator], shards: int, tasks: int, *, timeout: float, what: str
     ) -> dict[str, dict[str, Any]]:
-        """Wait until the replicas hold every shard, none above its fair share, and their
-        nightshift_tasks add up to ``tasks``, unchanged for 3 s. Per replica: the shards it
-        holds, its tasks, when its task count last grew (seconds after its start), RSS."""
+        """Wait until the replicas hold every shard, none above its fair share, their
+        nightshift_tasks add up to ``tasks``, unchanged for 3 s, and their writes are done (at
+        most SCALE_PENDING tasks with writes pending: the tick tasks write all the time). Per
+        replica: the shards it holds, its tasks, when its task count last grew (seconds after
+        its start), RSS; and how long after the call the writes were done."""
         share = -(-shards // len(ops))
         last: dict[str, tuple[float, float]] = {}
         changed = {name: op.started_at for name, op in ops.items()}
         stable_since = math.inf
-        deadline = time.time() + timeout
+        called = time.time()
+        deadline = called + timeout
+        written: float | None = None
         while True:
             now = time.time()
             seen = {
                 name: (op.gauge("nightshift_shards_held") or 0, op.gauge("nightshift_tasks") or 0)
                 for name, op in ops.items()
             }
+            pending = sum(op.gauge("nightshift_writes_pending") or 0 for op in ops.values())
             for name, value in seen.items():
                 if value != last.get(name):
                     changed[name] = now
-            done = (
+            loaded = (
                 sum(v[0] for v in seen.values()) == shards
                 and all(v[0] <= share for v in seen.values())
                 and sum(v[1] for v in seen.values()) == tasks
             )
+            if loaded and pending <= SCALE_PENDING and written is None:
+                written = now - called
+            done = loaded and pending <= SCALE_PENDING
             if seen != last or not done:
                 stable_since = now
             last = seen
             if done and now - stable_since >= 3:
                 break
             if now > deadline:
-                raise TimeoutError(f"{what}: not settled after {timeout:.0f} s: {seen}")
+                raise TimeoutError(
+                    f"{what}: not settled after {timeout:.0f} s: {seen}, {pending} writes pending"
+                )
             time.sleep(0.5)
         holders = self._holders(next(iter(ops.values())).namespace)
         out = {}
@@ -618,6 +629,9 @@ class Bench:
                 "loaded_s": round(changed[name] - op.started_at, 2),
                 **op.proc_status(),
             }
+        for replica in out.values():
+            # When the replicas' writes together were done (seconds after the wait began).
+            replica["writes_done_s"] = round(written or 0.0, 1)
         say(
             f"scale: {what}: "
             + "; ".join(
@@ -625,6 +639,7 @@ class Bench:
                 f"RSS {r['VmRSS']} MiB"
                 for n, r in out.items()
             )
+            + f"; writes done {written or 0.0:.0f} s after the wait began"
         )
         return out
 
