@@ -523,9 +523,10 @@ class Controller:
         else:
             refusal = self._judge(namespace, name, spec, body["spec"].get("jobTemplate"))
         start = self.writer.begin(key, entry, body)
+        decided = start.status
         try:
             status = TaskStatus.model_validate(
-                start.status if start.status is not None else body.get("status") or {}
+                decided if decided is not None else body.get("status") or {}
             )
         except ValueError:
             log.warning("status of %s/%s is unreadable; starting from an empty one", *key)

@@ -132,8 +132,12 @@ class Start:
 
     @property
     def status(self) -> dict[str, Any] | None:
-        """The decided but unwritten status to start from; None: the stored one."""
-        return self.pending.status if self.pending is not None else None
+        """The decided but unwritten status to start from (a fresh copy); None: the stored
+        one."""
+        if self.pending is None or self.pending.status is None:
+            return None
+        value: dict[str, Any] = json.loads(self.pending.status)
+        return value
 
 
 @dataclass(slots=True)
@@ -143,7 +147,9 @@ class _Pending:
     entry: Entry  # the stored task it was decided for (a namesake is another entry)
     base_rv: str  # the resourceVersion the first unwritten decision started from
     base_status: bytes  # that version's status (canonical): whose write a conflict was
-    status: dict[str, Any] | None = None
+    # The decided status as JSON: a first look at 12,000 new tasks decides their statuses far
+    # faster than the client-side rate limit lets them be written, and as dicts they held ~40 MB.
+    status: bytes | None = None
     deletes: dict[str, tuple[str, str | None]] = field(default_factory=dict)  # name: (why, uid)
     events: list[Event] = field(default_factory=list)
     flushing: bool = False
@@ -224,7 +230,7 @@ class Writer:
             pending = _Pending(entry=entry, base_rv=base_rv, base_status=base_status)
             self._pending[key] = pending
         if status is not None:
-            pending.status = status
+            pending.status = json.dumps(status, separators=(",", ":")).encode()
         for name, what in deletes.items():
             pending.deletes.setdefault(name, what)
         pending.events = _bounded(pending.events + events)
@@ -301,7 +307,9 @@ class Writer:
             pending.deletes, pending.events = {}, []
             if status is not None:
                 try:
-                    updated = await self.api.patch_status(namespace, name, status, pending.base_rv)
+                    updated = await self.api.patch_status(
+                        namespace, name, json.loads(status), pending.base_rv
+                    )
                 except Conflict as conflict:
                     pending.deletes = deletes | pending.deletes
                     pending.events = _bounded(events + pending.events)
