@@ -670,10 +670,12 @@ class Bench:
         return ticks
 
     def _slots_report(
-        self, watcher: JobWatcher, ticks: dict[str, dict[str, Any]], until: float
+        self, watcher: JobWatcher, ticks: dict[str, dict[str, Any]], until: float, since: float
     ) -> dict[str, Any]:
-        """Duplicate Jobs, and the tick tasks' slots up to ``until``: lost (no attempt-1 Job) or
-        late (its first Job more than SCALE_LATE s after the slot), with the worst delay."""
+        """Duplicate Jobs, and the tick tasks' slots up to ``until``: lost (no attempt-1 Job) or,
+        from ``since`` on (the replicas loaded: before, no replica ran yet and the slots were
+        caught up once one did), late (its first Job more than SCALE_LATE s after the slot),
+        with the worst delay."""
         jobs = [j for j in watcher.snapshot() if j["task"] in ticks]
         per_slot = Counter((j["task"], j["run"], j["attempt"]) for j in jobs)
         first: dict[tuple[str, str], float] = {}
@@ -691,7 +693,7 @@ class Bench:
                 added = first.get((name, run))
                 if added is None:
                     lost.append(f"{name} {run}")
-                else:
+                elif slot >= since:
                     worst = max(worst, added - slot)
                     if added - slot > SCALE_LATE:
                         late.append(f"{name} {run} +{added - slot:.1f} s")
@@ -749,6 +751,7 @@ class Bench:
             result["load"] = self._settle_shards(
                 ops, shards, loaded, timeout=1800, what=f"{replicas} replicas loaded"
             )
+            loaded_at = time.time()
 
             # The skew of due_n tasks due together, spread over the shards.
             due = minute_slot(due_n / 50 + 20)
@@ -861,12 +864,12 @@ class Bench:
             waiting = time.monotonic()
             with contextlib.suppress(TimeoutError):
                 poll(
-                    lambda: self._slots_report(watcher, ticks, until)["lost_slots"] == 0,
+                    lambda: self._slots_report(watcher, ticks, until, loaded_at)["lost_slots"] == 0,
                     timeout=SCALE_CATCH_UP,
                     what="the tick tasks' slots to be caught up",
                     interval=1.0,
                 )
-            result["slots"] = self._slots_report(watcher, ticks, until)
+            result["slots"] = self._slots_report(watcher, ticks, until, loaded_at)
             slots = result["slots"]
             slots["waited_s"] = round(time.monotonic() - waiting, 1)
             say(
