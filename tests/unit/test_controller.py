@@ -110,8 +110,10 @@ class World:
     async def at(self, hms: str) -> None:
         """Move the clock to ``hms``, queue what came due (as the timer does), and settle."""
         self.clock.set(at(hms))
+        now = self.clock().timestamp()
         for controller in self.controllers:
-            controller.queue.pop_due(self.clock().timestamp())
+            for key, when in controller.queue.pop_due(now):
+                controller._due(key, when, now)  # as the timer does
         await self.settle()
 
     async def stop(self) -> None:
@@ -172,7 +174,7 @@ def test_a_new_task_is_scheduled_then_its_slot_runs() -> None:
         await world.settle()
         assert world.fake.writes() == [("patch_status", "t")]
         assert world.status()["nextScheduleTime"] == at("03:00")
-        assert controller.queue.wake_of(KEY) == ts("03:00")
+        assert controller.next_sync(KEY) == ts("03:00")
         await world.at("03:00")
         assert world.writes_since(1) == [
             ("create_job", J03),
@@ -181,7 +183,86 @@ def test_a_new_task_is_scheduled_then_its_slot_runs() -> None:
         ]
         assert active(world.status()) == [J03]
         assert world.status()["runCount"] == 1
-        assert controller.queue.wake_of(KEY) == ts("04:00")
+        assert controller.next_sync(KEY) == ts("04:00")
+
+    scenario(body)
+
+
+# --- deciding ahead ------------------------------------------------------------------------------
+
+
+def test_a_slot_is_decided_ahead_and_its_job_created_at_the_slot_not_before(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ten seconds before the slot the sync is decided (as of the slot); at the slot it only
+    creates the Job and hands over the writes: no second decision, the same outcome."""
+    import nightshift.controller as controller_module
+
+    decisions: list[tuple[datetime, int]] = []  # (as of when, API calls made before it)
+    real = controller_module.decide
+    fakes: list[Any] = []
+
+    def counted(view: Any, now: datetime) -> Any:
+        decisions.append((now, len(fakes[0].calls)))
+        return real(view, now)
+
+    monkeypatch.setattr(controller_module, "decide", counted)
+
+    async def body(world: World) -> None:
+        fakes.append(world.fake)
+        controller = world.replica()
+        world.fake.create_task(NS, "t", spec())
+        await world.settle()
+        mark, before = len(world.fake.writes()), len(world.fake.calls)
+        decisions.clear()
+        await world.at("02:59:50")
+        assert world.writes_since(mark) == []  # nothing is created before its slot
+        slot = datetime.fromisoformat(at("03:00").replace("Z", "+00:00"))
+        assert [when for when, _ in decisions] == [slot]
+        await world.at("03:00")
+        calls = world.fake.calls
+        create = next(i for i in range(before, len(calls)) if calls[i].verb == "create_job")
+        # The slot used the decision made ahead: none was made between it and the create (the
+        # syncs after it are the watch's news of the Job and the status written).
+        assert [n for _, n in decisions[1:] if n <= create] == []
+        assert world.writes_since(mark) == [
+            ("create_job", J03),
+            ("patch_status", "t"),
+            ("post_event", "RunStarted"),
+        ]
+        assert active(world.status()) == [J03]
+        assert controller.next_sync(KEY) == ts("04:00")
+
+    scenario(body)
+
+
+def test_a_task_suspended_after_its_slot_was_decided_ahead_gets_no_job() -> None:
+    async def body(world: World) -> None:
+        world.replica()
+        world.fake.create_task(NS, "t", spec())
+        await world.settle()
+        await world.at("02:59:50")
+        world.fake.update_task(NS, "t", spec=spec(suspend=True))
+        await world.at("02:59:55")
+        await world.at("03:00")
+        assert J03 not in {name for _, name in world.fake.jobs}
+        assert world.status().get("active", []) == []
+
+    scenario(body)
+
+
+def test_a_decision_made_ahead_is_not_used_long_after_its_slot() -> None:
+    """An operator that reaches the slot late (a long pause) decides again, as of then."""
+
+    async def body(world: World) -> None:
+        controller = world.replica()
+        world.fake.create_task(NS, "t", spec())
+        await world.settle()
+        await world.at("02:59:50")
+        assert KEY in controller._plans
+        await world.at("03:00:30")
+        assert KEY not in controller._plans
+        assert active(world.status()) == [J03]  # caught up by a fresh decision
 
     scenario(body)
 
@@ -204,7 +285,7 @@ def test_an_unreadable_exit_code_fails_the_sync_and_is_read_again() -> None:
         assert world.writes_since(mark) == []
         assert runs(world.status()) == []
         assert active(world.status()) == [J03]
-        assert controller.queue.wake_of(KEY) == ts("03:05:01")  # back-off 1 s
+        assert controller.next_sync(KEY) == ts("03:05:01")  # back-off 1 s
 
         await world.at("03:05:01")
         assert world.writes_since(mark) == [
@@ -279,7 +360,7 @@ def test_a_throttled_create_is_retried_not_recorded_and_its_sibling_is_adopted(
         controller.queue.pop_due(world.clock().timestamp())  # the 03:00 wake-up, as the timer
         await world.settle(watch=watch)
         assert world.writes_since(mark) == first
-        assert controller.queue.wake_of(KEY) == wake
+        assert controller.next_sync(KEY) == wake
         assert world.fake.job_names(NS) == [MANUAL]
         assert runs(world.status()) == []
         assert active(world.status()) == []
@@ -312,7 +393,7 @@ def test_a_permanent_create_error_is_recorded_as_a_failed_run() -> None:
         ]
         assert runs(world.status()) == [(at("03:00"), 1, "Failed", "JobCreateFailed")]
         assert world.fake.job_names(NS) == []
-        assert controller.queue.wake_of(KEY) == ts("04:00")
+        assert controller.next_sync(KEY) == ts("04:00")
 
     scenario(body)
 
@@ -400,7 +481,7 @@ def test_a_replica_that_is_not_the_leader_calls_nothing() -> None:
             "list_namespaces",
             "watch_namespaces",
         }
-        assert controller.queue.wake_of(KEY) is None  # no decision, so no wake-up
+        assert controller.next_sync(KEY) is None  # no decision, so no wake-up
 
     scenario(body)
 
@@ -530,12 +611,12 @@ def test_a_job_deleted_right_after_its_creation_is_looked_at_again_30_s_on() -> 
         world.fake.remove_job(NS, J03)
         await world.settle()
         assert active(world.status()) == [J03]  # its absence cannot be trusted yet
-        assert controller.queue.wake_of(KEY) == ts("03:00:31")
+        assert controller.next_sync(KEY) == ts("03:00:31")
         await world.at("03:00:31")
         assert runs(world.status()) == [(at("03:00"), 1, "Cancelled", None)]
         assert active(world.status()) == []
         assert world.fake.event_reasons()[-1] == "RunCancelled"
-        assert controller.queue.wake_of(KEY) == ts("04:00")
+        assert controller.next_sync(KEY) == ts("04:00")
 
     scenario(body)
 
@@ -600,7 +681,7 @@ def test_an_unreachable_api_server_stops_syncs_until_a_resync_succeeds() -> None
             "list_tasks",
         ]
         assert controller.problems() == []
-        assert controller.queue.wake_of(KEY) == ts("03:00:01")
+        assert controller.next_sync(KEY) == ts("03:00:01")
         await world.at("03:00:01")
         assert active(world.status()) == [J03]
 
@@ -760,7 +841,7 @@ def test_a_namespace_labelled_privileged_lets_it_run_and_the_refusal_clears_at_o
         await world.settle()  # no slot is due: the label alone judges the task again
         assert ready(world.status())[:2] == ("True", "Scheduled")
         assert world.fake.event_reasons() == ["PodSecurity", "SpecValid"]
-        assert controller.queue.wake_of(KEY) == ts("03:00")
+        assert controller.next_sync(KEY) == ts("03:00")
         await world.at("03:00")
         assert world.fake.job_names(NS) == [J03]
         # Stricter again: a new Job would be refused; the one running is the Job controller's.
