@@ -42,6 +42,7 @@ __all__ = [
     "Informer",
     "Resource",
     "Sink",
+    "decode_job",
 ]
 
 log = logging.getLogger(__name__)
@@ -126,7 +127,7 @@ class _ObjectList(msgspec.Struct):
 _JSON = msgspec.json.Decoder()
 
 
-def _job(raw: bytes | msgspec.Raw) -> dict[str, Any]:
+def decode_job(raw: bytes | msgspec.Raw) -> dict[str, Any]:
     """A Job's body as a dict with only the fields the controller reads."""
     body: dict[str, Any] = msgspec.to_builtins(msgspec.json.decode(raw, type=_Job))
     return body
@@ -265,7 +266,7 @@ TASKS = Resource(
     _objects_page,
     _event_decoder(_task),
 )
-JOBS = Resource("jobs", "batch/v1", "Job", "jobs", _jobs_page, _event_decoder(_job))
+JOBS = Resource("jobs", "batch/v1", "Job", "jobs", _jobs_page, _event_decoder(decode_job))
 CALENDARS = Resource(
     "calendars",
     "nightshift.dev/v1alpha1",

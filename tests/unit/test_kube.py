@@ -64,9 +64,32 @@ def client() -> Iterator[KubeClient]:
     kube.close()
 
 
+class RawResponse:
+    """What the raw requests read: a urllib3 response."""
+
+    def __init__(self, body: Any, status: int = 201) -> None:
+        self.status = status
+        self.data = json.dumps(body).encode()
+
+    def release_conn(self) -> None:
+        pass
+
+
 def stub(kube: KubeClient, **answers: list[Any]) -> Stub:
     fake = Stub(answers)
     kube._batch = kube._core = kube._custom = kube._coordination = kube._authorization = fake
+
+    def call_api(method: str, url: str, **kwargs: Any) -> Any:
+        # A Job is POSTed raw (nightshift.kube._raw): answer it from the same script.
+        if method != "POST" or not url.endswith("/jobs"):
+            raise AssertionError(f"unexpected raw request {method} {url}")
+        fake.requests.append(("create_namespaced_job", (url,), kwargs))
+        answer = answers["create_namespaced_job"].pop(0)
+        if isinstance(answer, BaseException):
+            raise answer
+        return type("Answer", (), {"response": RawResponse(answer)})()
+
+    kube._api_client.call_api = call_api  # type: ignore[method-assign]
     return fake
 
 
@@ -153,6 +176,33 @@ def test_create_job_errors(client: KubeClient, error: ApiException, expected: An
         assert raised.value.transient
     else:
         assert run(client.create_job(NS, manifest, "task-uid")) == expected
+
+
+def test_a_job_is_posted_as_json_and_only_what_the_controller_reads_is_kept(
+    client: KubeClient,
+) -> None:
+    manifest = {"metadata": {"name": "t-1", "labels": {"a": "b"}}, "spec": {"parallelism": 1}}
+    answer = {
+        "metadata": {
+            "name": "t-1",
+            "uid": "job-uid",
+            "managedFields": [{"manager": "nightshift"}],
+            "annotations": {"nightshift.dev/run": "r"},
+        },
+        "spec": {"template": {"spec": {"containers": [{"name": "main", "image": "x"}]}}},
+    }
+    api = stub(client, create_namespaced_job=[answer])
+    kind, message, job = run(client.create_job(NS, manifest, "task-uid"))
+    (_, (url,), kwargs), *_ = api.requests
+    assert url.endswith(f"/apis/batch/v1/namespaces/{NS}/jobs")
+    assert kwargs["body"] == manifest
+    assert kwargs["header_params"]["Content-Type"] == "application/json"
+    assert (kind, message) == ("created", "")
+    assert job is not None
+    assert job["metadata"]["uid"] == "job-uid"
+    assert job["metadata"]["annotations"] == {"nightshift.dev/run": "r"}
+    assert "managedFields" not in job["metadata"]
+    assert "template" not in job.get("spec", {})
 
 
 @pytest.mark.parametrize(
