@@ -108,6 +108,8 @@ class _Look:
     start: Start
     status: TaskStatus
     spec: TaskSpec | None
+    # Decided ahead: the new and the old status as JSON, made then rather than at the slot.
+    dumps: tuple[dict[str, Any], dict[str, Any]] | None = None
 
 
 @dataclass(slots=True)
@@ -583,6 +585,10 @@ class Controller:
         self.queue.add_after(key, target)
         look = await self._look(key, entry, datetime.fromtimestamp(target, UTC), ahead=True)
         if look.decision.create and self.is_leader():
+            look.dumps = (
+                look.decision.status.model_dump(mode="json"),
+                look.status.model_dump(mode="json"),
+            )
             self._plans[key] = _Plan(look, target, self._signature(key, entry, look))
 
     def _signature(self, key: Key, entry: Entry, look: _Look) -> tuple[Any, ...]:
@@ -687,8 +693,11 @@ class Controller:
         if decision.create:
             outcomes = await self._create(key, view, decision.create, spec)
             decision = settle(view, decision, outcomes, self.clock())
-
-        new_status = decision.status.model_dump(mode="json")
+        if look.dumps is not None and decision is look.decision:
+            new_status, old_status = look.dumps  # settle changed nothing: the Jobs were made
+        else:
+            new_status = decision.status.model_dump(mode="json")
+            old_status = status.model_dump(mode="json")
         deletes = {
             d.name: (d.why, job.uid if (job := entry.jobs.get(d.name)) else None)
             for d in decision.delete
@@ -696,7 +705,7 @@ class Controller:
         self.writer.submit(
             key,
             start,
-            status=new_status if new_status != status.model_dump(mode="json") else None,
+            status=new_status if new_status != old_status else None,
             deletes=deletes,
             events=decision.events,
         )
