@@ -415,6 +415,15 @@ class Controller:
             self.queue.add(key)
         self.backfiller.sync_all()
 
+    def resume(self) -> None:
+        """The lease was renewed late (past the renew deadline) and nobody took it: the syncs
+        and writes skipped meanwhile, while this replica might not act, are done now. (A
+        replica that became leader anew resyncs instead: another may have acted.)"""
+        for key in list(self.store.entries):
+            self.queue.add(key, background=True)
+        self.writer.flush_all()
+        self.backfiller.sync_all()
+
     def _due(self, key: Key, when: float, now: float) -> None:
         metrics.SCHEDULER_LAG.observe(max(0.0, now - when))
         self._woken[key] = when  # the sync tells a wake-up to decide ahead by its time

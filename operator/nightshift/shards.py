@@ -544,7 +544,13 @@ class ShardManager:
             return
         held = self.held.get(shard)
         if renewed and held is not None:
+            lapsed = not self.holds(shard)
             held.renewed_at = self.clock()
+            if lapsed:
+                # Renewed after the renew deadline (a busy event loop, a slow API server), and
+                # nobody took it meanwhile: syncs and writes were skipped while it lapsed.
+                log.warning("shards: shard %d renewed after its renew deadline; resuming", shard)
+                held.controller.resume()
 
     async def _acquire(self, shard: int, current: dict[str, Any] | None) -> None:
         name = shard_lease_name(self.name, shard)

@@ -234,11 +234,20 @@ class Writer:
         for name, what in deletes.items():
             pending.deletes.setdefault(name, what)
         pending.events = _bounded(pending.events + events)
+        self._start(key, pending)
+
+    def _start(self, key: Key, pending: _Pending) -> None:
         if not pending.flushing and not pending.empty():
             pending.flushing = True
             flush = asyncio.create_task(self._flush(key, pending), name="nightshift-flush")
             self._flushes.add(flush)
             flush.add_done_callback(self._flushes.discard)
+
+    def flush_all(self) -> None:
+        """Write everything still waiting (writes skip while this replica may not write, and
+        are kept; call this once it may again)."""
+        for key, pending in list(self._pending.items()):
+            self._start(key, pending)
 
     def _retry(self, key: Key, *, at_least: float | None = None) -> float:
         """Sync (and so write) the task again after its write back-off; returns the delay."""

@@ -356,6 +356,12 @@ def test_a_list_the_server_is_slow_to_answer_is_not_called_unreachable(client: K
     def refused_connection(*args: Any, **kwargs: Any) -> Any:
         raise urllib3.exceptions.NewConnectionError(None, "refused")  # type: ignore[arg-type]
 
+    stub(client, list_namespaced_pod=[timed_out])
+    with pytest.raises(ApiError) as raised:
+        run(client.pod_outcome(NS, "t-1", "job-uid"))  # a Job's pods: a list too
+    assert not isinstance(raised.value, Unreachable)
+    assert calls == []
+
     client._api_client.call_api = refused_connection  # type: ignore[method-assign]
     with pytest.raises(Unreachable):
         run(client.list_raw("list_tasks", "/apis/x", {"limit": "500"}, json.loads))

@@ -186,6 +186,32 @@ def test_three_replicas_started_together_hold_two_shards_each() -> None:
 # --- losing shards ------------------------------------------------------------------------------
 
 
+def test_a_shard_renewed_late_does_what_it_skipped_while_it_lapsed() -> None:
+    """A replica whose event loop was too busy to renew within the renew deadline (the scale
+    benchmark: 12,000 new tasks at once) skips syncs and writes meanwhile; renewed (nobody took
+    the shard), it must do them: 3,049 first-look status writes stayed unwritten for good."""
+
+    async def body(c: Cluster) -> None:
+        a = c.replica("a", shards=1)
+        c.fake.create_task(NS, "first", SPEC)
+        await c.round()
+        await c.round()
+        await settle()
+        assert c.fake.tasks[NS, "first"].get("status", {}).get("nextScheduleTime")
+        c.mono.advance(8.0)  # no round for 8 s: past the renew deadline (7 s)
+        assert not a.holds(0)
+        late = c.fake.create_task(NS, "late", SPEC)
+        a.held[0].controller.task_event("ADDED", late)  # as its watch delivers it
+        await settle()
+        assert not c.fake.tasks[NS, "late"].get("status")  # skipped: it may not act now
+        await c.round(seconds=0.0)  # the late renewal
+        assert a.holds(0)
+        await settle()
+        assert c.fake.tasks[NS, "late"]["status"]["nextScheduleTime"]
+
+    scenario(body)
+
+
 def test_a_shard_that_cannot_be_renewed_stops_before_its_lease_can_expire_elsewhere() -> None:
     async def body(c: Cluster) -> None:
         a = c.replica("a", shards=2)
