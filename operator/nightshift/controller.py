@@ -222,6 +222,7 @@ class Controller:
         self._prepare_at: dict[Key, float] = {}
         self._woken: dict[Key, float] = {}
         self._plans: dict[Key, _Plan] = {}
+        self._skipped: set[Key] = set()  # syncs skipped while this replica might not act
         self._frozen = False
         if listen_unreachable:
             api.on_unreachable = self.unreachable
@@ -330,6 +331,7 @@ class Controller:
         self._prepare_at.pop(key, None)
         self._woken.pop(key, None)
         self._plans.pop(key, None)
+        self._skipped.discard(key)
         with contextlib.suppress(KeyError):
             metrics.ACTIVE_RUNS.remove(*key)
 
@@ -411,6 +413,7 @@ class Controller:
         """
         self.writer.drop_all()
         self._plans.clear()
+        self._skipped.clear()
         for key in list(self.store.entries):
             self.queue.add(key)
         self.backfiller.sync_all()
@@ -419,10 +422,14 @@ class Controller:
         """The lease was renewed late (past the renew deadline) and nobody took it: the syncs
         and writes skipped meanwhile, while this replica might not act, are done now. (A
         replica that became leader anew resyncs instead: another may have acted.)"""
-        for key in list(self.store.entries):
-            self.queue.add(key, background=True)
+        # Only what was skipped: queueing every task again made a replica that had just taken
+        # all 50,000 so busy that it lapsed again, and again (the scale benchmark).
+        skipped, self._skipped = self._skipped, set()
+        for key in skipped:
+            if key in self.store.entries:
+                self.queue.add(key)
         self.writer.flush_all()
-        self.backfiller.sync_all()
+        self.backfiller.sync_all()  # Backfills are few
 
     def _due(self, key: Key, when: float, now: float) -> None:
         metrics.SCHEDULER_LAG.observe(max(0.0, now - when))
@@ -455,6 +462,8 @@ class Controller:
                 if self.is_leader():
                     async with asyncio.timeout(SYNC_TIMEOUT):
                         await self.sync(key)
+                else:
+                    self._skipped.add(key)  # done by resume() if the lease comes back in time
                 self.queue.succeeded(key)
             except asyncio.CancelledError:
                 raise
