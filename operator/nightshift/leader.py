@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from nightshift.api import ApiError, KubeApi
+from nightshift.threads import call_soon, in_thread
 
 __all__ = ["LeaderElector", "LeaseTiming", "lease_body", "may_acquire"]
 
@@ -98,6 +99,7 @@ class LeaderElector:
         self._renewed_at = float("-inf")
         self._seen: tuple[str | None, str | None] = (None, None)  # (holder, renewTime)
         self._seen_at = clock()
+        self._main: asyncio.AbstractEventLoop | None = None  # where on_started is called
 
     @property
     def is_leader(self) -> bool:
@@ -105,7 +107,14 @@ class LeaderElector:
         return self._leader and self.clock() - self._renewed_at < self.timing.renew_deadline
 
     async def run(self) -> None:
-        """Acquire and renew until cancelled."""
+        """Acquire and renew until cancelled, from a thread of its own: the controller's event
+        loop can be busy for longer than the renew deadline (a first look at many tasks), and
+        a renewal waiting behind it would make the leader step down for nothing."""
+        self._main = asyncio.get_running_loop()
+        await in_thread(self.keep, name="leader-election")
+
+    async def keep(self) -> None:
+        """Acquire and renew until cancelled (on the running loop)."""
         while True:
             started = self.clock()
             try:
@@ -181,4 +190,4 @@ class LeaderElector:
                 self.namespace,
                 self.name,
             )
-            self.on_started()
+            call_soon(self._main, self.on_started)

@@ -9,6 +9,12 @@ not be renewed within the renew deadline stops before its lease can expire for a
 replica above its share (one joined) gives shards back gracefully: it stops the shard's controller
 first, then clears the holder so that another replica takes it on its next attempt.
 
+The Leases are kept on an event loop of their own, in a thread of its own
+(``nightshift.threads``); the shards' controllers run on the main loop, which the first looks at
+a shard's tasks can keep busy for minutes. What the Lease side owns (``renewed``: the shards
+held and when each was last renewed) is read by the controllers; what the main side owns
+(``held``: the controllers) is changed only there, when the Lease side asks.
+
 A held shard's Controller watches only that shard: its tasks by the API server's
 ``shardSelector`` where the server filters by it (Kubernetes 1.36 ``ShardedListAndWatch``), else
 by the ``nightshift.dev/shard-bucket`` label; its Jobs always by that label, which every Job gets
@@ -26,7 +32,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -48,6 +54,7 @@ from nightshift.sharding import (
     shard_selector,
 )
 from nightshift.supervise import Supervisor
+from nightshift.threads import call_soon, in_thread, run_on
 from nightshift.workqueue import Backoff
 
 __all__ = [
@@ -276,10 +283,9 @@ class _Unlabelled:
 
 @dataclass
 class _Held:
-    """A shard this replica holds: when it last renewed it, and the controller that runs it."""
+    """A shard whose controller runs here (on the main event loop)."""
 
     index: int
-    renewed_at: float
     controller: Controller
     task: asyncio.Task[None]
 
@@ -310,7 +316,14 @@ class ShardManager:
     # The namespaces' policies, shared by the shards' controllers (None: each watches its own).
     policies: Namespaces | None = None
     limits: Limits = field(default_factory=Limits)
+    # The Lease side: the shards held, each with when its Lease was last renewed (the moment the
+    # write was sent, so that it never looks fresher than the Lease others see).
+    renewed: dict[int, float] = field(default_factory=dict)
+    # The main side: the controller of each shard held.
     held: dict[int, _Held] = field(default_factory=dict)
+    _releasing: dict[int, asyncio.Task[None]] = field(default_factory=dict)
+    # The main event loop (None until run(): then everything runs on the caller's loop).
+    _main: asyncio.AbstractEventLoop | None = None
     _seen: dict[str, _Seen] = field(default_factory=dict)
     _rounds: int = 0
     _labeller: asyncio.Task[None] | None = None
@@ -327,8 +340,8 @@ class ShardManager:
 
     def holds(self, shard: int) -> bool:
         """Whether this replica holds ``shard`` and renewed it within the renew deadline."""
-        held = self.held.get(shard)
-        return held is not None and self.clock() - held.renewed_at < self.timing.renew_deadline
+        renewed_at = self.renewed.get(shard)
+        return renewed_at is not None and self.clock() - renewed_at < self.timing.renew_deadline
 
     def controllers(self) -> list[Controller]:
         return [h.controller for h in list(self.held.values())]
@@ -342,9 +355,14 @@ class ShardManager:
         ]
 
     def unreachable(self) -> None:
-        """A request did not reach the API server: every shard lists again before it syncs."""
-        for controller in self.controllers():
-            controller.unreachable()
+        """A request did not reach the API server: every shard lists again before it syncs
+        (called on whichever loop made the request; the controllers are the main loop's)."""
+
+        def now() -> None:
+            for controller in self.controllers():
+                controller.unreachable()
+
+        call_soon(self._main, now)
 
     def tasks(self) -> int:
         return sum(len(c.store) for c in self.controllers())
@@ -358,21 +376,32 @@ class ShardManager:
     # --- the loop ----------------------------------------------------------------------------
 
     async def run(self) -> None:
+        """Keep the Leases from a thread of their own until cancelled; the controllers run on
+        this (the caller's) event loop."""
+        self._main = asyncio.get_running_loop()
+        await in_thread(self.keep, name="shard-leases")
+
+    async def keep(self) -> None:
         """A round every retry period, until cancelled."""
-        while True:
-            started = self.clock()
-            try:
-                await self.step()
-            except ApiError as error:
-                log.warning("shards: %s", error)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                # Never let this loop die: a dead loop would stop every renewal.
-                log.exception("shards: unexpected error")
-            await self.drop_lapsed()
-            elapsed = self.clock() - started
-            await asyncio.sleep(max(0.0, min(self.timing.retry_period - elapsed, self.expiry())))
+        try:
+            while True:
+                started = self.clock()
+                try:
+                    await self.step()
+                except ApiError as error:
+                    log.warning("shards: %s", error)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    # Never let this loop die: a dead loop would stop every renewal.
+                    log.exception("shards: unexpected error")
+                await self.drop_lapsed()
+                elapsed = self.clock() - started
+                pause = min(self.timing.retry_period - elapsed, self.expiry())
+                await asyncio.sleep(max(0.0, pause))
+        finally:
+            for task in self._releasing.values():
+                task.cancel()
 
     def expiry(self) -> float:
         """Seconds until just after another replica's Lease expires (as seen from here), so
@@ -403,7 +432,7 @@ class ShardManager:
         listed = {str(lease["metadata"]["name"]): lease for lease in leases}
         self._observe(listed)
         await self._announce(listed.get(self.member))
-        await asyncio.gather(*(self._renew(i, listed) for i in list(self.held)))
+        await asyncio.gather(*(self._renew(i, listed) for i in list(self.renewed)))
         self._rounds += 1
         if self._rounds == 1:
             # Announce before taking anything: replicas that start together see each other, and
@@ -416,16 +445,20 @@ class ShardManager:
             and name != self.member
             and self._alive(name, lease)
         )
-        free = [i for i in range(self.shards) if i not in self.held and self._free(i, listed)]
+        free = [i for i in range(self.shards) if i not in self.renewed and self._free(i, listed)]
         decision = rebalance(
             me=self.identity,
             shards=self.shards,
             replicas=replicas,
-            held=list(self.held),
+            held=[i for i in self.renewed if i not in self._releasing],
             free=free,
         )
         for shard in decision.release:
-            await self.release(shard)
+            # In the background: the shard's controller winds down (up to seconds) on the main
+            # loop meanwhile, and the other shards' renewals must not wait for it.
+            self._releasing[shard] = asyncio.create_task(
+                self._give_back(shard), name=f"release-shard-{shard}"
+            )
         if (
             decision.acquire
             and not self._others_use_another_count(listed)
@@ -434,7 +467,7 @@ class ShardManager:
             for shard in decision.acquire:
                 await self._acquire(shard, listed.get(shard_lease_name(self.name, shard)))
         await self._collect(listed)
-        metrics.SHARDS_HELD.set(len(self.held))
+        metrics.SHARDS_HELD.set(len(self.renewed))
 
     def _observe(self, listed: dict[str, dict[str, Any]], *, forget: bool = True) -> None:
         now = self.clock()
@@ -532,25 +565,32 @@ class ShardManager:
         name = shard_lease_name(self.name, shard)
         current = listed.get(name)
         if current is None or _holder(current) != self.identity:
+            if shard in self._releasing:
+                return  # given back meanwhile
             log.warning(
                 "shards: shard %d was taken by %s; stopping it", shard, _holder(current) or "nobody"
             )
-            await self._stop(shard, "lost")
+            await self._lose(shard)
             return
+        sent = self.clock()
         try:
             renewed = await self._write(name, self._shard_labels(shard), current)
         except ApiError as error:
             log.warning("shards: renewing shard %d: %s", shard, error)
             return
-        held = self.held.get(shard)
-        if renewed and held is not None:
+        if renewed and shard in self.renewed:  # not given back or dropped meanwhile
             lapsed = not self.holds(shard)
-            held.renewed_at = self.clock()
+            self.renewed[shard] = sent
             if lapsed:
-                # Renewed after the renew deadline (a busy event loop, a slow API server), and
-                # nobody took it meanwhile: syncs and writes were skipped while it lapsed.
+                # Renewed after the renew deadline (a slow API server), and nobody took it
+                # meanwhile: syncs and writes were skipped while it lapsed.
                 log.warning("shards: shard %d renewed after its renew deadline; resuming", shard)
-                held.controller.resume()
+                call_soon(self._main, lambda: self._resume(shard))
+
+    def _resume(self, shard: int) -> None:
+        held = self.held.get(shard)
+        if held is not None:
+            held.controller.resume()
 
     async def _acquire(self, shard: int, current: dict[str, Any] | None) -> None:
         name = shard_lease_name(self.name, shard)
@@ -559,9 +599,34 @@ class ShardManager:
             return  # another replica wrote it first; the next round looks again
         log.info("shards: %s took shard %d of %d", self.identity, shard, self.shards)
         metrics.SHARD_CHANGES.labels(change="acquired").inc()
-        self._start(shard, started)
+        self.renewed[shard] = started
+        if self._on_main():
+            self._start(shard)
+        else:
+            # Not awaited: the main loop may be busy, and this loop must keep renewing meanwhile.
+            self._later(self._start_later, shard)
 
-    def _start(self, shard: int, renewed_at: float) -> None:
+    def _on_main(self) -> bool:
+        return self._main is None or self._main is asyncio.get_running_loop()
+
+    def _later(self, work: Callable[[int], Coroutine[Any, Any, None]], shard: int) -> None:
+        """Start or stop a shard's controller on the main loop without waiting for it. The
+        starts and stops of one shard run in the order asked: each is a task there, and each
+        changes ``held`` before its first await."""
+        assert self._main is not None
+        with contextlib.suppress(RuntimeError):  # the main loop is closed: we are stopping
+            asyncio.run_coroutine_threadsafe(work(shard), self._main)
+
+    async def _start_later(self, shard: int) -> None:
+        self._start(shard)
+
+    async def _stop_lost(self, shard: int) -> None:
+        await self._stop(shard, "lost")
+
+    def _start(self, shard: int) -> None:
+        """Start the shard's controller (on the main loop)."""
+        if shard in self.held or shard not in self.renewed:
+            return  # a controller runs already, or the shard was lost before it could start
         shards = self.shards
         owned = frozenset(shard_buckets(shard, shards))
         label_term = bucket_label_selector(shard, shards)
@@ -597,7 +662,7 @@ class ShardManager:
             limits=self.limits,
         )
         task = asyncio.create_task(self._run_shard(shard, controller), name=f"shard-{shard}")
-        self.held[shard] = _Held(shard, renewed_at, controller, task)
+        self.held[shard] = _Held(shard, controller, task)
         if shard == 0 and self._labeller is None:
             labeller = Labeller(self.api, namespaces=self.namespaces, tasks=self.mode == "label")
             self._labeller = asyncio.create_task(labeller.run(), name="shard-labeller")
@@ -623,8 +688,19 @@ class ShardManager:
         controller.list_no_older_than(version)
         await controller.run()
 
+    async def _lose(self, shard: int) -> None:
+        """Forget a shard this replica may no longer run and stop its controller: it syncs
+        nothing from now on (``holds``), and the main loop stops it when it comes round."""
+        if self.renewed.pop(shard, None) is None:
+            return
+        metrics.SHARDS_HELD.set(len(self.renewed))
+        if self._on_main():
+            await self._stop(shard, "lost")
+        else:
+            self._later(self._stop_lost, shard)
+
     async def _stop(self, shard: int, change: Literal["released", "lost"]) -> None:
-        """Stop the shard's controller and forget everything it held."""
+        """Stop the shard's controller and forget everything it held (on the main loop)."""
         held = self.held.pop(shard, None)
         if held is None:
             return
@@ -638,49 +714,61 @@ class ShardManager:
             self._labeller.cancel()
             await asyncio.gather(self._labeller, return_exceptions=True)
             self._labeller = None
-        metrics.SHARDS_HELD.set(len(self.held))
         del held
         memory.release()
 
     async def drop_lapsed(self) -> None:
         """Stop every shard not renewed within the renew deadline: its lease may expire for
         another replica soon, and two controllers must not run one shard."""
-        for shard in [s for s in self.held if not self.holds(s)]:
+        for shard in [s for s in self.renewed if not self.holds(s)]:
             log.error(
                 "shards: could not renew shard %d within %ss; stopping it",
                 shard,
                 self.timing.renew_deadline,
             )
-            await self._stop(shard, "lost")
+            await self._lose(shard)
+
+    async def _give_back(self, shard: int) -> None:
+        try:
+            await self.release(shard)
+        finally:
+            self._releasing.pop(shard, None)
 
     async def release(self, shard: int) -> None:
         """Give ``shard`` back: stop syncing it first, then clear the holder so that another
-        replica takes it on its next attempt instead of waiting the lease out."""
-        await self._stop(shard, "released")
+        replica takes it on its next attempt instead of waiting the lease out. The Lease is
+        renewed until the controller has stopped: it is still this replica's meanwhile."""
+        await run_on(self._main, lambda: self._stop(shard, "released"))
+        if self.renewed.pop(shard, None) is None:
+            return  # lost meanwhile
+        metrics.SHARDS_HELD.set(len(self.renewed))
         name = shard_lease_name(self.name, shard)
-        try:
-            # Read afresh: this round may have renewed it since it was listed.
-            current = await self.api.read_lease(self.namespace, name)
-        except ApiError as error:
-            log.warning("shards: could not give shard %d back: %s", shard, error)
-            return
-        if current is None or _holder(current) != self.identity:
-            return
-        body = dict(current)
-        body["spec"] = {**_spec(current), "holderIdentity": ""}
-        try:
-            if await self.api.replace_lease(self.namespace, name, body):
-                log.info("shards: %s gave shard %d back", self.identity, shard)
-        except ApiError as error:
-            log.warning("shards: could not give shard %d back: %s", shard, error)
+        # A renewal sent before the pop may still land and change the resourceVersion: then
+        # read again.
+        for _ in range(3):
+            try:
+                current = await self.api.read_lease(self.namespace, name)
+                if current is None or _holder(current) != self.identity:
+                    return
+                body = dict(current)
+                body["spec"] = {**_spec(current), "holderIdentity": ""}
+                if await self.api.replace_lease(self.namespace, name, body):
+                    log.info("shards: %s gave shard %d back", self.identity, shard)
+                    return
+            except ApiError as error:
+                log.warning("shards: could not give shard %d back: %s", shard, error)
+                return
+        log.warning("shards: could not give shard %d back: its Lease kept changing", shard)
 
     async def release_all(self) -> None:
         """On a clean shutdown: give every shard back and withdraw the member Lease, so that the
         others take the shards at once and count one replica fewer."""
         # Wind every controller down at once (each takes up to WIND_DOWN s), so that giving back
         # many shards stays within a pod's termination grace period; then release them in turn.
+        # (The Lease loop has stopped: run() was cancelled first.)
         await asyncio.gather(*(held.controller.wind_down() for held in self.held.values()))
-        for shard in list(self.held):
+        for shard in sorted(set(self.held) | set(self.renewed)):
+            self.renewed.setdefault(shard, self.clock())
             await self.release(shard)
         with contextlib.suppress(ApiError):
             current = await self.api.read_lease(self.namespace, self.member)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import time
 import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -21,6 +22,7 @@ from fakekube import FakeClock, FakeKube, Monotonic
 from nightshift import memory
 from nightshift.api import ApiError
 from nightshift.jobs import LABEL_MANAGED
+from nightshift.leader import LeaseTiming
 from nightshift.sharding import (
     LABEL_BUCKET,
     bucket,
@@ -210,6 +212,50 @@ def test_a_shard_renewed_late_does_what_it_skipped_while_it_lapsed() -> None:
         assert c.fake.tasks[NS, "late"]["status"]["nextScheduleTime"]
 
     scenario(body)
+
+
+def test_the_leases_are_renewed_while_the_main_event_loop_is_busy() -> None:
+    """A replica that takes shards holding many tasks looks at each of them on its main event
+    loop, for minutes (the scale benchmark: 50,000 tasks on one replica). Renewals waiting behind
+    that work came after the renew deadline, and the replica dropped its shards and took them
+    again in a loop. The Leases are kept from a thread of their own: busy for longer than the
+    renew deadline, the replica still holds its shards, renewed meanwhile."""
+    timing = LeaseTiming(duration=3.0, renew_deadline=2.0, retry_period=0.25)
+
+    async def body() -> None:
+        fake = FakeKube()
+        a = ShardManager(
+            fake, namespace=OPS, name="nightshift", identity="a", shards=2, timing=timing, workers=1
+        )
+        run = asyncio.create_task(a.run())
+        try:
+            waited = time.monotonic() + 20.0
+            while sorted(a.held) != [0, 1]:
+                assert time.monotonic() < waited, "the shards were never taken"
+                await asyncio.sleep(0.05)
+            names = [shard_lease_name("nightshift", i) for i in (0, 1)]
+            before = [fake.leases[OPS, name]["spec"]["renewTime"] for name in names]
+            busy = time.monotonic() + 3.0  # past the renew deadline and the lease duration
+            while time.monotonic() < busy:
+                pass  # Python work on the main loop, which never yields
+            assert a.holds(0)
+            assert a.holds(1)
+            after = [fake.leases[OPS, name]["spec"]["renewTime"] for name in names]
+            assert all(late > early for early, late in zip(before, after, strict=True))
+        finally:
+            run.cancel()
+            await asyncio.gather(run, return_exceptions=True)
+        # The Lease loop has ended with run(): a clean shutdown gives the shards back for good.
+        await a.release_all()
+        assert a.held == {}
+        assert a.renewed == {}
+        holders = [fake.leases[OPS, name]["spec"]["holderIdentity"] for name in names]
+        assert holders == ["", ""]
+        await asyncio.sleep(2 * timing.retry_period)
+        holders = [fake.leases[OPS, name]["spec"]["holderIdentity"] for name in names]
+        assert holders == ["", ""]
+
+    asyncio.run(body())
 
 
 def test_a_shard_that_cannot_be_renewed_stops_before_its_lease_can_expire_elsewhere() -> None:
