@@ -63,7 +63,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import REPO
 from bench.cluster import Cluster
-from bench.constants import CRD, TARGETS
+from bench.constants import CRDS, TARGETS
 from bench.host import loadavg
 from bench.phases import Bench
 from bench.plot import plot
@@ -178,8 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         cluster.up()
-        cluster.kubectl("apply", "-f", str(CRD))
-        cluster.kubectl("wait", "--for=condition=Established", "crd/scheduledtasks.nightshift.dev")
+        cluster.kubectl("apply", "-f", str(CRDS))
+        names = [f"crd/{path.name.removesuffix('.yaml')}" for path in sorted(CRDS.glob("*.yaml"))]
+        cluster.kubectl("wait", "--for=condition=Established", *names)
         results["cluster"] = {
             "dir": str(cluster.dir),
             "started_here": cluster.started,
