@@ -604,24 +604,23 @@ class ShardManager:
             self._start(shard)
         else:
             # Not awaited: the main loop may be busy, and this loop must keep renewing meanwhile.
-            self._later(self._start_later, shard)
+            self._later(self._start_later(shard))
 
     def _on_main(self) -> bool:
         return self._main is None or self._main is asyncio.get_running_loop()
 
-    def _later(self, work: Callable[[int], Coroutine[Any, Any, None]], shard: int) -> None:
+    def _later(self, work: Coroutine[Any, Any, None]) -> None:
         """Start or stop a shard's controller on the main loop without waiting for it. The
         starts and stops of one shard run in the order asked: each is a task there, and each
         changes ``held`` before its first await."""
         assert self._main is not None
-        with contextlib.suppress(RuntimeError):  # the main loop is closed: we are stopping
-            asyncio.run_coroutine_threadsafe(work(shard), self._main)
+        try:
+            asyncio.run_coroutine_threadsafe(work, self._main)
+        except RuntimeError:  # the main loop is closed: we are stopping
+            work.close()
 
     async def _start_later(self, shard: int) -> None:
-        self._start(shard)
-
-    async def _stop_lost(self, shard: int) -> None:
-        await self._stop(shard, "lost")
+        self._start(shard)  # a task, not a callback: it must not overtake an earlier stop
 
     def _start(self, shard: int) -> None:
         """Start the shard's controller (on the main loop)."""
@@ -697,7 +696,7 @@ class ShardManager:
         if self._on_main():
             await self._stop(shard, "lost")
         else:
-            self._later(self._stop_lost, shard)
+            self._later(self._stop(shard, "lost"))
 
     async def _stop(self, shard: int, change: Literal["released", "lost"]) -> None:
         """Stop the shard's controller and forget everything it held (on the main loop)."""
